@@ -1,0 +1,483 @@
+//! The public client API: request and response bodies of every endpoint,
+//! and the one error-code list edge and control both answer with.
+//!
+//! | endpoint | request | response |
+//! |---|---|---|
+//! | `POST /api/license/activate` | [`ActivateRequest`] | [`ActivateResponse`] |
+//! | `POST /api/license/deactivate` | [`DeactivateRequest`] | [`DeactivateResponse`] |
+//! | `POST /api/license/transfer` | [`TransferRequest`] | [`ActivateResponse`] |
+//! | `POST /api/license/verify` | [`VerifyRequest`] | [`VerifyResponse`] |
+//! | `GET /api/license/info/{license_key}` | — | [`LicenseInfo`] |
+//! | `POST /api/license/lease` | [`LeaseRequest`] | [`LeaseResponse`] |
+//! | `POST /api/license/session/start` | [`SessionStartRequest`] | [`SessionStartResponse`] |
+//! | `POST /api/license/session/heartbeat` | [`HeartbeatRequest`] | [`HeartbeatResponse`] |
+//! | `POST /api/license/session/end` | [`SessionEndRequest`] | [`SessionEndResponse`] |
+//! | `POST /api/version/check` | [`VersionCheckRequest`] | [`VersionCheckResponse`] |
+//! | `GET /api/version/latest?product=&channel=` | [`VersionLatestQuery`] | [`VersionLatestResponse`] |
+//!
+//! Every error is an [`ErrorBody`]. Requests refuse unknown fields.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::fingerprint::{Fingerprint, MatchVerdict};
+use crate::snapshot::{LicenseKind, LicenseStatus};
+
+/// Stable, machine-readable error codes. The wire form is the
+/// SCREAMING_SNAKE_CASE name; it never changes once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidLicenseKey,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    NotFound,
+    MethodNotAllowed,
+    LicenseNotFound,
+    LicenseNotYetValid,
+    LicenseExpired,
+    LicenseSuspended,
+    LicenseRevoked,
+    ProductMismatch,
+    FeatureNotAllowed,
+    UsageLimitReached,
+    FingerprintMismatch,
+    DeviceLimitReached,
+    DeviceNotFound,
+    SessionLimitReached,
+    SessionActiveElsewhere,
+    SessionNotFound,
+    SessionExpired,
+    SessionRevoked,
+    InvalidToken,
+    ProductNotFound,
+    VersionNotAllowed,
+    InvalidVersion,
+    RateLimited,
+    Unauthorized,
+    Forbidden,
+    Conflict,
+    ControlUnavailable,
+    NotReady,
+    Internal,
+}
+
+/// Whose fault an error is, which decides the HTTP class and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The request or the license state: fix the request, do not retry.
+    Client,
+    /// Too many requests: retry after the delay given.
+    Throttled,
+    /// Latchkey cannot answer now: retry with backoff.
+    Unavailable,
+    /// A bug on our side.
+    Internal,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The JSON path of the offending field, when one is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub retryable: bool,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 33] = [
+        Self::InvalidRequest,
+        Self::InvalidLicenseKey,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::LicenseNotFound,
+        Self::LicenseNotYetValid,
+        Self::LicenseExpired,
+        Self::LicenseSuspended,
+        Self::LicenseRevoked,
+        Self::ProductMismatch,
+        Self::FeatureNotAllowed,
+        Self::UsageLimitReached,
+        Self::FingerprintMismatch,
+        Self::DeviceLimitReached,
+        Self::DeviceNotFound,
+        Self::SessionLimitReached,
+        Self::SessionActiveElsewhere,
+        Self::SessionNotFound,
+        Self::SessionExpired,
+        Self::SessionRevoked,
+        Self::InvalidToken,
+        Self::ProductNotFound,
+        Self::VersionNotAllowed,
+        Self::InvalidVersion,
+        Self::RateLimited,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::Conflict,
+        Self::ControlUnavailable,
+        Self::NotReady,
+        Self::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::InvalidLicenseKey => "INVALID_LICENSE_KEY",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::LicenseNotFound => "LICENSE_NOT_FOUND",
+            Self::LicenseNotYetValid => "LICENSE_NOT_YET_VALID",
+            Self::LicenseExpired => "LICENSE_EXPIRED",
+            Self::LicenseSuspended => "LICENSE_SUSPENDED",
+            Self::LicenseRevoked => "LICENSE_REVOKED",
+            Self::ProductMismatch => "PRODUCT_MISMATCH",
+            Self::FeatureNotAllowed => "FEATURE_NOT_ALLOWED",
+            Self::UsageLimitReached => "USAGE_LIMIT_REACHED",
+            Self::FingerprintMismatch => "FINGERPRINT_MISMATCH",
+            Self::DeviceLimitReached => "DEVICE_LIMIT_REACHED",
+            Self::DeviceNotFound => "DEVICE_NOT_FOUND",
+            Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
+            Self::SessionActiveElsewhere => "SESSION_ACTIVE_ELSEWHERE",
+            Self::SessionNotFound => "SESSION_NOT_FOUND",
+            Self::SessionExpired => "SESSION_EXPIRED",
+            Self::SessionRevoked => "SESSION_REVOKED",
+            Self::InvalidToken => "INVALID_TOKEN",
+            Self::ProductNotFound => "PRODUCT_NOT_FOUND",
+            Self::VersionNotAllowed => "VERSION_NOT_ALLOWED",
+            Self::InvalidVersion => "INVALID_VERSION",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::Conflict => "CONFLICT",
+            Self::ControlUnavailable => "CONTROL_UNAVAILABLE",
+            Self::NotReady => "NOT_READY",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn fault(self) -> Fault {
+        match self {
+            Self::RateLimited => Fault::Throttled,
+            Self::ControlUnavailable | Self::NotReady => Fault::Unavailable,
+            Self::Internal => Fault::Internal,
+            _ => Fault::Client,
+        }
+    }
+
+    pub fn retryable(self) -> bool {
+        self.fault() != Fault::Client
+    }
+
+    /// The HTTP status this code is answered with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidRequest | Self::InvalidLicenseKey | Self::InvalidVersion => 400,
+            Self::InvalidToken | Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound
+            | Self::LicenseNotFound
+            | Self::DeviceNotFound
+            | Self::SessionNotFound
+            | Self::ProductNotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Conflict | Self::SessionActiveElsewhere => 409,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::LicenseNotYetValid
+            | Self::LicenseExpired
+            | Self::LicenseSuspended
+            | Self::LicenseRevoked
+            | Self::ProductMismatch
+            | Self::FeatureNotAllowed
+            | Self::UsageLimitReached
+            | Self::FingerprintMismatch
+            | Self::DeviceLimitReached
+            | Self::SessionLimitReached
+            | Self::SessionExpired
+            | Self::SessionRevoked
+            | Self::VersionNotAllowed => 403,
+            Self::RateLimited => 429,
+            Self::Internal => 500,
+            Self::ControlUnavailable | Self::NotReady => 503,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), field: None, retryable: code.retryable() }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+// ---- licenses and devices ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    pub license_key: String,
+    pub fingerprint: Fingerprint,
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    /// Makes a retried activation take at most one seat.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// What happened to the seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationOutcome {
+    /// A new seat was taken.
+    Activated,
+    /// This machine already held a seat.
+    AlreadyActive,
+    /// This machine held a seat under a changed fingerprint; updated in place.
+    Updated,
+    /// The seat moved here from another device.
+    Transferred,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivateResponse {
+    pub outcome: ActivationOutcome,
+    pub device_id: Uuid,
+    pub devices_used: u32,
+    pub device_limit: u32,
+    /// Offline lease token (`lk1.lease...`).
+    pub lease: String,
+    pub lease_valid_until: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateRequest {
+    pub license_key: String,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeactivateResponse {
+    pub device_id: Uuid,
+    pub devices_used: u32,
+    pub device_limit: u32,
+}
+
+/// Moves a seat from a device to the machine asking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub license_key: String,
+    /// The device giving up its seat.
+    pub from_device_id: Uuid,
+    pub fingerprint: Fingerprint,
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub license_key: String,
+    /// When given, the machine must hold a seat (matching rule).
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
+    /// Product slug the application belongs to.
+    #[serde(default)]
+    pub product: Option<String>,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    /// A feature the application is about to use.
+    #[serde(default)]
+    pub feature: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    /// Why not valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<LicenseStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<MatchVerdict>,
+    pub heartbeat_interval_secs: u32,
+    /// The snapshot sequence the answer came from.
+    pub snapshot_sequence: u64,
+}
+
+/// What a client may see of its own license: no key material, no customer data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseInfo {
+    pub status: LicenseStatus,
+    pub kind: LicenseKind,
+    pub product: Option<String>,
+    pub valid_from: i64,
+    pub valid_until: Option<i64>,
+    pub expired: bool,
+    pub features: Vec<String>,
+    pub device_limit: u32,
+    pub devices_used: u32,
+    pub session_limit: u16,
+    pub snapshot_sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub license_key: String,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub lease: String,
+    pub valid_until: i64,
+}
+
+// ---- sessions ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionStartRequest {
+    pub license_key: String,
+    pub fingerprint: Fingerprint,
+    #[serde(default)]
+    pub app_version: Option<String>,
+    /// End the oldest session if the limit is reached and the license allows it.
+    #[serde(default)]
+    pub take_over: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStartResponse {
+    pub session_id: Uuid,
+    /// Session token (`lk1.sess...`), sent with every heartbeat.
+    pub session_token: String,
+    pub heartbeat_interval_secs: u32,
+    pub expires_at: i64,
+    /// The session this one took over, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_session_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub session_token: String,
+    #[serde(default)]
+    pub app_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub session_id: Uuid,
+    pub next_heartbeat_secs: u32,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionEndRequest {
+    pub session_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEndResponse {
+    pub session_id: Uuid,
+    pub ended: bool,
+}
+
+// ---- versions ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionCheckRequest {
+    pub product: String,
+    pub version: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCheckResponse {
+    pub product: String,
+    pub channel: String,
+    pub current: String,
+    pub latest: Option<String>,
+    pub update_available: bool,
+    /// Below the minimum allowed version: the application must update.
+    pub update_mandatory: bool,
+    pub minimum_allowed: Option<String>,
+    pub download_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionLatestQuery {
+    pub product: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionLatestResponse {
+    pub product: String,
+    pub channel: String,
+    pub version: String,
+    pub download_url: Option<String>,
+    pub published_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_stable_names() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(), code);
+        }
+        assert_eq!(ErrorCode::RateLimited.http_status(), 429);
+        assert!(ErrorCode::ControlUnavailable.retryable());
+        assert!(!ErrorCode::DeviceLimitReached.retryable());
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let body = r#"{"license_key":"x","fingerprint":{"cpu_id":"a"},"surprise":1}"#;
+        let error = serde_json::from_str::<ActivateRequest>(body).unwrap_err();
+        assert!(error.to_string().contains("surprise"), "{error}");
+    }
+}

@@ -1,0 +1,19 @@
+//! The vocabulary Latchkey's edge, control, bench and client applications
+//! share: license keys and their hashes, hardware fingerprints and the
+//! matching rule, signed snapshots, offline leases and session tokens, the
+//! public API types with their error codes, and version comparison.
+//!
+//! Architecture invariant: this crate does no I/O of its own and depends on
+//! no web framework, database driver or network stack.
+
+pub mod api;
+pub mod fingerprint;
+pub mod key;
+pub mod signing;
+pub mod snapshot;
+pub mod token;
+pub mod version;
+
+pub use fingerprint::{CanonicalFingerprint, DeviceDigest, Fingerprint, FingerprintHash, MatchVerdict};
+pub use key::{KeyHash, LicenseKey};
+pub use signing::{KeyId, SigningKeyPair, TrustedKeys};

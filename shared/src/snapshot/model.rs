@@ -1,0 +1,156 @@
+//! The owned records a snapshot is built from and a delta carries.
+
+use rkyv::{Archive, Deserialize as RkyvDeserialize, Serialize as RkyvSerialize};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::fingerprint::DeviceDigest;
+use crate::key::KeyHash;
+
+/// Whether control lets the license be used. Expiry is not a status: it
+/// follows from the validity window and the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum LicenseStatus {
+    Active = 0,
+    Suspended = 1,
+    Revoked = 2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum LicenseKind {
+    Full = 0,
+    Trial = 1,
+    Test = 2,
+}
+
+/// What a license may do beyond its limits; shared by many licenses, so a
+/// full snapshot stores each distinct policy once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct Policy {
+    /// Sorted feature names.
+    pub features: Vec<String>,
+    pub usage_limits: Vec<UsageLimit>,
+    /// A new session may end the oldest one instead of being refused.
+    pub allow_session_takeover: bool,
+    /// Overrides the edge config's offline grace period for this license.
+    pub grace_period_secs: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct UsageLimit {
+    pub metric: String,
+    pub limit: u64,
+}
+
+/// Everything an edge knows of one license: what a delta carries whole.
+#[derive(Debug, Clone, PartialEq, Eq, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct LicenseEntry {
+    pub key_hash: [u8; 32],
+    pub license_id: Uuid,
+    pub status: LicenseStatus,
+    pub kind: LicenseKind,
+    /// Unix seconds.
+    pub valid_from: i64,
+    /// Unix seconds; `None` never expires.
+    pub valid_until: Option<i64>,
+    pub product_id: u32,
+    pub device_limit: u32,
+    /// Concurrent sessions; 0 = unlimited, 1 = single-session.
+    pub session_limit: u16,
+    /// Control found a usage limit reached.
+    pub usage_exhausted: bool,
+    /// [`DeviceDigest`] bytes of the activated devices.
+    pub devices: Vec<[u8; DeviceDigest::BYTES]>,
+    pub policy: Policy,
+}
+
+/// A product with the newest release of each channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct Product {
+    pub id: u32,
+    pub slug: String,
+    pub name: String,
+    /// Versions below this one are refused (`VERSION_NOT_ALLOWED`).
+    pub min_allowed_version: Option<String>,
+    pub channels: Vec<ChannelRelease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct ChannelRelease {
+    pub channel: String,
+    pub version: String,
+    pub download_url: Option<String>,
+    pub published_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct FeatureFlag {
+    pub key: String,
+    pub enabled: bool,
+    /// `None` applies to every product.
+    pub product_id: Option<u32>,
+    /// Share of licenses (by key hash) that see the flag on, 0..=100.
+    pub rollout_percent: u8,
+}
+
+/// A session control has ended; kept until its token would have expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct RevokedSession {
+    pub session_id: Uuid,
+    pub token_expires_at: i64,
+}
+
+/// Settings control hands every edge with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+pub struct EdgeConfig {
+    pub rate_limit_per_key_per_min: u32,
+    pub rate_limit_per_ip_per_min: u32,
+    pub heartbeat_interval_secs: u32,
+    pub grace_period_secs: u32,
+    /// An edge whose newest snapshot data is older than this is not ready.
+    pub max_snapshot_age_secs: u32,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_key_per_min: 100,
+            rate_limit_per_ip_per_min: 100,
+            heartbeat_interval_secs: 15 * 60,
+            grace_period_secs: 7 * 24 * 3600,
+            max_snapshot_age_secs: 24 * 3600,
+        }
+    }
+}
+
+impl LicenseStatus {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Active),
+            1 => Some(Self::Suspended),
+            2 => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+
+impl LicenseKind {
+    pub fn from_u8(value: u8) -> Option<Self> {
+        match value {
+            0 => Some(Self::Full),
+            1 => Some(Self::Trial),
+            2 => Some(Self::Test),
+            _ => None,
+        }
+    }
+}
+
+impl LicenseEntry {
+    pub fn key_hash(&self) -> KeyHash {
+        KeyHash(self.key_hash)
+    }
+}
