@@ -220,7 +220,12 @@ impl fmt::Display for ErrorCode {
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None, retryable: code.retryable() }
+        Self {
+            code,
+            message: message.into(),
+            field: None,
+            retryable: code.retryable(),
+        }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -466,8 +471,14 @@ mod tests {
     #[test]
     fn codes_serialize_as_their_stable_names() {
         for code in ErrorCode::ALL {
-            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
-            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(), code);
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+            assert_eq!(
+                serde_json::from_value::<ErrorCode>(serde_json::json!(code.as_str())).unwrap(),
+                code
+            );
         }
         assert_eq!(ErrorCode::RateLimited.http_status(), 429);
         assert!(ErrorCode::ControlUnavailable.retryable());

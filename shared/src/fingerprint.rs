@@ -116,7 +116,10 @@ pub enum MatchVerdict {
     /// The same machine, changed: `changed` names the one signal that
     /// disagrees, or is `None` when the difference agrees on every signal
     /// (a network card added to those already there).
-    Changed { agreed: Vec<Signal>, changed: Option<Signal> },
+    Changed {
+        agreed: Vec<Signal>,
+        changed: Option<Signal>,
+    },
     Different,
 }
 
@@ -141,7 +144,10 @@ impl Fingerprint {
             .transpose()?
             .filter(|c| !c.is_empty());
         if self.macs.len() > MAX_MACS {
-            return Err(error("fingerprint.macs", "too many MAC addresses (at most 16)"));
+            return Err(error(
+                "fingerprint.macs",
+                "too many MAC addresses (at most 16)",
+            ));
         }
         let mut macs = Vec::with_capacity(self.macs.len());
         for (i, mac) in self.macs.iter().enumerate() {
@@ -154,22 +160,35 @@ impl Fingerprint {
         macs.sort();
         macs.dedup();
         if self.extra.len() > MAX_EXTRA {
-            return Err(error("fingerprint.extra", "too many extra components (at most 8)"));
+            return Err(error(
+                "fingerprint.extra",
+                "too many extra components (at most 8)",
+            ));
         }
         let mut extra = BTreeMap::new();
         for (name, value) in &self.extra {
             let name_ok = !name.is_empty()
                 && name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !name_ok {
-                return Err(error("fingerprint.extra", "component names are [a-z0-9_], 1 to 64"));
+                return Err(error(
+                    "fingerprint.extra",
+                    "component names are [a-z0-9_], 1 to 64",
+                ));
             }
             let value = canonical_text(value, &format!("fingerprint.extra.{name}"))?;
             if !value.is_empty() {
                 extra.insert(name.clone(), value);
             }
         }
-        let canonical = CanonicalFingerprint { system_uuid, cpu_id, macs, extra };
+        let canonical = CanonicalFingerprint {
+            system_uuid,
+            cpu_id,
+            macs,
+            extra,
+        };
         if canonical.signal_count() == 0 {
             return Err(error("fingerprint", "no usable component reported"));
         }
@@ -204,8 +223,14 @@ impl CanonicalFingerprint {
             *slot = component_hash("mac", mac);
         }
         DeviceDigest {
-            system_uuid: self.system_uuid.as_deref().map_or(0, |u| component_hash("uuid", u)),
-            cpu_id: self.cpu_id.as_deref().map_or(0, |c| component_hash("cpu", c)),
+            system_uuid: self
+                .system_uuid
+                .as_deref()
+                .map_or(0, |u| component_hash("uuid", u)),
+            cpu_id: self
+                .cpu_id
+                .as_deref()
+                .map_or(0, |c| component_hash("cpu", c)),
             extra: self.extra_hash(),
             macs,
         }
@@ -221,7 +246,11 @@ impl CanonicalFingerprint {
         let mut changed = Vec::with_capacity(4);
         let mut signal = |signal: Signal, a: u32, b: u32| {
             if a != 0 && b != 0 {
-                if a == b { agreed.push(signal) } else { changed.push(signal) }
+                if a == b {
+                    agreed.push(signal)
+                } else {
+                    changed.push(signal)
+                }
             }
         };
         signal(Signal::SystemUuid, mine.system_uuid, stored.system_uuid);
@@ -235,11 +264,21 @@ impl CanonicalFingerprint {
                 .iter()
                 .map(|m| component_hash("mac", m))
                 .any(|h| stored.macs.contains(&h));
-            if overlap { agreed.push(Signal::Network) } else { changed.push(Signal::Network) }
+            if overlap {
+                agreed.push(Signal::Network)
+            } else {
+                changed.push(Signal::Network)
+            }
         }
         match changed.as_slice() {
-            [] if agreed.len() >= 2 => MatchVerdict::Changed { agreed, changed: None },
-            [one] if agreed.len() >= 2 => MatchVerdict::Changed { agreed, changed: Some(*one) },
+            [] if agreed.len() >= 2 => MatchVerdict::Changed {
+                agreed,
+                changed: None,
+            },
+            [one] if agreed.len() >= 2 => MatchVerdict::Changed {
+                agreed,
+                changed: Some(*one),
+            },
             _ => MatchVerdict::Different,
         }
     }
@@ -248,8 +287,11 @@ impl CanonicalFingerprint {
         if self.extra.is_empty() {
             return 0;
         }
-        let joined: String =
-            self.extra.iter().map(|(n, v)| format!("{}:{n}={}:{v};", n.len(), v.len())).collect();
+        let joined: String = self
+            .extra
+            .iter()
+            .map(|(n, v)| format!("{}:{n}={}:{v};", n.len(), v.len()))
+            .collect();
         component_hash("extra", &joined)
     }
 
@@ -297,7 +339,14 @@ impl DeviceDigest {
 
     pub fn to_bytes(&self) -> [u8; Self::BYTES] {
         let mut out = [0u8; Self::BYTES];
-        let words = [self.system_uuid, self.cpu_id, self.extra, self.macs[0], self.macs[1], self.macs[2]];
+        let words = [
+            self.system_uuid,
+            self.cpu_id,
+            self.extra,
+            self.macs[0],
+            self.macs[1],
+            self.macs[2],
+        ];
         for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
             chunk.copy_from_slice(&word.to_le_bytes());
         }
@@ -305,7 +354,8 @@ impl DeviceDigest {
     }
 
     pub fn from_bytes(bytes: &[u8; Self::BYTES]) -> Self {
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         Self {
             system_uuid: word(0),
             cpu_id: word(4),
@@ -332,7 +382,12 @@ fn component_hash(kind: &str, value: &str) -> u32 {
     word.max(1)
 }
 
-fn canonical_hex(raw: &str, digits: usize, field: &str, what: &'static str) -> Result<String, FingerprintError> {
+fn canonical_hex(
+    raw: &str,
+    digits: usize,
+    field: &str,
+    what: &'static str,
+) -> Result<String, FingerprintError> {
     let hex: String = raw
         .chars()
         .filter(|c| !matches!(c, ':' | '-' | '.' | ' ' | '{' | '}'))
@@ -352,7 +407,11 @@ fn canonical_text(raw: &str, field: &str) -> Result<String, FingerprintError> {
     if value.chars().any(char::is_control) {
         return Err(error(field, "contains control characters"));
     }
-    Ok(value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase())
+    Ok(value
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase())
 }
 
 /// All zeros or all `f`: what firmware reports when it has no real value.
@@ -361,7 +420,10 @@ fn is_placeholder_hex(hex: &str) -> bool {
 }
 
 fn error(field: &str, reason: &'static str) -> FingerprintError {
-    FingerprintError { field: field.to_owned(), reason }
+    FingerprintError {
+        field: field.to_owned(),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -383,7 +445,11 @@ mod tests {
         let mut b = machine();
         b.system_uuid = Some("{4c4c4544004235108052b4c04f384d32}".into());
         b.cpu_id = Some("  bfebfbff000906ea ".into());
-        b.macs = vec!["A45E60C12201".into(), "001a.2b3c.4d5e".into(), "00:1a:2b:3c:4d:5e".into()];
+        b.macs = vec![
+            "A45E60C12201".into(),
+            "001a.2b3c.4d5e".into(),
+            "00:1a:2b:3c:4d:5e".into(),
+        ];
         let b = b.canonicalize().unwrap();
         assert_eq!(a, b);
         assert_eq!(a.hash(), b.hash());
@@ -398,7 +464,10 @@ mod tests {
         let verdict = now.canonicalize().unwrap().compare(&stored);
         assert_eq!(
             verdict,
-            MatchVerdict::Changed { agreed: vec![Signal::SystemUuid, Signal::CpuId], changed: Some(Signal::Network) }
+            MatchVerdict::Changed {
+                agreed: vec![Signal::SystemUuid, Signal::CpuId],
+                changed: Some(Signal::Network)
+            }
         );
     }
 
@@ -410,7 +479,13 @@ mod tests {
         let now = now.canonicalize().unwrap();
         assert_ne!(now.hash(), machine().canonicalize().unwrap().hash());
         let all = vec![Signal::SystemUuid, Signal::CpuId, Signal::Network];
-        assert_eq!(now.compare(&stored), MatchVerdict::Changed { agreed: all, changed: None });
+        assert_eq!(
+            now.compare(&stored),
+            MatchVerdict::Changed {
+                agreed: all,
+                changed: None
+            }
+        );
     }
 
     #[test]
@@ -419,14 +494,23 @@ mod tests {
         let mut other = machine();
         other.macs = vec!["11:22:33:44:55:66".into()];
         other.system_uuid = Some("00000000-1111-2222-3333-444444444444".into());
-        assert_eq!(other.canonicalize().unwrap().compare(&stored), MatchVerdict::Different);
+        assert_eq!(
+            other.canonicalize().unwrap().compare(&stored),
+            MatchVerdict::Different
+        );
     }
 
     #[test]
     fn a_lone_cpu_id_never_identifies_a_machine() {
         let stored = machine().canonicalize().unwrap().digest();
-        let cpu_only = Fingerprint { cpu_id: machine().cpu_id, ..Fingerprint::default() };
-        assert_eq!(cpu_only.canonicalize().unwrap().compare(&stored), MatchVerdict::Different);
+        let cpu_only = Fingerprint {
+            cpu_id: machine().cpu_id,
+            ..Fingerprint::default()
+        };
+        assert_eq!(
+            cpu_only.canonicalize().unwrap().compare(&stored),
+            MatchVerdict::Different
+        );
     }
 
     #[test]
@@ -434,7 +518,10 @@ mod tests {
         let mut bad = machine();
         bad.macs[1] = "zz:zz".into();
         assert_eq!(bad.canonicalize().unwrap_err().field, "fingerprint.macs[1]");
-        let empty = Fingerprint { macs: vec!["00:00:00:00:00:00".into()], ..Fingerprint::default() };
+        let empty = Fingerprint {
+            macs: vec!["00:00:00:00:00:00".into()],
+            ..Fingerprint::default()
+        };
         assert_eq!(empty.canonicalize().unwrap_err().field, "fingerprint");
     }
 

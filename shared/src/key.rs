@@ -55,7 +55,9 @@ impl LicenseKey {
     /// The key whose 120 data bits are `entropy`. Deterministic: for tests,
     /// benchmarks and demo data; real keys come from [`LicenseKey::generate`].
     pub fn from_entropy(entropy: [u8; ENTROPY_BYTES]) -> Self {
-        let bits = entropy.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+        let bits = entropy
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
         let mut symbols = [0u8; KEY_SYMBOLS];
         for (i, symbol) in symbols[..DATA_SYMBOLS].iter_mut().enumerate() {
             let shift = 5 * (DATA_SYMBOLS - 1 - i);
@@ -76,7 +78,10 @@ impl LicenseKey {
 
     /// The first group, for logs and admin lists where the whole key must not appear.
     pub fn prefix(&self) -> String {
-        self.0[..GROUP].iter().map(|s| char::from(ALPHABET[usize::from(*s)])).collect()
+        self.0[..GROUP]
+            .iter()
+            .map(|s| char::from(ALPHABET[usize::from(*s)]))
+            .collect()
     }
 }
 
@@ -190,7 +195,10 @@ fn symbol_value(character: char) -> Option<u8> {
         'O' => '0',
         other => other,
     };
-    ALPHABET.iter().position(|a| char::from(*a) == canonical).map(|p| p as u8)
+    ALPHABET
+        .iter()
+        .position(|a| char::from(*a) == canonical)
+        .map(|p| p as u8)
 }
 
 /// Luhn mod 32 over symbol values: doubling every second symbol from the
@@ -230,17 +238,28 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_wrong() {
-        assert_eq!("ABC".parse::<LicenseKey>(), Err(KeyParseError::WrongLength(3)));
+        assert_eq!(
+            "ABC".parse::<LicenseKey>(),
+            Err(KeyParseError::WrongLength(3))
+        );
         assert_eq!(
             "AAAAA-AAAAU".parse::<LicenseKey>(),
-            Err(KeyParseError::InvalidCharacter { character: 'U', position: 10 })
+            Err(KeyParseError::InvalidCharacter {
+                character: 'U',
+                position: 10
+            })
         );
     }
 
     #[test]
     fn hash_does_not_depend_on_formatting() {
         let key = LicenseKey::generate();
-        let loose: LicenseKey = key.to_string().to_lowercase().replace('-', " ").parse().unwrap();
+        let loose: LicenseKey = key
+            .to_string()
+            .to_lowercase()
+            .replace('-', " ")
+            .parse()
+            .unwrap();
         assert_eq!(loose.hash(), key.hash());
         assert_eq!(KeyHash::from_hex(&key.hash().to_hex()), Some(key.hash()));
     }

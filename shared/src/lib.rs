@@ -14,6 +14,8 @@ pub mod snapshot;
 pub mod token;
 pub mod version;
 
-pub use fingerprint::{CanonicalFingerprint, DeviceDigest, Fingerprint, FingerprintHash, MatchVerdict};
+pub use fingerprint::{
+    CanonicalFingerprint, DeviceDigest, Fingerprint, FingerprintHash, MatchVerdict,
+};
 pub use key::{KeyHash, LicenseKey};
 pub use signing::{KeyId, SigningKeyPair, TrustedKeys};

@@ -99,7 +99,10 @@ impl SigningKeyPair {
     }
 
     pub fn to_pkcs8_pem(&self) -> String {
-        self.key.to_pkcs8_pem(LineEnding::LF).expect("an Ed25519 key always encodes").to_string()
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an Ed25519 key always encodes")
+            .to_string()
     }
 
     pub fn public_key_pem(&self) -> String {
@@ -119,7 +122,10 @@ impl SigningKeyPair {
     }
 
     fn from_signing_key(key: SigningKey) -> Self {
-        Self { id: KeyId::of(&key.verifying_key()), key }
+        Self {
+            id: KeyId::of(&key.verifying_key()),
+            key,
+        }
     }
 }
 
@@ -148,7 +154,8 @@ impl TrustedKeys {
 
     /// Adds an SPKI PEM public key, as `keys generate` writes it.
     pub fn insert_pem(&mut self, pem: &str) -> Result<KeyId, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let key =
+            VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError::Pem(e.to_string()))?;
         Ok(self.insert(key))
     }
 
@@ -162,7 +169,8 @@ impl TrustedKeys {
 }
 
 pub fn public_key_pem(key: &VerifyingKey) -> String {
-    key.to_public_key_pem(LineEnding::LF).expect("an Ed25519 key always encodes")
+    key.to_public_key_pem(LineEnding::LF)
+        .expect("an Ed25519 key always encodes")
 }
 
 #[cfg(test)]
@@ -175,7 +183,10 @@ mod tests {
         let again = SigningKeyPair::from_pkcs8_pem(&pair.to_pkcs8_pem()).unwrap();
         assert_eq!(again.id(), pair.id());
         let mut trusted = TrustedKeys::new();
-        assert_eq!(trusted.insert_pem(&pair.public_key_pem()).unwrap(), pair.id());
+        assert_eq!(
+            trusted.insert_pem(&pair.public_key_pem()).unwrap(),
+            pair.id()
+        );
         assert_eq!(pair.id().to_string().parse::<KeyId>().unwrap(), pair.id());
         assert!(format!("{pair:?}").len() < 40);
     }

@@ -112,7 +112,15 @@ impl Lease {
         issued_at: i64,
         grace_secs: i64,
     ) -> Self {
-        Self { license_id, key_hash, fingerprint, product_id, features, issued_at, valid_until: issued_at + grace_secs }
+        Self {
+            license_id,
+            key_hash,
+            fingerprint,
+            product_id,
+            features,
+            issued_at,
+            valid_until: issued_at + grace_secs,
+        }
     }
 }
 
@@ -134,16 +142,25 @@ pub fn verify<C: Claims>(token: &str, trusted: &TrustedKeys, now: i64) -> Result
     }
     let (signed, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
     let mut parts = signed.split('.');
-    let (Some(version), Some(kind), Some(key_id), Some(payload), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(version), Some(kind), Some(key_id), Some(payload), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(TokenError::Malformed);
     };
     if version != TOKEN_VERSION {
-        return Err(TokenError::UnsupportedVersion(version.chars().take(8).collect()));
+        return Err(TokenError::UnsupportedVersion(
+            version.chars().take(8).collect(),
+        ));
     }
     if kind != C::KIND {
-        return Err(TokenError::WrongKind { expected: C::KIND, got: kind.chars().take(8).collect() });
+        return Err(TokenError::WrongKind {
+            expected: C::KIND,
+            got: kind.chars().take(8).collect(),
+        });
     }
     let key_id: KeyId = key_id.parse().map_err(|_| TokenError::Malformed)?;
     let key = trusted.get(&key_id).ok_or(TokenError::UnknownKey(key_id))?;
@@ -154,10 +171,15 @@ pub fn verify<C: Claims>(token: &str, trusted: &TrustedKeys, now: i64) -> Result
     }
     key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&signature_bytes))
         .map_err(|_| TokenError::BadSignature)?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-    let claims: C = serde_json::from_slice(&payload).map_err(|e| TokenError::BadPayload(e.to_string()))?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: C =
+        serde_json::from_slice(&payload).map_err(|e| TokenError::BadPayload(e.to_string()))?;
     if now > claims.expires_at() {
-        return Err(TokenError::Expired { expires_at: claims.expires_at() });
+        return Err(TokenError::Expired {
+            expires_at: claims.expires_at(),
+        });
     }
     Ok(claims)
 }

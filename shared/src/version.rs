@@ -23,7 +23,10 @@ pub struct VersionStatus {
 }
 
 pub fn parse_version(text: &str) -> Result<Version, VersionError> {
-    let error = |reason: &str| VersionError { text: text.chars().take(64).collect(), reason: reason.to_owned() };
+    let error = |reason: &str| VersionError {
+        text: text.chars().take(64).collect(),
+        reason: reason.to_owned(),
+    };
     let trimmed = text.trim();
     if trimmed.len() > 128 {
         return Err(error("longer than 128 characters"));
@@ -40,11 +43,24 @@ pub fn parse_version(text: &str) -> Result<Version, VersionError> {
 }
 
 /// Whether `current` may run, and whether a newer release exists.
-pub fn check(current: &str, latest: Option<&str>, minimum: Option<&str>) -> Result<VersionStatus, VersionError> {
+pub fn check(
+    current: &str,
+    latest: Option<&str>,
+    minimum: Option<&str>,
+) -> Result<VersionStatus, VersionError> {
     let current = parse_version(current)?;
-    let update_available = latest.map(parse_version).transpose()?.is_some_and(|l| l > current);
-    let update_mandatory = minimum.map(parse_version).transpose()?.is_some_and(|m| current < m);
-    Ok(VersionStatus { update_available, update_mandatory })
+    let update_available = latest
+        .map(parse_version)
+        .transpose()?
+        .is_some_and(|l| l > current);
+    let update_mandatory = minimum
+        .map(parse_version)
+        .transpose()?
+        .is_some_and(|m| current < m);
+    Ok(VersionStatus {
+        update_available,
+        update_mandatory,
+    })
 }
 
 #[cfg(test)]
@@ -55,15 +71,30 @@ mod tests {
     fn loose_versions_parse() {
         assert_eq!(parse_version("v2.1").unwrap(), Version::new(2, 1, 0));
         assert_eq!(parse_version(" 3 ").unwrap(), Version::new(3, 0, 0));
-        assert_eq!(parse_version("1.4-beta.2").unwrap().to_string(), "1.4.0-beta.2");
+        assert_eq!(
+            parse_version("1.4-beta.2").unwrap().to_string(),
+            "1.4.0-beta.2"
+        );
         assert!(parse_version("banana").is_err());
     }
 
     #[test]
     fn prereleases_sort_before_their_release() {
         let status = check("2.0.0-rc.1", Some("2.0.0"), Some("2.0.0")).unwrap();
-        assert_eq!(status, VersionStatus { update_available: true, update_mandatory: true });
+        assert_eq!(
+            status,
+            VersionStatus {
+                update_available: true,
+                update_mandatory: true
+            }
+        );
         let status = check("2.0.1", Some("2.0.0"), Some("1.9")).unwrap();
-        assert_eq!(status, VersionStatus { update_available: false, update_mandatory: false });
+        assert_eq!(
+            status,
+            VersionStatus {
+                update_available: false,
+                update_mandatory: false
+            }
+        );
     }
 }

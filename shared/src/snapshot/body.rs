@@ -84,7 +84,9 @@ pub(crate) fn hash_prefix(key_hash: &[u8; 32], bits: u8) -> usize {
 /// Directory size for `n` licenses: about one record per slot.
 pub(crate) fn directory_bits_for(n: usize) -> u8 {
     // floor(log2(n)), capped so the directory stays within 2^26 slots.
-    (usize::BITS - 1).saturating_sub(n.max(1).leading_zeros()).min(26) as u8
+    (usize::BITS - 1)
+        .saturating_sub(n.max(1).leading_zeros())
+        .min(26) as u8
 }
 
 impl ArchivedFullBody {
@@ -118,7 +120,8 @@ impl ArchivedFullBody {
             if record.policy.to_native() as usize >= self.policies.len() {
                 return Err("license names a policy that does not exist");
             }
-            let end = record.devices_start.to_native() as usize + usize::from(record.devices_len.to_native());
+            let end = record.devices_start.to_native() as usize
+                + usize::from(record.devices_len.to_native());
             if end > self.devices.len() {
                 return Err("license devices run past the device table");
             }
@@ -128,11 +131,17 @@ impl ArchivedFullBody {
                 return Err("unknown license status or kind");
             }
         }
-        if self.directory[slot..].iter().any(|d| d.to_native() as usize != n) {
+        if self.directory[slot..]
+            .iter()
+            .any(|d| d.to_native() as usize != n)
+        {
             return Err("directory points past the last record");
         }
         let revoked = &self.revoked_sessions;
-        if revoked.windows(2).any(|w| w[0].session_id >= w[1].session_id) {
+        if revoked
+            .windows(2)
+            .any(|w| w[0].session_id >= w[1].session_id)
+        {
             return Err("revoked sessions are not sorted");
         }
         Ok(())
@@ -142,6 +151,9 @@ impl ArchivedFullBody {
         let slot = hash_prefix(key_hash, self.directory_bits);
         let start = self.directory.get(slot)?.to_native() as usize;
         let end = self.directory.get(slot + 1)?.to_native() as usize;
-        self.licenses.get(start..end)?.iter().find(|r| &r.key_hash == key_hash)
+        self.licenses
+            .get(start..end)?
+            .iter()
+            .find(|r| &r.key_hash == key_hash)
     }
 }

@@ -19,7 +19,10 @@ pub enum BuildError {
     #[error("two licenses share key hash {0}")]
     DuplicateKeyHash(String),
     #[error("license {license_id} has {count} devices; a snapshot holds at most 65535 per license")]
-    TooManyDevices { license_id: uuid::Uuid, count: usize },
+    TooManyDevices {
+        license_id: uuid::Uuid,
+        count: usize,
+    },
     #[error("a snapshot holds at most 4294967295 licenses, devices or policies")]
     TooLarge,
     #[error("the archive could not be written: {0}")]
@@ -42,7 +45,10 @@ pub struct SnapshotBuilder {
 
 impl SnapshotBuilder {
     pub fn new(config: EdgeConfig) -> Self {
-        Self { config, ..Self::default() }
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 
     pub fn with_capacity(config: EdgeConfig, licenses: usize) -> Self {
@@ -54,8 +60,11 @@ impl SnapshotBuilder {
     }
 
     pub fn add_license(&mut self, entry: &LicenseEntry) -> Result<(), BuildError> {
-        let devices_len = u16::try_from(entry.devices.len())
-            .map_err(|_| BuildError::TooManyDevices { license_id: entry.license_id, count: entry.devices.len() })?;
+        let devices_len =
+            u16::try_from(entry.devices.len()).map_err(|_| BuildError::TooManyDevices {
+                license_id: entry.license_id,
+                count: entry.devices.len(),
+            })?;
         let devices_start = u32::try_from(self.devices.len()).map_err(|_| BuildError::TooLarge)?;
         let policy = self.intern_policy(&entry.policy)?;
         self.devices.extend_from_slice(&entry.devices);
@@ -72,7 +81,11 @@ impl SnapshotBuilder {
             session_limit: entry.session_limit,
             status: entry.status as u8,
             kind: entry.kind as u8,
-            flags: if entry.usage_exhausted { FLAG_USAGE_EXHAUSTED } else { 0 },
+            flags: if entry.usage_exhausted {
+                FLAG_USAGE_EXHAUSTED
+            } else {
+                0
+            },
         });
         Ok(())
     }
@@ -98,7 +111,11 @@ impl SnapshotBuilder {
         expires_at: i64,
     ) -> Result<AlignedVec, BuildError> {
         self.records.sort_unstable_by_key(|r| r.key_hash);
-        if let Some(pair) = self.records.windows(2).find(|w| w[0].key_hash == w[1].key_hash) {
+        if let Some(pair) = self
+            .records
+            .windows(2)
+            .find(|w| w[0].key_hash == w[1].key_hash)
+        {
             return Err(BuildError::DuplicateKeyHash(hex::encode(pair[0].key_hash)));
         }
         // Lay devices out in record order: a license and its devices end up
@@ -125,8 +142,14 @@ impl SnapshotBuilder {
             revoked_sessions: self.revoked_sessions,
             config: self.config,
         };
-        let bytes = rkyv::to_bytes::<rancor::Error>(&body).map_err(|e| BuildError::Archive(e.to_string()))?;
-        let params = SealParams { sequence, kind: SnapshotKind::Full, created_at, expires_at };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&body)
+            .map_err(|e| BuildError::Archive(e.to_string()))?;
+        let params = SealParams {
+            sequence,
+            kind: SnapshotKind::Full,
+            created_at,
+            expires_at,
+        };
         Ok(seal(&bytes, signer, params))
     }
 
@@ -143,11 +166,17 @@ impl SnapshotBuilder {
 
 impl DeltaBody {
     pub fn upsert(&mut self, entry: LicenseEntry) {
-        self.licenses.push(LicenseChange { key_hash: entry.key_hash, entry: Some(entry) });
+        self.licenses.push(LicenseChange {
+            key_hash: entry.key_hash,
+            entry: Some(entry),
+        });
     }
 
     pub fn remove(&mut self, key_hash: [u8; 32]) {
-        self.licenses.push(LicenseChange { key_hash, entry: None });
+        self.licenses.push(LicenseChange {
+            key_hash,
+            entry: None,
+        });
     }
 
     /// Archives and signs the delta that turns `base` into `sequence`.
@@ -159,8 +188,14 @@ impl DeltaBody {
         created_at: i64,
         expires_at: i64,
     ) -> Result<AlignedVec, BuildError> {
-        let bytes = rkyv::to_bytes::<rancor::Error>(self).map_err(|e| BuildError::Archive(e.to_string()))?;
-        let params = SealParams { sequence, kind: SnapshotKind::Delta { base }, created_at, expires_at };
+        let bytes = rkyv::to_bytes::<rancor::Error>(self)
+            .map_err(|e| BuildError::Archive(e.to_string()))?;
+        let params = SealParams {
+            sequence,
+            kind: SnapshotKind::Delta { base },
+            created_at,
+            expires_at,
+        };
         Ok(seal(&bytes, signer, params))
     }
 }

@@ -154,8 +154,9 @@ impl Opened {
     }
 }
 
-/// Signs `body` (rkyv bytes) into a complete snapshot.
-pub(crate) fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> AlignedVec {
+/// Signs `body` (rkyv bytes) into a complete snapshot. The builders call
+/// this; it is public so tools and tests can seal bodies of their own.
+pub fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> AlignedVec {
     let (kind, base) = match params.kind {
         SnapshotKind::Full => (KIND_FULL, 0),
         SnapshotKind::Delta { base } => (KIND_DELTA, base),
@@ -183,20 +184,32 @@ pub(crate) fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> 
 ///
 /// `held` is the sequence the caller holds now: a full snapshot must be
 /// newer, a delta must name it as its base. `now` is unix seconds.
-pub fn open(bytes: AlignedVec, trusted: &TrustedKeys, held: Option<u64>, now: i64) -> Result<Opened, OpenError> {
+pub fn open(
+    bytes: AlignedVec,
+    trusted: &TrustedKeys,
+    held: Option<u64>,
+    now: i64,
+) -> Result<Opened, OpenError> {
     let meta = verify(&bytes, trusted)?;
     if now > meta.expires_at {
-        return Err(OpenError::Expired { expires_at: meta.expires_at, now });
+        return Err(OpenError::Expired {
+            expires_at: meta.expires_at,
+            now,
+        });
     }
     match meta.kind {
         SnapshotKind::Full => {
             if let Some(held) = held.filter(|h| meta.sequence <= *h) {
-                return Err(OpenError::NotNewer { held, got: meta.sequence });
+                return Err(OpenError::NotNewer {
+                    held,
+                    got: meta.sequence,
+                });
             }
             let cell = FullCell::try_new(bytes, |bytes| {
                 let body = rkyv::access::<ArchivedFullBody, rancor::Error>(&bytes[HEADER_LEN..])
                     .map_err(|e| OpenError::MalformedBody(e.to_string()))?;
-                body.check_invariants().map_err(|e| OpenError::MalformedBody(e.to_owned()))?;
+                body.check_invariants()
+                    .map_err(|e| OpenError::MalformedBody(e.to_owned()))?;
                 Ok::<_, OpenError>(body)
             })?;
             Ok(Opened::Full(FullSnapshot { meta, cell }))
@@ -224,7 +237,10 @@ pub fn read_aligned(mut reader: impl std::io::Read) -> std::io::Result<AlignedVe
 /// Header, signature, length and digest: everything but the body's structure.
 fn verify(bytes: &[u8], trusted: &TrustedKeys) -> Result<SnapshotMeta, OpenError> {
     if bytes.len() < HEADER_LEN {
-        return Err(OpenError::Truncated { len: bytes.len(), needed: HEADER_LEN });
+        return Err(OpenError::Truncated {
+            len: bytes.len(),
+            needed: HEADER_LEN,
+        });
     }
     let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let i64_at = |at: usize| i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
@@ -246,8 +262,10 @@ fn verify(bytes: &[u8], trusted: &TrustedKeys) -> Result<SnapshotMeta, OpenError
     };
     let key_id = KeyId(bytes[16..24].try_into().expect("8 bytes"));
     let key = trusted.get(&key_id).ok_or(OpenError::UnknownKey(key_id))?;
-    let signature = Signature::from_bytes(bytes[SIGNED_LEN..HEADER_LEN].try_into().expect("64 bytes"));
-    key.verify_strict(&bytes[..SIGNED_LEN], &signature).map_err(|_| OpenError::BadSignature)?;
+    let signature =
+        Signature::from_bytes(bytes[SIGNED_LEN..HEADER_LEN].try_into().expect("64 bytes"));
+    key.verify_strict(&bytes[..SIGNED_LEN], &signature)
+        .map_err(|_| OpenError::BadSignature)?;
 
     let meta = SnapshotMeta {
         key_id,
@@ -260,17 +278,24 @@ fn verify(bytes: &[u8], trusted: &TrustedKeys) -> Result<SnapshotMeta, OpenError
     if let SnapshotKind::Delta { base } = kind
         && meta.sequence <= base
     {
-        return Err(OpenError::MalformedHeader("a delta must be newer than its base"));
+        return Err(OpenError::MalformedHeader(
+            "a delta must be newer than its base",
+        ));
     }
     let needed = usize::try_from(meta.body_len)
         .ok()
         .and_then(|n| n.checked_add(HEADER_LEN))
         .ok_or(OpenError::MalformedHeader("body length overflows"))?;
     if bytes.len() < needed {
-        return Err(OpenError::Truncated { len: bytes.len(), needed });
+        return Err(OpenError::Truncated {
+            len: bytes.len(),
+            needed,
+        });
     }
     if bytes.len() > needed {
-        return Err(OpenError::TrailingBytes { extra: bytes.len() - needed });
+        return Err(OpenError::TrailingBytes {
+            extra: bytes.len() - needed,
+        });
     }
     if blake3::hash(&bytes[HEADER_LEN..]).as_bytes() != &bytes[64..96] {
         return Err(OpenError::DigestMismatch);

@@ -20,12 +20,12 @@ mod state;
 pub use body::{DeltaBody, LicenseChange};
 pub use build::{BuildError, SnapshotBuilder};
 pub use envelope::{
-    DeltaSnapshot, FORMAT_VERSION, FullSnapshot, HEADER_LEN, MAGIC, OpenError, Opened, SnapshotKind, SnapshotMeta,
-    open, read_aligned,
+    DeltaSnapshot, FORMAT_VERSION, FullSnapshot, HEADER_LEN, MAGIC, OpenError, Opened, SealParams,
+    SnapshotKind, SnapshotMeta, open, read_aligned, seal,
 };
 pub use model::{
-    ChannelRelease, EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Policy, Product,
-    RevokedSession, UsageLimit,
+    ChannelRelease, EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Policy,
+    Product, RevokedSession, UsageLimit,
 };
 pub use rkyv::util::AlignedVec;
 pub use state::{LicenseView, SnapshotState};

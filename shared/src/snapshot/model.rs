@@ -9,7 +9,19 @@ use crate::key::KeyHash;
 
 /// Whether control lets the license be used. Expiry is not a status: it
 /// follows from the validity window and the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum LicenseStatus {
@@ -18,7 +30,19 @@ pub enum LicenseStatus {
     Revoked = 2,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[repr(u8)]
 pub enum LicenseKind {
@@ -29,7 +53,19 @@ pub enum LicenseKind {
 
 /// What a license may do beyond its limits; shared by many licenses, so a
 /// full snapshot stores each distinct policy once.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 pub struct Policy {
     /// Sorted feature names.
     pub features: Vec<String>,
@@ -40,7 +76,18 @@ pub struct Policy {
     pub grace_period_secs: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 pub struct UsageLimit {
     pub metric: String,
     pub limit: u64,
@@ -69,7 +116,9 @@ pub struct LicenseEntry {
 }
 
 /// A product with the newest release of each channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct Product {
     pub id: u32,
     pub slug: String,
@@ -79,7 +128,9 @@ pub struct Product {
     pub channels: Vec<ChannelRelease>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct ChannelRelease {
     pub channel: String,
     pub version: String,
@@ -87,7 +138,9 @@ pub struct ChannelRelease {
     pub published_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
 pub struct FeatureFlag {
     pub key: String,
     pub enabled: bool,
@@ -98,14 +151,37 @@ pub struct FeatureFlag {
 }
 
 /// A session control has ended; kept until its token would have expired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 pub struct RevokedSession {
     pub session_id: Uuid,
     pub token_expires_at: i64,
 }
 
 /// Settings control hands every edge with the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    Archive,
+    RkyvSerialize,
+    RkyvDeserialize,
+)]
 pub struct EdgeConfig {
     pub rate_limit_per_key_per_min: u32,
     pub rate_limit_per_ip_per_min: u32,

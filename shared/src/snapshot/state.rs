@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::body::{ArchivedFullBody, ArchivedLicenseRecord, FLAG_USAGE_EXHAUSTED, NEVER};
 use super::envelope::{DeltaSnapshot, FullSnapshot, OpenError, SnapshotKind};
-use super::model::{EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Product, UsageLimit};
+use super::model::{
+    EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Product, UsageLimit,
+};
 use crate::fingerprint::{CanonicalFingerprint, DeviceDigest, MatchVerdict};
 use crate::key::KeyHash;
 
@@ -34,7 +36,10 @@ pub struct LicenseView<'a>(Inner<'a>);
 
 #[derive(Clone, Copy)]
 enum Inner<'a> {
-    Full { record: &'a ArchivedLicenseRecord, body: &'a ArchivedFullBody },
+    Full {
+        record: &'a ArchivedLicenseRecord,
+        body: &'a ArchivedFullBody,
+    },
     Delta(&'a LicenseEntry),
 }
 
@@ -77,14 +82,19 @@ impl SnapshotState {
             return Err(OpenError::MalformedHeader("not a delta"));
         };
         if base != self.sequence {
-            return Err(OpenError::WrongBase { base, held: Some(self.sequence) });
+            return Err(OpenError::WrongBase {
+                base,
+                held: Some(self.sequence),
+            });
         }
         let mut next = self.clone();
         let body = delta.body;
         for change in body.licenses {
-            next.overlay.insert(KeyHash(change.key_hash), change.entry.map(Arc::new));
+            next.overlay
+                .insert(KeyHash(change.key_hash), change.entry.map(Arc::new));
         }
-        next.revoked_overlay.extend(body.revoked_sessions.iter().map(|s| s.session_id));
+        next.revoked_overlay
+            .extend(body.revoked_sessions.iter().map(|s| s.session_id));
         if let Some(products) = body.products {
             next.products = Arc::new(products);
         }
@@ -104,15 +114,23 @@ impl SnapshotState {
         if !self.overlay.is_empty()
             && let Some(changed) = self.overlay.get(key_hash)
         {
-            return changed.as_deref().map(|entry| LicenseView(Inner::Delta(entry)));
+            return changed
+                .as_deref()
+                .map(|entry| LicenseView(Inner::Delta(entry)));
         }
         let body = self.full.body();
-        body.find(&key_hash.0).map(|record| LicenseView(Inner::Full { record, body }))
+        body.find(&key_hash.0)
+            .map(|record| LicenseView(Inner::Full { record, body }))
     }
 
     pub fn is_session_revoked(&self, session_id: &Uuid) -> bool {
         self.revoked_overlay.contains(session_id)
-            || self.full.body().revoked_sessions.binary_search_by(|s| s.session_id.cmp(session_id)).is_ok()
+            || self
+                .full
+                .body()
+                .revoked_sessions
+                .binary_search_by(|s| s.session_id.cmp(session_id))
+                .is_ok()
     }
 
     pub fn product(&self, id: u32) -> Option<&Product> {
@@ -185,14 +203,18 @@ impl<'a> LicenseView<'a> {
     pub fn status(&self) -> LicenseStatus {
         match self.0 {
             // check_invariants admitted only known values.
-            Inner::Full { record, .. } => LicenseStatus::from_u8(record.status).unwrap_or(LicenseStatus::Revoked),
+            Inner::Full { record, .. } => {
+                LicenseStatus::from_u8(record.status).unwrap_or(LicenseStatus::Revoked)
+            }
             Inner::Delta(entry) => entry.status,
         }
     }
 
     pub fn kind(&self) -> LicenseKind {
         match self.0 {
-            Inner::Full { record, .. } => LicenseKind::from_u8(record.kind).unwrap_or(LicenseKind::Test),
+            Inner::Full { record, .. } => {
+                LicenseKind::from_u8(record.kind).unwrap_or(LicenseKind::Test)
+            }
             Inner::Delta(entry) => entry.kind,
         }
     }
@@ -206,7 +228,9 @@ impl<'a> LicenseView<'a> {
 
     pub fn valid_until(&self) -> Option<i64> {
         match self.0 {
-            Inner::Full { record, .. } => Some(record.valid_until.to_native()).filter(|t| *t != NEVER),
+            Inner::Full { record, .. } => {
+                Some(record.valid_until.to_native()).filter(|t| *t != NEVER)
+            }
             Inner::Delta(entry) => entry.valid_until,
         }
     }
@@ -293,7 +317,10 @@ impl<'a> LicenseView<'a> {
                 .map(|p| {
                     p.usage_limits
                         .iter()
-                        .map(|l| UsageLimit { metric: l.metric.as_str().to_owned(), limit: l.limit.to_native() })
+                        .map(|l| UsageLimit {
+                            metric: l.metric.as_str().to_owned(),
+                            limit: l.limit.to_native(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
