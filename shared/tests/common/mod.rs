@@ -51,7 +51,7 @@ pub fn entry_for(key: &LicenseKey, n: u32) -> LicenseEntry {
                 metric: "api_calls".into(),
                 limit: 10_000,
             }],
-            allow_session_takeover: n % 2 == 0,
+            allow_session_takeover: n.is_multiple_of(2),
             grace_period_secs: None,
         },
     }
