@@ -1,1 +1,182 @@
-fn main() {}
+//! Snapshot lookup and open+verify at 1M and 10M licenses.
+//!
+//! `lookup` starts from the key as a client sends it (a string), so it
+//! includes parsing, the check symbol and BLAKE3. It races against
+//! `std_hashmap`, a std `HashMap<KeyHash, u32>` over the same keys: the
+//! in-memory index most services would reach for. `open_verify` races
+//! against `blake3_only`, hashing the same bytes: the floor any verified
+//! open has to pay. Sizes are printed before the timings.
+//!
+//! Run: `cargo bench -p latchkey-shared --bench snapshot` (LATCHKEY_BENCH_SIZES=1000000 to pick sizes).
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use latchkey_shared::fingerprint::Fingerprint;
+use latchkey_shared::key::ENTROPY_BYTES;
+use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
+use latchkey_shared::snapshot::{
+    AlignedVec, EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Opened, Policy,
+    SnapshotBuilder, SnapshotState, open,
+};
+use latchkey_shared::{KeyHash, LicenseKey};
+use uuid::Uuid;
+
+const NOW: i64 = 1_790_000_000;
+const SAMPLE_KEYS: usize = 1 << 16;
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn key(n: u64) -> LicenseKey {
+    let mut entropy = [0u8; ENTROPY_BYTES];
+    entropy[..8].copy_from_slice(&splitmix(n).to_le_bytes());
+    entropy[8..].copy_from_slice(&splitmix(n ^ 0xABCD).to_le_bytes()[..7]);
+    LicenseKey::from_entropy(entropy)
+}
+
+fn device(n: u64) -> [u8; 24] {
+    let mac = splitmix(n).to_le_bytes();
+    Fingerprint {
+        system_uuid: Some(Uuid::from_u64_pair(splitmix(n + 1), splitmix(n + 2)).to_string()),
+        cpu_id: Some(format!("BFEBFBFF{:08X}", n % 64)),
+        macs: vec![hex::encode(&mac[..6])],
+        ..Default::default()
+    }
+    .canonicalize()
+    .expect("valid fingerprint")
+    .digest()
+    .to_bytes()
+}
+
+fn policies() -> Vec<Policy> {
+    let features = [
+        vec![],
+        vec!["export".to_owned()],
+        vec!["export".to_owned(), "sync".to_owned(), "teams".to_owned()],
+    ];
+    features
+        .into_iter()
+        .enumerate()
+        .map(|(i, features)| Policy {
+            features,
+            allow_session_takeover: i == 1,
+            ..Policy::default()
+        })
+        .collect()
+}
+
+/// A snapshot of `n` licenses, each with two activated devices.
+fn build(n: usize, signer: &SigningKeyPair) -> AlignedVec {
+    let policies = policies();
+    let mut builder = SnapshotBuilder::with_capacity(EdgeConfig::default(), n);
+    for i in 0..n as u64 {
+        let entry = LicenseEntry {
+            key_hash: key(i).hash().0,
+            license_id: Uuid::from_u64_pair(i, splitmix(i)),
+            status: LicenseStatus::Active,
+            kind: LicenseKind::Full,
+            valid_from: NOW - 86_400,
+            valid_until: Some(NOW + 365 * 86_400),
+            product_id: (i % 4) as u32,
+            device_limit: 3,
+            session_limit: 1,
+            usage_exhausted: false,
+            devices: vec![device(2 * i), device(2 * i + 1)],
+            policy: policies[(i % 3) as usize].clone(),
+        };
+        builder.add_license(&entry).expect("unique keys");
+    }
+    builder
+        .seal(signer, 1, NOW, NOW + 7 * 86_400)
+        .expect("sealed")
+}
+
+fn copy(bytes: &AlignedVec) -> AlignedVec {
+    let mut out = AlignedVec::with_capacity(bytes.len());
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn bench_size(c: &mut Criterion, n: usize) {
+    let signer = SigningKeyPair::from_seed([1; 32]);
+    let trusted = TrustedKeys::new().with(signer.verifying_key());
+    let started = std::time::Instant::now();
+    let bytes = build(n, &signer);
+    println!(
+        "snapshot of {n} licenses (2 devices each): {} bytes, {:.1} bytes/license, built and signed in {:.2?}",
+        bytes.len(),
+        bytes.len() as f64 / n as f64,
+        started.elapsed()
+    );
+    let label = if n >= 1_000_000 {
+        format!("{}M", n / 1_000_000)
+    } else {
+        n.to_string()
+    };
+
+    let mut group = c.benchmark_group(format!("open_verify/{label}"));
+    group.sample_size(10);
+    group.bench_function("open_verify", |b| {
+        b.iter_batched(
+            || copy(&bytes),
+            |bytes| black_box(open(bytes, &trusted, None, NOW).expect("opens")),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("blake3_only", |b| {
+        b.iter(|| black_box(blake3::hash(&bytes)))
+    });
+    group.finish();
+
+    let Ok(Opened::Full(full)) = open(copy(&bytes), &trusted, None, NOW) else {
+        panic!("snapshot opens")
+    };
+    drop(bytes);
+    let state = SnapshotState::new(full);
+    // Keys spread over the whole snapshot, looked up in an order that defeats the cache.
+    let sample: Vec<String> = (0..SAMPLE_KEYS as u64)
+        .map(|i| key(splitmix(i) % n as u64).to_string())
+        .collect();
+
+    let mut group = c.benchmark_group(format!("lookup/{label}"));
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0usize;
+    group.bench_function("snapshot", |b| {
+        b.iter(|| {
+            i = (i + 1) & (SAMPLE_KEYS - 1);
+            let key: LicenseKey = sample[i].parse().expect("valid key");
+            black_box(state.license(&key.hash()).expect("present").status())
+        })
+    });
+    drop(state);
+    let map: HashMap<KeyHash, u32> = (0..n as u64).map(|i| (key(i).hash(), i as u32)).collect();
+    group.bench_function("std_hashmap", |b| {
+        b.iter(|| {
+            i = (i + 1) & (SAMPLE_KEYS - 1);
+            let key: LicenseKey = sample[i].parse().expect("valid key");
+            black_box(*map.get(&key.hash()).expect("present"))
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let sizes = std::env::var("LATCHKEY_BENCH_SIZES").unwrap_or_else(|_| "1000000,10000000".into());
+    for size in sizes.split(',') {
+        bench_size(
+            c,
+            size.trim()
+                .parse()
+                .expect("LATCHKEY_BENCH_SIZES is a list of counts"),
+        );
+    }
+}
+
+criterion_group!(snapshot, benches);
+criterion_main!(snapshot);

@@ -1,0 +1,6 @@
+//! Latchkey's control plane: the source of truth (PostgreSQL), the admin
+//! panel and API, and the snapshot publisher. Today: signing-key management
+//! and demo snapshots; the database domain arrives with the control issue.
+
+pub mod demo;
+pub mod keys;
