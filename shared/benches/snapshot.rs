@@ -5,7 +5,8 @@
 //! `std_hashmap`, a std `HashMap<KeyHash, u32>` over the same keys: the
 //! in-memory index most services would reach for. `open_verify` races
 //! against `blake3_only`, hashing the same bytes: the floor any verified
-//! open has to pay. Sizes are printed before the timings.
+//! open has to pay. `parse_and_hash_only` is the share of a lookup spent
+//! before the index is touched. Sizes are printed before the timings.
 //!
 //! Run: `cargo bench -p latchkey-shared --bench snapshot` (LATCHKEY_BENCH_SIZES=1000000 to pick sizes).
 
@@ -152,6 +153,13 @@ fn bench_size(c: &mut Criterion, n: usize) {
             i = (i + 1) & (SAMPLE_KEYS - 1);
             let key: LicenseKey = sample[i].parse().expect("valid key");
             black_box(state.license(&key.hash()).expect("present").status())
+        })
+    });
+    group.bench_function("parse_and_hash_only", |b| {
+        b.iter(|| {
+            i = (i + 1) & (SAMPLE_KEYS - 1);
+            let key: LicenseKey = sample[i].parse().expect("valid key");
+            black_box(key.hash())
         })
     });
     drop(state);

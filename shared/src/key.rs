@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -26,8 +27,15 @@ pub const KEY_SYMBOLS: usize = DATA_SYMBOLS + 1;
 const GROUP: usize = 5;
 /// Bytes of CSPRNG output behind one key (120 bits).
 pub const ENTROPY_BYTES: usize = 15;
-/// BLAKE3 derive-key context: key hashes cannot collide with any other hash.
+/// BLAKE3 derive-key context of the key that key hashes are keyed with, so
+/// they cannot collide with any other hash in the system.
 const KEY_HASH_CONTEXT: &str = "latchkey 2026-11 license key hash v1";
+/// Derived once: a keyed hash then costs one BLAKE3 compression per key.
+static KEY_HASH_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key(KEY_HASH_CONTEXT, b""));
+/// Symbol value of every ASCII byte (`INVALID` where none).
+const DECODE: [u8; 128] = decode_table();
+const INVALID: u8 = 0xff;
 
 /// A well-formed license key (its check symbol is right). Holds symbol values 0..32.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +81,7 @@ impl LicenseKey {
         for (c, s) in canonical.iter_mut().zip(self.0) {
             *c = ALPHABET[usize::from(s)];
         }
-        KeyHash(blake3::derive_key(KEY_HASH_CONTEXT, &canonical))
+        KeyHash(*blake3::keyed_hash(&KEY_HASH_KEY, &canonical).as_bytes())
     }
 
     /// The first group, for logs and admin lists where the whole key must not appear.
@@ -189,16 +197,27 @@ impl<'de> Deserialize<'de> for KeyHash {
 }
 
 fn symbol_value(character: char) -> Option<u8> {
-    let upper = character.to_ascii_uppercase();
-    let canonical = match upper {
-        'I' | 'L' => '1',
-        'O' => '0',
-        other => other,
-    };
-    ALPHABET
-        .iter()
-        .position(|a| char::from(*a) == canonical)
-        .map(|p| p as u8)
+    let value = *DECODE.get(character as usize)?;
+    (value != INVALID).then_some(value)
+}
+
+const fn decode_table() -> [u8; 128] {
+    let mut table = [INVALID; 128];
+    let mut i = 0;
+    while i < 32 {
+        let symbol = ALPHABET[i];
+        table[symbol as usize] = i as u8;
+        table[symbol.to_ascii_lowercase() as usize] = i as u8;
+        i += 1;
+    }
+    // Crockford's look-alikes.
+    table[b'I' as usize] = 1;
+    table[b'i' as usize] = 1;
+    table[b'L' as usize] = 1;
+    table[b'l' as usize] = 1;
+    table[b'O' as usize] = 0;
+    table[b'o' as usize] = 0;
+    table
 }
 
 /// Luhn mod 32 over symbol values: doubling every second symbol from the

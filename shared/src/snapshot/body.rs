@@ -1,11 +1,13 @@
 //! The archived bodies: what the signed envelope carries.
 //!
-//! A full body keeps licenses as fixed-size records sorted by key hash, with
-//! a radix directory on the hash's top bits. Key hashes are already uniform,
-//! so no second hash function or probing is needed: the directory names the
-//! handful of records that can hold a key, usually one or two, and a lookup
-//! costs two or three cache misses. Devices and policies live in side tables,
-//! so a record has no pointer of its own and validation stays linear.
+//! A full body keeps licenses as fixed-size records in a table sorted by key
+//! hash, with gaps: a record sits at or just after its *home* slot, the hash
+//! scaled to the table's home size (ordered linear probing). Key hashes are
+//! already uniform, so no second hash is needed, and a lookup reads the home
+//! slot and the few next to it: one random memory access, then a short
+//! sequential scan. Records hold the first 128 bits of the key hash (enough
+//! to tell 10^9 keys apart with certainty in practice) and no pointer, so
+//! validation stays linear; devices and policies live in side tables.
 
 use rkyv::{Archive, Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,17 +17,21 @@ use crate::fingerprint::DeviceDigest;
 
 /// `flags` bit: control found a usage limit reached.
 pub(crate) const FLAG_USAGE_EXHAUSTED: u8 = 1;
+/// `flags` bit: the slot holds a license (empty slots have no flags).
+pub(crate) const FLAG_PRESENT: u8 = 1 << 7;
+/// Home slots per license: the table is at most 80% full.
+pub(crate) const SLOTS_PER_LICENSE: f64 = 1.25;
 /// `valid_until` of a license that never expires.
 pub(crate) const NEVER: i64 = i64::MAX;
 
 #[derive(Debug, Archive, Serialize, Deserialize)]
 pub(crate) struct FullBody {
-    /// Sorted by `key_hash`, no duplicates.
-    pub licenses: Vec<LicenseRecord>,
-    /// `directory[p]` is the first record whose hash prefix is `>= p`;
-    /// `2^directory_bits + 1` entries, the last one `licenses.len()`.
-    pub directory_bits: u8,
-    pub directory: Vec<u32>,
+    /// Ordered linear-probing table, sorted by `key_hash`, with empty slots
+    /// (no `FLAG_PRESENT`). At least `home_slots` long.
+    pub slots: Vec<LicenseRecord>,
+    /// Slots the hash range is scaled onto; the table may run past it.
+    pub home_slots: u64,
+    pub license_count: u64,
     pub devices: Vec<[u8; DeviceDigest::BYTES]>,
     pub policies: Vec<Policy>,
     pub products: Vec<Product>,
@@ -35,10 +41,11 @@ pub(crate) struct FullBody {
     pub config: EdgeConfig,
 }
 
-/// One license in a full body: 88 bytes archived.
-#[derive(Debug, Clone, Archive, Serialize, Deserialize)]
+/// One license in a full body: 72 bytes archived.
+#[derive(Debug, Clone, Default, Archive, Serialize, Deserialize)]
 pub(crate) struct LicenseRecord {
-    pub key_hash: [u8; 32],
+    /// The first 16 bytes of the key hash.
+    pub key_hash: [u8; 16],
     pub license_id: Uuid,
     pub valid_from: i64,
     pub valid_until: i64,
@@ -72,50 +79,44 @@ pub struct LicenseChange {
     pub entry: Option<LicenseEntry>,
 }
 
-/// The top `bits` bits of a key hash.
-pub(crate) fn hash_prefix(key_hash: &[u8; 32], bits: u8) -> usize {
-    if bits == 0 {
-        return 0;
-    }
-    let top = u64::from_be_bytes(key_hash[..8].try_into().expect("8 bytes"));
-    (top >> (64 - u32::from(bits))) as usize
+/// The first 16 bytes of a key hash: what a record keeps.
+pub(crate) fn short_hash(key_hash: &[u8; 32]) -> [u8; 16] {
+    key_hash[..16].try_into().expect("16 bytes")
 }
 
-/// Directory size for `n` licenses: about one record per slot.
-pub(crate) fn directory_bits_for(n: usize) -> u8 {
-    // floor(log2(n)), capped so the directory stays within 2^26 slots.
-    (usize::BITS - 1)
-        .saturating_sub(n.max(1).leading_zeros())
-        .min(26) as u8
+/// The home slot of a hash: its top 64 bits scaled onto `home_slots`. Monotonic
+/// in the hash, so a table sorted by hash is sorted by home slot too.
+pub(crate) fn home_slot(short_hash: &[u8; 16], home_slots: u64) -> usize {
+    let top = u64::from_be_bytes(short_hash[..8].try_into().expect("8 bytes"));
+    ((u128::from(top) * u128::from(home_slots)) >> 64) as usize
 }
 
 impl ArchivedFullBody {
-    /// Checks what bytecheck cannot: indices that point into the side
-    /// tables, sorted keys and a consistent directory. Runs once per open,
-    /// so that lookups afterwards may never fail or panic.
+    /// Checks what bytecheck cannot: sorted hashes, each record reachable
+    /// from its home slot, indices that point into the side tables. Runs once
+    /// per open, so that lookups afterwards never fail or panic.
     pub(crate) fn check_invariants(&self) -> Result<(), &'static str> {
-        let n = self.licenses.len();
-        let bits = self.directory_bits;
-        if bits > 26 || self.directory.len() != (1usize << bits) + 1 {
-            return Err("directory size does not match its bits");
+        let home_slots = self.home_slots.to_native();
+        if (self.slots.len() as u64) < home_slots {
+            return Err("the table is shorter than its home slots");
         }
-        if self.directory.last().map(|d| d.to_native() as usize) != Some(n) {
-            return Err("directory does not end at the license count");
-        }
-        let mut slot = 0usize;
-        let mut previous: Option<&[u8; 32]> = None;
-        for (i, record) in self.licenses.iter().enumerate() {
+        let mut count = 0u64;
+        let mut previous: Option<&[u8; 16]> = None;
+        // A lookup scans forward from the home slot and stops at an empty slot.
+        let mut last_empty: Option<usize> = None;
+        for (i, record) in self.slots.iter().enumerate() {
+            if record.flags & FLAG_PRESENT == 0 {
+                last_empty = Some(i);
+                continue;
+            }
+            count += 1;
             if previous.is_some_and(|p| p >= &record.key_hash) {
                 return Err("licenses are not sorted by key hash");
             }
             previous = Some(&record.key_hash);
-            let prefix = hash_prefix(&record.key_hash, bits);
-            // Slots up to this record's prefix that are still open must start here.
-            while slot <= prefix {
-                if self.directory[slot].to_native() as usize != i {
-                    return Err("directory points at the wrong record");
-                }
-                slot += 1;
+            let home = home_slot(&record.key_hash, home_slots);
+            if home > i || last_empty.is_some_and(|e| e >= home) {
+                return Err("a license cannot be reached from its home slot");
             }
             if record.policy.to_native() as usize >= self.policies.len() {
                 return Err("license names a policy that does not exist");
@@ -131,11 +132,8 @@ impl ArchivedFullBody {
                 return Err("unknown license status or kind");
             }
         }
-        if self.directory[slot..]
-            .iter()
-            .any(|d| d.to_native() as usize != n)
-        {
-            return Err("directory points past the last record");
+        if count != self.license_count.to_native() {
+            return Err("license count does not match the table");
         }
         let revoked = &self.revoked_sessions;
         if revoked
@@ -148,12 +146,16 @@ impl ArchivedFullBody {
     }
 
     pub(crate) fn find(&self, key_hash: &[u8; 32]) -> Option<&ArchivedLicenseRecord> {
-        let slot = hash_prefix(key_hash, self.directory_bits);
-        let start = self.directory.get(slot)?.to_native() as usize;
-        let end = self.directory.get(slot + 1)?.to_native() as usize;
-        self.licenses
-            .get(start..end)?
-            .iter()
-            .find(|r| &r.key_hash == key_hash)
+        let wanted = short_hash(key_hash);
+        let home = home_slot(&wanted, self.home_slots.to_native());
+        for record in self.slots.get(home..)? {
+            if record.flags & FLAG_PRESENT == 0 || record.key_hash > wanted {
+                return None;
+            }
+            if record.key_hash == wanted {
+                return Some(record);
+            }
+        }
+        None
     }
 }

@@ -6,7 +6,8 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
 use super::body::{
-    FLAG_USAGE_EXHAUSTED, FullBody, LicenseRecord, NEVER, directory_bits_for, hash_prefix,
+    FLAG_PRESENT, FLAG_USAGE_EXHAUSTED, FullBody, LicenseRecord, NEVER, SLOTS_PER_LICENSE,
+    home_slot, short_hash,
 };
 use super::envelope::{SealParams, SnapshotKind, seal};
 use super::model::{EdgeConfig, FeatureFlag, LicenseEntry, Policy, Product, RevokedSession};
@@ -69,7 +70,7 @@ impl SnapshotBuilder {
         let policy = self.intern_policy(&entry.policy)?;
         self.devices.extend_from_slice(&entry.devices);
         self.records.push(LicenseRecord {
-            key_hash: entry.key_hash,
+            key_hash: short_hash(&entry.key_hash),
             license_id: entry.license_id,
             valid_from: entry.valid_from,
             valid_until: entry.valid_until.unwrap_or(NEVER),
@@ -81,11 +82,12 @@ impl SnapshotBuilder {
             session_limit: entry.session_limit,
             status: entry.status as u8,
             kind: entry.kind as u8,
-            flags: if entry.usage_exhausted {
-                FLAG_USAGE_EXHAUSTED
-            } else {
-                0
-            },
+            flags: FLAG_PRESENT
+                | if entry.usage_exhausted {
+                    FLAG_USAGE_EXHAUSTED
+                } else {
+                    0
+                },
         });
         Ok(())
     }
@@ -127,14 +129,15 @@ impl SnapshotBuilder {
             record.devices_start = devices.len() as u32;
             devices.extend_from_slice(&self.devices[start..end]);
         }
-        let bits = directory_bits_for(self.records.len());
-        let directory = build_directory(&self.records, bits)?;
+        let license_count = self.records.len() as u64;
+        let home_slots = (self.records.len() as f64 * SLOTS_PER_LICENSE).ceil() as u64;
+        let slots = place(self.records, home_slots);
         self.revoked_sessions.sort_unstable_by_key(|s| s.session_id);
         self.revoked_sessions.dedup_by_key(|s| s.session_id);
         let body = FullBody {
-            licenses: self.records,
-            directory_bits: bits,
-            directory,
+            slots,
+            home_slots,
+            license_count,
             devices,
             policies: self.policies,
             products: self.products,
@@ -200,15 +203,19 @@ impl DeltaBody {
     }
 }
 
-fn build_directory(records: &[LicenseRecord], bits: u8) -> Result<Vec<u32>, BuildError> {
-    let slots = 1usize << bits;
-    let mut directory = Vec::with_capacity(slots + 1);
-    let mut index = 0usize;
-    for slot in 0..=slots {
-        while index < records.len() && hash_prefix(&records[index].key_hash, bits) < slot {
-            index += 1;
+/// Ordered linear probing: each record (sorted) goes to its home slot or
+/// the first free slot after the record before it.
+fn place(records: Vec<LicenseRecord>, home_slots: u64) -> Vec<LicenseRecord> {
+    let mut slots: Vec<LicenseRecord> = Vec::with_capacity(home_slots as usize + 64);
+    for record in records {
+        let home = home_slot(&record.key_hash, home_slots);
+        if slots.len() < home {
+            slots.resize(home, LicenseRecord::default());
         }
-        directory.push(u32::try_from(index).map_err(|_| BuildError::TooLarge)?);
+        slots.push(record);
     }
-    Ok(directory)
+    if (slots.len() as u64) < home_slots {
+        slots.resize(home_slots as usize, LicenseRecord::default());
+    }
+    slots
 }

@@ -124,7 +124,7 @@ impl std::fmt::Debug for FullSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FullSnapshot")
             .field("meta", &self.meta)
-            .field("licenses", &self.body().licenses.len())
+            .field("licenses", &self.body().license_count.to_native())
             .finish()
     }
 }

@@ -39,6 +39,7 @@ enum Inner<'a> {
     Full {
         record: &'a ArchivedLicenseRecord,
         body: &'a ArchivedFullBody,
+        key_hash: KeyHash,
     },
     Delta(&'a LicenseEntry),
 }
@@ -119,8 +120,13 @@ impl SnapshotState {
                 .map(|entry| LicenseView(Inner::Delta(entry)));
         }
         let body = self.full.body();
-        body.find(&key_hash.0)
-            .map(|record| LicenseView(Inner::Full { record, body }))
+        body.find(&key_hash.0).map(|record| {
+            LicenseView(Inner::Full {
+                record,
+                body,
+                key_hash: *key_hash,
+            })
+        })
     }
 
     pub fn is_session_revoked(&self, session_id: &Uuid) -> bool {
@@ -172,7 +178,7 @@ impl SnapshotState {
 
     /// Licenses in the full snapshot (deltas not counted).
     pub fn base_license_count(&self) -> usize {
-        self.full.body().licenses.len()
+        self.full.body().license_count.to_native() as usize
     }
 
     pub fn overlay_len(&self) -> usize {
@@ -188,7 +194,7 @@ impl SnapshotState {
 impl<'a> LicenseView<'a> {
     pub fn key_hash(&self) -> KeyHash {
         match self.0 {
-            Inner::Full { record, .. } => KeyHash(record.key_hash),
+            Inner::Full { key_hash, .. } => key_hash,
             Inner::Delta(entry) => KeyHash(entry.key_hash),
         }
     }
@@ -266,7 +272,7 @@ impl<'a> LicenseView<'a> {
     /// [`DeviceDigest`] bytes of the activated devices.
     pub fn devices(&self) -> &'a [[u8; DeviceDigest::BYTES]] {
         match self.0 {
-            Inner::Full { record, body } => {
+            Inner::Full { record, body, .. } => {
                 let start = record.devices_start.to_native() as usize;
                 let end = start + usize::from(record.devices_len.to_native());
                 body.devices.get(start..end).unwrap_or(&[])
@@ -290,7 +296,7 @@ impl<'a> LicenseView<'a> {
 
     pub fn has_feature(&self, feature: &str) -> bool {
         match self.0 {
-            Inner::Full { record, body } => body
+            Inner::Full { record, body, .. } => body
                 .policies
                 .get(record.policy.to_native() as usize)
                 .is_some_and(|p| p.features.iter().any(|f| f.as_str() == feature)),
@@ -300,7 +306,7 @@ impl<'a> LicenseView<'a> {
 
     pub fn features(&self) -> Vec<String> {
         match self.0 {
-            Inner::Full { record, body } => body
+            Inner::Full { record, body, .. } => body
                 .policies
                 .get(record.policy.to_native() as usize)
                 .map(|p| p.features.iter().map(|f| f.as_str().to_owned()).collect())
@@ -311,7 +317,7 @@ impl<'a> LicenseView<'a> {
 
     pub fn usage_limits(&self) -> Vec<UsageLimit> {
         match self.0 {
-            Inner::Full { record, body } => body
+            Inner::Full { record, body, .. } => body
                 .policies
                 .get(record.policy.to_native() as usize)
                 .map(|p| {
@@ -330,7 +336,7 @@ impl<'a> LicenseView<'a> {
 
     pub fn allow_session_takeover(&self) -> bool {
         match self.0 {
-            Inner::Full { record, body } => body
+            Inner::Full { record, body, .. } => body
                 .policies
                 .get(record.policy.to_native() as usize)
                 .is_some_and(|p| p.allow_session_takeover),
@@ -340,7 +346,7 @@ impl<'a> LicenseView<'a> {
 
     pub fn grace_period_secs(&self) -> Option<u32> {
         match self.0 {
-            Inner::Full { record, body } => body
+            Inner::Full { record, body, .. } => body
                 .policies
                 .get(record.policy.to_native() as usize)
                 .and_then(|p| p.grace_period_secs.as_ref().map(|g| g.to_native())),
