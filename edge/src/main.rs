@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use latchkey_shared::snapshot::{Opened, SnapshotState, open, read_aligned};
+use latchkey_shared::snapshot::{Opened, SnapshotBuffer, SnapshotState, open};
 use latchkey_shared::{LicenseKey, TrustedKeys};
 
 #[derive(Debug, Parser)]
@@ -56,8 +56,8 @@ fn inspect(path: &PathBuf, trusted_keys: &[PathBuf], key: Option<&str>) -> anyho
             .insert_pem(&pem)
             .with_context(|| format!("loading trusted key {}", key_path.display()))?;
     }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let bytes = read_aligned(file).with_context(|| format!("reading {}", path.display()))?;
+    let bytes =
+        SnapshotBuffer::read_file(path).with_context(|| format!("reading {}", path.display()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;

@@ -18,7 +18,7 @@ use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::key::ENTROPY_BYTES;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
-    AlignedVec, EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Opened, Policy,
+    EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Opened, Policy, SnapshotBuffer,
     SnapshotBuilder, SnapshotState, open,
 };
 use latchkey_shared::{KeyHash, LicenseKey};
@@ -73,7 +73,7 @@ fn policies() -> Vec<Policy> {
 }
 
 /// A snapshot of `n` licenses, each with two activated devices.
-fn build(n: usize, signer: &SigningKeyPair) -> AlignedVec {
+fn build(n: usize, signer: &SigningKeyPair) -> Vec<u8> {
     let policies = policies();
     let mut builder = SnapshotBuilder::with_capacity(EdgeConfig::default(), n);
     for i in 0..n as u64 {
@@ -98,10 +98,8 @@ fn build(n: usize, signer: &SigningKeyPair) -> AlignedVec {
         .expect("sealed")
 }
 
-fn copy(bytes: &AlignedVec) -> AlignedVec {
-    let mut out = AlignedVec::with_capacity(bytes.len());
-    out.extend_from_slice(bytes);
-    out
+fn copy(bytes: &[u8]) -> SnapshotBuffer {
+    SnapshotBuffer::from_slice(bytes).expect("memory for the snapshot")
 }
 
 fn bench_size(c: &mut Criterion, n: usize) {

@@ -8,8 +8,8 @@ use common::{NOW, arb_entry, entry_for, signer, trusted};
 use latchkey_shared::LicenseKey;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
-    AlignedVec, ChannelRelease, DeltaBody, EdgeConfig, FeatureFlag, LicenseEntry, LicenseStatus,
-    OpenError, Opened, Product, RevokedSession, SealParams, SnapshotBuilder, SnapshotKind,
+    ChannelRelease, DeltaBody, EdgeConfig, FeatureFlag, LicenseEntry, LicenseStatus, OpenError,
+    Opened, Product, RevokedSession, SealParams, SnapshotBuffer, SnapshotBuilder, SnapshotKind,
     SnapshotState, open, seal,
 };
 use proptest::prelude::*;
@@ -25,7 +25,7 @@ fn unique(entries: Vec<LicenseEntry>) -> Vec<LicenseEntry> {
         .collect()
 }
 
-fn seal_full(entries: &[LicenseEntry], sequence: u64) -> AlignedVec {
+fn seal_full(entries: &[LicenseEntry], sequence: u64) -> Vec<u8> {
     let mut builder = SnapshotBuilder::new(EdgeConfig::default());
     for entry in entries {
         builder.add_license(entry).unwrap();
@@ -55,8 +55,8 @@ fn seal_full(entries: &[LicenseEntry], sequence: u64) -> AlignedVec {
     builder.seal(&signer(), sequence, NOW, EXPIRES).unwrap()
 }
 
-fn open_full(bytes: AlignedVec, held: Option<u64>) -> SnapshotState {
-    match open(bytes, &trusted(), held, NOW).unwrap() {
+fn open_full(bytes: Vec<u8>, held: Option<u64>) -> SnapshotState {
+    match open(buf(&bytes), &trusted(), held, NOW).unwrap() {
         Opened::Full(full) => SnapshotState::new(full),
         Opened::Delta(_) => panic!("expected a full snapshot"),
     }
@@ -68,10 +68,8 @@ fn small_entries() -> Vec<LicenseEntry> {
         .collect()
 }
 
-fn copy(bytes: &[u8]) -> AlignedVec {
-    let mut out = AlignedVec::with_capacity(bytes.len());
-    out.extend_from_slice(bytes);
-    out
+fn buf(bytes: &[u8]) -> SnapshotBuffer {
+    SnapshotBuffer::from_slice(bytes).unwrap()
 }
 
 proptest! {
@@ -111,7 +109,7 @@ proptest! {
         }
         delta.revoked_sessions.push(RevokedSession { session_id: Uuid::from_u128(7), token_expires_at: EXPIRES });
         let bytes = delta.seal(&signer(), 10, 11, NOW, EXPIRES).unwrap();
-        let Opened::Delta(opened) = open(bytes, &trusted(), Some(10), NOW).unwrap() else {
+        let Opened::Delta(opened) = open(buf(&bytes), &trusted(), Some(10), NOW).unwrap() else {
             panic!("expected a delta");
         };
         prop_assert_eq!(&opened.body, &delta);
@@ -133,7 +131,7 @@ proptest! {
     #[test]
     fn a_full_snapshot_not_newer_than_the_held_one_is_refused(held in 1u64..1000, back in 0u64..1000) {
         let sequence = held.saturating_sub(back).max(1);
-        let result = open(seal_full(&small_entries(), sequence), &trusted(), Some(held), NOW);
+        let result = open(buf(&seal_full(&small_entries(), sequence)), &trusted(), Some(held), NOW);
         prop_assert_eq!(result.unwrap_err(), OpenError::NotNewer { held, got: sequence });
     }
 
@@ -141,14 +139,14 @@ proptest! {
     fn a_delta_on_another_base_is_refused(base in 1u64..1000, held in prop::option::of(1u64..1000)) {
         prop_assume!(held != Some(base));
         let bytes = DeltaBody::default().seal(&signer(), base, base + 1, NOW, EXPIRES).unwrap();
-        prop_assert_eq!(open(bytes, &trusted(), held, NOW).unwrap_err(), OpenError::WrongBase { base, held });
+        prop_assert_eq!(open(buf(&bytes), &trusted(), held, NOW).unwrap_err(), OpenError::WrongBase { base, held });
     }
 
     #[test]
     fn truncation_anywhere_is_refused(cut in any::<prop::sample::Index>()) {
         let bytes = seal_full(&small_entries(), 1);
         let cut = cut.index(bytes.len());
-        let error = open(copy(&bytes[..cut]), &trusted(), None, NOW).unwrap_err();
+        let error = open(buf(&bytes[..cut]), &trusted(), None, NOW).unwrap_err();
         prop_assert!(matches!(error, OpenError::Truncated { .. }), "{error:?}");
     }
 
@@ -158,7 +156,7 @@ proptest! {
             junk[..8].copy_from_slice(b"LTCHSNAP");
             junk[8..10].copy_from_slice(&1u16.to_le_bytes());
         }
-        prop_assert!(open(copy(&junk), &trusted(), None, NOW).is_err());
+        prop_assert!(open(buf(&junk), &trusted(), None, NOW).is_err());
     }
 }
 
@@ -167,14 +165,14 @@ proptest! {
 fn flipping_any_bit_of_a_full_snapshot_is_refused() {
     let bytes = seal_full(&small_entries()[..2], 1);
     for bit in 0..bytes.len() * 8 {
-        let mut flipped = copy(&bytes);
+        let mut flipped = bytes.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);
         assert!(
-            open(flipped, &trusted(), None, NOW).is_err(),
+            open(buf(&flipped), &trusted(), None, NOW).is_err(),
             "bit {bit} flipped and the snapshot still opened"
         );
     }
-    assert!(open(bytes, &trusted(), None, NOW).is_ok());
+    assert!(open(buf(&bytes), &trusted(), None, NOW).is_ok());
 }
 
 #[test]
@@ -183,10 +181,10 @@ fn flipping_any_bit_of_a_delta_is_refused() {
     delta.upsert(small_entries()[0].clone());
     let bytes = delta.seal(&signer(), 1, 2, NOW, EXPIRES).unwrap();
     for bit in 0..bytes.len() * 8 {
-        let mut flipped = copy(&bytes);
+        let mut flipped = bytes.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);
         assert!(
-            open(flipped, &trusted(), Some(1), NOW).is_err(),
+            open(buf(&flipped), &trusted(), Some(1), NOW).is_err(),
             "bit {bit} flipped and the delta still opened"
         );
     }
@@ -195,15 +193,15 @@ fn flipping_any_bit_of_a_delta_is_refused() {
 #[test]
 fn each_rule_has_its_own_error() {
     let bytes = seal_full(&small_entries(), 5);
-    let reopen = || copy(&bytes);
+    let reopen = || bytes.clone();
 
     let stranger = TrustedKeys::new().with(SigningKeyPair::from_seed([9; 32]).verifying_key());
     assert_eq!(
-        open(reopen(), &stranger, None, NOW).unwrap_err(),
+        open(buf(&reopen()), &stranger, None, NOW).unwrap_err(),
         OpenError::UnknownKey(signer().id())
     );
 
-    let error = open(reopen(), &trusted(), None, EXPIRES + 1).unwrap_err();
+    let error = open(buf(&reopen()), &trusted(), None, EXPIRES + 1).unwrap_err();
     assert_eq!(
         error,
         OpenError::Expired {
@@ -215,7 +213,7 @@ fn each_rule_has_its_own_error() {
     let mut bad_signature = reopen();
     bad_signature[100] ^= 1;
     assert_eq!(
-        open(bad_signature, &trusted(), None, NOW).unwrap_err(),
+        open(buf(&bad_signature), &trusted(), None, NOW).unwrap_err(),
         OpenError::BadSignature
     );
 
@@ -223,28 +221,28 @@ fn each_rule_has_its_own_error() {
     let last = bad_body.len() - 1;
     bad_body[last] ^= 1;
     assert_eq!(
-        open(bad_body, &trusted(), None, NOW).unwrap_err(),
+        open(buf(&bad_body), &trusted(), None, NOW).unwrap_err(),
         OpenError::DigestMismatch
     );
 
     let mut longer = reopen();
-    longer.extend_from_slice(&[0]);
+    longer.push(0);
     assert_eq!(
-        open(longer, &trusted(), None, NOW).unwrap_err(),
+        open(buf(&longer), &trusted(), None, NOW).unwrap_err(),
         OpenError::TrailingBytes { extra: 1 }
     );
 
     let mut bad_magic = reopen();
     bad_magic[0] = b'X';
     assert_eq!(
-        open(bad_magic, &trusted(), None, NOW).unwrap_err(),
+        open(buf(&bad_magic), &trusted(), None, NOW).unwrap_err(),
         OpenError::BadMagic
     );
 
     let mut future_format = reopen();
     future_format[8] = 2;
     assert_eq!(
-        open(future_format, &trusted(), None, NOW).unwrap_err(),
+        open(buf(&future_format), &trusted(), None, NOW).unwrap_err(),
         OpenError::UnsupportedFormat(2)
     );
 }
@@ -265,7 +263,7 @@ fn a_signed_body_that_is_not_a_snapshot_is_refused() {
         &delta_bytes[..],
         &[0u8; 256][..],
     ] {
-        let error = open(seal(body, &signer(), params), &trusted(), None, NOW).unwrap_err();
+        let error = open(buf(&seal(body, &signer(), params)), &trusted(), None, NOW).unwrap_err();
         assert!(matches!(error, OpenError::MalformedBody(_)), "{error:?}");
     }
 }
@@ -278,7 +276,7 @@ fn applying_a_delta_twice_is_refused_not_doubled() {
     suspended.status = LicenseStatus::Suspended;
     delta.upsert(suspended.clone());
     let bytes = delta.seal(&signer(), 3, 4, NOW, EXPIRES).unwrap();
-    let Opened::Delta(first) = open(copy(&bytes), &trusted(), Some(3), NOW).unwrap() else {
+    let Opened::Delta(first) = open(buf(&bytes), &trusted(), Some(3), NOW).unwrap() else {
         panic!()
     };
     let next = state.apply(first).unwrap();
@@ -290,7 +288,7 @@ fn applying_a_delta_twice_is_refused_not_doubled() {
         state.license(&suspended.key_hash()).unwrap().status(),
         LicenseStatus::Active
     );
-    let error = open(bytes, &trusted(), Some(next.sequence()), NOW).unwrap_err();
+    let error = open(buf(&bytes), &trusted(), Some(next.sequence()), NOW).unwrap_err();
     assert_eq!(
         error,
         OpenError::WrongBase {
@@ -317,7 +315,7 @@ fn products_flags_and_config_come_through() {
     delta.config = Some(config);
     delta.products = Some(vec![]);
     let Opened::Delta(opened) = open(
-        delta.seal(&signer(), 1, 2, NOW, EXPIRES).unwrap(),
+        buf(&delta.seal(&signer(), 1, 2, NOW, EXPIRES).unwrap()),
         &trusted(),
         Some(1),
         NOW,

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use rkyv::rancor;
-use rkyv::util::AlignedVec;
 
 use super::body::{
     FLAG_PRESENT, FLAG_USAGE_EXHAUSTED, FullBody, LicenseRecord, NEVER, SLOTS_PER_LICENSE,
@@ -111,7 +110,7 @@ impl SnapshotBuilder {
         sequence: u64,
         created_at: i64,
         expires_at: i64,
-    ) -> Result<AlignedVec, BuildError> {
+    ) -> Result<Vec<u8>, BuildError> {
         self.records.sort_unstable_by_key(|r| r.key_hash);
         if let Some(pair) = self
             .records
@@ -190,7 +189,7 @@ impl DeltaBody {
         sequence: u64,
         created_at: i64,
         expires_at: i64,
-    ) -> Result<AlignedVec, BuildError> {
+    ) -> Result<Vec<u8>, BuildError> {
         let bytes = rkyv::to_bytes::<rancor::Error>(self)
             .map_err(|e| BuildError::Archive(e.to_string()))?;
         let params = SealParams {

@@ -21,8 +21,9 @@
 
 use ed25519_dalek::Signature;
 use rkyv::rancor;
-use rkyv::util::AlignedVec;
 use self_cell::self_cell;
+
+use super::buffer::SnapshotBuffer;
 
 use super::body::{ArchivedDeltaBody, ArchivedFullBody, DeltaBody};
 use crate::signing::{KeyId, SigningKeyPair, TrustedKeys};
@@ -95,7 +96,7 @@ type FullBodyRef<'a> = &'a ArchivedFullBody;
 self_cell!(
     /// The verified bytes of a full snapshot and the validated archive in them.
     pub(crate) struct FullCell {
-        owner: AlignedVec,
+        owner: SnapshotBuffer,
         #[covariant]
         dependent: FullBodyRef,
     }
@@ -141,7 +142,7 @@ impl FullSnapshot {
 
     /// The signed bytes, as received: what an edge caches on disk.
     pub fn as_bytes(&self) -> &[u8] {
-        self.cell.borrow_owner().as_slice()
+        self.cell.borrow_owner()
     }
 }
 
@@ -156,7 +157,7 @@ impl Opened {
 
 /// Signs `body` (rkyv bytes) into a complete snapshot. The builders call
 /// this; it is public so tools and tests can seal bodies of their own.
-pub fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> AlignedVec {
+pub fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> Vec<u8> {
     let (kind, base) = match params.kind {
         SnapshotKind::Full => (KIND_FULL, 0),
         SnapshotKind::Delta { base } => (KIND_DELTA, base),
@@ -173,7 +174,7 @@ pub fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> Aligned
     header[56..64].copy_from_slice(&(body.len() as u64).to_le_bytes());
     header[64..96].copy_from_slice(blake3::hash(body).as_bytes());
     let signature = signer.sign(&header);
-    let mut out = AlignedVec::with_capacity(HEADER_LEN + body.len());
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&header);
     out.extend_from_slice(&signature.to_bytes());
     out.extend_from_slice(body);
@@ -185,7 +186,7 @@ pub fn seal(body: &[u8], signer: &SigningKeyPair, params: SealParams) -> Aligned
 /// `held` is the sequence the caller holds now: a full snapshot must be
 /// newer, a delta must name it as its base. `now` is unix seconds.
 pub fn open(
-    bytes: AlignedVec,
+    bytes: SnapshotBuffer,
     trusted: &TrustedKeys,
     held: Option<u64>,
     now: i64,
@@ -225,13 +226,6 @@ pub fn open(
             Ok(Opened::Delta(DeltaSnapshot { meta, body }))
         }
     }
-}
-
-/// Reads a snapshot into a buffer aligned for [`open`].
-pub fn read_aligned(mut reader: impl std::io::Read) -> std::io::Result<AlignedVec> {
-    let mut bytes = AlignedVec::new();
-    bytes.extend_from_reader(&mut reader)?;
-    Ok(bytes)
 }
 
 /// Header, signature, length and digest: everything but the body's structure.

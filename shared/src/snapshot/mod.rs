@@ -12,20 +12,21 @@
 //! License keys appear only as [`KeyHash`](crate::key::KeyHash)es.
 
 mod body;
+mod buffer;
 mod build;
 mod envelope;
 mod model;
 mod state;
 
 pub use body::{DeltaBody, LicenseChange};
+pub use buffer::SnapshotBuffer;
 pub use build::{BuildError, SnapshotBuilder};
 pub use envelope::{
     DeltaSnapshot, FORMAT_VERSION, FullSnapshot, HEADER_LEN, MAGIC, OpenError, Opened, SealParams,
-    SnapshotKind, SnapshotMeta, open, read_aligned, seal,
+    SnapshotKind, SnapshotMeta, open, seal,
 };
 pub use model::{
     ChannelRelease, EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Policy,
     Product, RevokedSession, UsageLimit,
 };
-pub use rkyv::util::AlignedVec;
 pub use state::{LicenseView, SnapshotState};
