@@ -2,5 +2,6 @@
 //! panel and API, and the snapshot publisher. Today: signing-key management
 //! and demo snapshots; the database domain arrives with the control issue.
 
+pub mod db;
 pub mod demo;
 pub mod keys;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use latchkey_control::{demo, keys};
+use latchkey_control::{db, demo, keys};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +19,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Apply the database migrations (creates the schema on an empty database).
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Create heartbeat partitions ahead and retire those past the retention.
+    Partitions {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Months of partitions to keep ready after the current one.
+        #[arg(long, default_value_t = 3)]
+        months_ahead: u32,
+        /// Months of heartbeats to keep before the current one.
+        #[arg(
+            long,
+            env = "LATCHKEY_HEARTBEAT_RETENTION_MONTHS",
+            default_value_t = 13
+        )]
+        retention_months: u32,
+    },
     /// Signing keys for snapshots and offline leases.
     Keys {
         #[command(subcommand)]
@@ -60,8 +80,33 @@ enum DemoCommand {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Migrate { database_url } => {
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            println!("schema is up to date");
+        }
+        Command::Partitions {
+            database_url,
+            months_ahead,
+            retention_months,
+        } => {
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            let today = time::OffsetDateTime::now_utc().date();
+            let done = db::partitions::maintain(&pool, today, months_ahead, retention_months)
+                .await
+                .context("maintaining heartbeat partitions")?;
+            println!(
+                "created {} partitions, retired {:?}",
+                done.created, done.retired
+            );
+        }
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => {

@@ -47,7 +47,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn inspect(path: &PathBuf, trusted_keys: &[PathBuf], key: Option<&str>) -> anyhow::Result<()> {
+fn inspect(
+    path: &std::path::Path,
+    trusted_keys: &[PathBuf],
+    key: Option<&str>,
+) -> anyhow::Result<()> {
     let mut trusted = TrustedKeys::new();
     for key_path in trusted_keys {
         let pem = std::fs::read_to_string(key_path)

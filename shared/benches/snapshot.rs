@@ -6,7 +6,8 @@
 //! in-memory index most services would reach for. `open_verify` races
 //! against `blake3_only`, hashing the same bytes: the floor any verified
 //! open has to pay. `parse_and_hash_only` is the share of a lookup spent
-//! before the index is touched. Sizes are printed before the timings.
+//! before the index is touched; `random_read_floor` is one random read from
+//! memory of the snapshot's size, the least any in-memory index can cost. Sizes are printed before the timings.
 //!
 //! Run: `cargo bench -p latchkey-shared --bench snapshot` (LATCHKEY_BENCH_SIZES=1000000 to pick sizes).
 
@@ -132,6 +133,22 @@ fn bench_size(c: &mut Criterion, n: usize) {
         b.iter(|| black_box(blake3::hash(&bytes)))
     });
     group.finish();
+
+    // The floor: one random byte read from a buffer as large as the snapshot,
+    // in the same kind of memory, each read's address depending on the last
+    // (as a lookup's address depends on the key's hash), so reads cannot
+    // overlap. Any index that touches memory once pays it.
+    let floor = copy(&bytes);
+    let mut group = c.benchmark_group(format!("lookup/{label}"));
+    let mut j = 0u64;
+    group.bench_function("random_read_floor", |b| {
+        b.iter(|| {
+            j = splitmix(j) ^ u64::from(floor[(j % floor.len() as u64) as usize]);
+            black_box(j)
+        })
+    });
+    group.finish();
+    drop(floor);
 
     let Ok(Opened::Full(full)) = open(copy(&bytes), &trusted, None, NOW) else {
         panic!("snapshot opens")

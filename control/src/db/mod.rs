@@ -1,0 +1,20 @@
+//! Everything that speaks SQL. Nothing outside this module does.
+
+pub mod partitions;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+/// The schema, embedded at compile time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+pub async fn connect(database_url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect(database_url)
+        .await
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
