@@ -2,6 +2,9 @@
 //! panel and API, and the snapshot publisher. Today: signing-key management
 //! and demo snapshots; the database domain arrives with the control issue.
 
+pub mod context;
 pub mod db;
 pub mod demo;
+pub mod error;
 pub mod keys;
+pub mod secrets;

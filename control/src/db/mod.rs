@@ -1,5 +1,7 @@
 //! Everything that speaks SQL. Nothing outside this module does.
 
+pub mod audit;
+pub mod outbox;
 pub mod partitions;
 
 use sqlx::PgPool;

@@ -204,6 +204,14 @@ impl Default for EdgeConfig {
 }
 
 impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Revoked => "revoked",
+        }
+    }
+
     pub fn from_u8(value: u8) -> Option<Self> {
         match value {
             0 => Some(Self::Active),
@@ -215,6 +223,14 @@ impl LicenseStatus {
 }
 
 impl LicenseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Trial => "trial",
+            Self::Test => "test",
+        }
+    }
+
     pub fn from_u8(value: u8) -> Option<Self> {
         match value {
             0 => Some(Self::Full),
@@ -222,6 +238,29 @@ impl LicenseKind {
             2 => Some(Self::Test),
             _ => None,
         }
+    }
+}
+
+/// The database stores status and kind as their `as_str` text.
+impl TryFrom<String> for LicenseStatus {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        [Self::Active, Self::Suspended, Self::Revoked]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown license status {text:?}"))
+    }
+}
+
+impl TryFrom<String> for LicenseKind {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        [Self::Full, Self::Trial, Self::Test]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| format!("unknown license kind {text:?}"))
     }
 }
 
