@@ -1,8 +1,11 @@
 //! Everything that speaks SQL. Nothing outside this module does.
 
 pub mod audit;
+pub mod devices;
+pub mod licenses;
 pub mod outbox;
 pub mod partitions;
+pub mod sessions;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

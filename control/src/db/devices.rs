@@ -1,0 +1,448 @@
+//! Seats: activation under the device limit, deactivation, transfer, leases.
+//!
+//! Every decision about a license's seats is taken with the license row
+//! locked (`SELECT … FOR UPDATE`), so concurrent activations of one license
+//! run one after another and the device limit is exact.
+
+use std::net::IpAddr;
+
+use latchkey_shared::api::{ActivateResponse, ActivationOutcome, DeactivateResponse, ErrorCode, LeaseResponse};
+use latchkey_shared::fingerprint::{CanonicalFingerprint, DeviceDigest, MatchVerdict};
+use latchkey_shared::snapshot::LicenseStatus;
+use latchkey_shared::token::{self, Lease};
+use latchkey_shared::{LicenseKey, SigningKeyPair};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::audit::{self, Change};
+use super::licenses::{self, License};
+use super::outbox::{self, EntityKind};
+use crate::context::RequestContext;
+use crate::error::{DomainError, DomainResult};
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Device {
+    pub id: Uuid,
+    pub license_id: Uuid,
+    #[serde(serialize_with = "hex_bytes")]
+    pub fingerprint_hash: Vec<u8>,
+    #[serde(skip)]
+    pub digest: Vec<u8>,
+    pub components: serde_json::Value,
+    pub name: Option<String>,
+    pub status: String,
+    pub app_version: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deactivated_at: Option<OffsetDateTime>,
+    pub deactivation_reason: Option<String>,
+}
+
+/// A client's activation or transfer, parsed and canonicalised.
+#[derive(Debug, Clone)]
+pub struct SeatRequest {
+    pub key: LicenseKey,
+    pub fingerprint: CanonicalFingerprint,
+    pub device_name: Option<String>,
+    pub app_version: Option<String>,
+    pub ip: Option<IpAddr>,
+    pub idempotency_key: Option<String>,
+}
+
+/// How leases are signed and how long they last when the license does not say.
+#[derive(Debug, Clone)]
+pub struct LeaseIssuer {
+    pub signer: SigningKeyPair,
+    pub default_grace_secs: i64,
+}
+
+const COLUMNS: &str = "id, license_id, fingerprint_hash, digest, components, name, status, app_version, first_seen_at,
+    last_seen_at, deactivated_at, deactivation_reason";
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(bytes))
+}
+
+/// Refuses a license that may not be used now, with the code that says why.
+pub fn check_usable(license: &License, now: OffsetDateTime) -> DomainResult<()> {
+    match license.status {
+        LicenseStatus::Suspended => return Err(DomainError::refused(ErrorCode::LicenseSuspended, "the license is suspended")),
+        LicenseStatus::Revoked => return Err(DomainError::refused(ErrorCode::LicenseRevoked, "the license is revoked")),
+        LicenseStatus::Active => {}
+    }
+    if now < license.valid_from {
+        return Err(DomainError::refused(ErrorCode::LicenseNotYetValid, "the license is not valid yet"));
+    }
+    if license.valid_until.is_some_and(|until| until <= now) {
+        return Err(DomainError::refused(ErrorCode::LicenseExpired, "the license has expired"));
+    }
+    Ok(())
+}
+
+/// Takes a seat for the machine, or recognises the one it holds.
+pub async fn activate(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    issuer: &LeaseIssuer,
+    request: &SeatRequest,
+) -> DomainResult<ActivateResponse> {
+    validate(request)?;
+    let now = OffsetDateTime::now_utc();
+    let mut tx = pool.begin().await?;
+    let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
+    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+        return Ok(answer);
+    }
+    check_usable(&license, now)?;
+    let devices = active_devices(&mut tx, license.id).await?;
+    let hash = request.fingerprint.hash();
+    let (device_id, outcome) = match find_device(&devices, &request.fingerprint) {
+        Some((device, MatchVerdict::Exact)) if device.fingerprint_hash == hash.0 => {
+            touch(&mut tx, device.id, request).await?;
+            (device.id, ActivationOutcome::AlreadyActive)
+        }
+        Some((device, _)) => {
+            update_fingerprint(&mut tx, device.id, request).await?;
+            (device.id, ActivationOutcome::Updated)
+        }
+        None => {
+            if devices.len() >= license.device_limit as usize {
+                return Err(DomainError::refused(
+                    ErrorCode::DeviceLimitReached,
+                    format!("all {} seats of this license are taken", license.device_limit),
+                ));
+            }
+            (insert_device(&mut tx, license.id, request).await?, ActivationOutcome::Activated)
+        }
+    };
+    let used = devices.len() as u32 + u32::from(outcome == ActivationOutcome::Activated);
+    let answer = seat_answer(issuer, &license, request, device_id, outcome, used, now)?;
+    if outcome != ActivationOutcome::AlreadyActive {
+        outbox::push(&mut tx, EntityKind::License, &license.id.to_string()).await?;
+        let change = Change {
+            action: if outcome == ActivationOutcome::Activated { "device.activate" } else { "device.update" },
+            entity_kind: "device",
+            entity_id: device_id.to_string(),
+            before: None,
+            after: Some(json!({ "license_id": license.id, "fingerprint": request.fingerprint, "outcome": outcome })),
+        };
+        audit::record(&mut tx, ctx, change).await?;
+    }
+    remember(&mut tx, license.id, request.idempotency_key.as_deref(), &answer).await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// Frees the seat the machine holds.
+pub async fn deactivate(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    key: &LicenseKey,
+    fingerprint: &CanonicalFingerprint,
+) -> DomainResult<DeactivateResponse> {
+    let mut tx = pool.begin().await?;
+    let license = licenses::lock_by_key_hash(&mut tx, &key.hash().0).await?;
+    let devices = active_devices(&mut tx, license.id).await?;
+    let (device, _) = find_device(&devices, fingerprint)
+        .ok_or_else(|| DomainError::refused(ErrorCode::DeviceNotFound, "this machine holds no seat of the license"))?;
+    let device_id = device.id;
+    release(&mut tx, ctx, &license, device_id, "client").await?;
+    tx.commit().await?;
+    Ok(DeactivateResponse {
+        device_id,
+        devices_used: devices.len() as u32 - 1,
+        device_limit: license.device_limit as u32,
+    })
+}
+
+/// An admin frees a seat by device id.
+pub async fn deactivate_by_id(pool: &PgPool, ctx: &RequestContext, device_id: Uuid) -> DomainResult<Device> {
+    let mut tx = pool.begin().await?;
+    let license_id: Uuid = sqlx::query_scalar("SELECT license_id FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "device" })?;
+    let license = licenses::lock(&mut tx, license_id).await?;
+    let device = release(&mut tx, ctx, &license, device_id, "admin").await?;
+    tx.commit().await?;
+    Ok(device)
+}
+
+/// Moves the seat of `from_device` to the machine asking, in one step, so
+/// a full license can change machines without a free seat.
+pub async fn transfer(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    issuer: &LeaseIssuer,
+    from_device: Uuid,
+    request: &SeatRequest,
+) -> DomainResult<ActivateResponse> {
+    validate(request)?;
+    let now = OffsetDateTime::now_utc();
+    let mut tx = pool.begin().await?;
+    let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
+    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+        return Ok(answer);
+    }
+    check_usable(&license, now)?;
+    let devices = active_devices(&mut tx, license.id).await?;
+    if !devices.iter().any(|d| d.id == from_device) {
+        return Err(DomainError::refused(ErrorCode::DeviceNotFound, "the device to transfer from holds no seat"));
+    }
+    if find_device(&devices, &request.fingerprint).is_some() {
+        return Err(DomainError::conflict("fingerprint", "this machine already holds a seat of the license"));
+    }
+    release(&mut tx, ctx, &license, from_device, "transfer").await?;
+    let device_id = insert_device(&mut tx, license.id, request).await?;
+    sqlx::query("INSERT INTO device_transfers (license_id, from_device_id, to_device_id) VALUES ($1, $2, $3)")
+        .bind(license.id)
+        .bind(from_device)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    let change = Change {
+        action: "device.transfer",
+        entity_kind: "device",
+        entity_id: device_id.to_string(),
+        before: Some(json!({ "device_id": from_device })),
+        after: Some(json!({ "device_id": device_id, "fingerprint": request.fingerprint })),
+    };
+    audit::record(&mut tx, ctx, change).await?;
+    let answer = seat_answer(
+        issuer,
+        &license,
+        request,
+        device_id,
+        ActivationOutcome::Transferred,
+        devices.len() as u32,
+        now,
+    )?;
+    remember(&mut tx, license.id, request.idempotency_key.as_deref(), &answer).await?;
+    tx.commit().await?;
+    Ok(answer)
+}
+
+/// A fresh offline lease for a machine that holds a seat.
+pub async fn refresh_lease(
+    pool: &PgPool,
+    issuer: &LeaseIssuer,
+    key: &LicenseKey,
+    fingerprint: &CanonicalFingerprint,
+) -> DomainResult<LeaseResponse> {
+    let now = OffsetDateTime::now_utc();
+    let mut conn = pool.acquire().await?;
+    let license: License = licenses::find_by_key_hash(&mut conn, &key.hash().0).await?;
+    check_usable(&license, now)?;
+    let devices = active_devices(&mut conn, license.id).await?;
+    let (device, _) = find_device(&devices, fingerprint)
+        .ok_or_else(|| DomainError::refused(ErrorCode::FingerprintMismatch, "this machine holds no seat of the license"))?;
+    sqlx::query("UPDATE devices SET last_seen_at = now() WHERE id = $1").bind(device.id).execute(&mut *conn).await?;
+    let lease = lease_for(issuer, &license, key, fingerprint, now);
+    Ok(LeaseResponse { valid_until: lease.valid_until, lease: token::sign(&lease, &issuer.signer) })
+}
+
+pub async fn list_for_license(pool: &PgPool, license_id: Uuid, include_inactive: bool) -> DomainResult<Vec<Device>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND ($2 OR status = 'active') ORDER BY first_seen_at"
+    ))
+    .bind(license_id)
+    .bind(include_inactive)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(crate) async fn active_devices(conn: &mut PgConnection, license_id: Uuid) -> DomainResult<Vec<Device>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND status = 'active' ORDER BY first_seen_at"
+    ))
+    .bind(license_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The device the fingerprint identifies: an exact hash first, then the
+/// shared matching rule.
+pub(crate) fn find_device<'a>(
+    devices: &'a [Device],
+    fingerprint: &CanonicalFingerprint,
+) -> Option<(&'a Device, MatchVerdict)> {
+    let hash = fingerprint.hash();
+    if let Some(device) = devices.iter().find(|d| d.fingerprint_hash == hash.0) {
+        return Some((device, MatchVerdict::Exact));
+    }
+    devices.iter().find_map(|device| {
+        let digest: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
+        let verdict = fingerprint.compare(&DeviceDigest::from_bytes(&digest));
+        verdict.is_same_machine().then_some((device, verdict))
+    })
+}
+
+fn validate(request: &SeatRequest) -> DomainResult<()> {
+    if request.device_name.as_ref().is_some_and(|n| n.chars().count() > 128) {
+        return Err(DomainError::invalid("device_name", "at most 128 characters"));
+    }
+    if request.app_version.as_ref().is_some_and(|v| v.len() > 64) {
+        return Err(DomainError::invalid("app_version", "at most 64 characters"));
+    }
+    if request.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
+        return Err(DomainError::invalid("idempotency_key", "1 to 128 characters"));
+    }
+    Ok(())
+}
+
+fn lease_for(
+    issuer: &LeaseIssuer,
+    license: &License,
+    key: &LicenseKey,
+    fingerprint: &CanonicalFingerprint,
+    now: OffsetDateTime,
+) -> Lease {
+    let grace = license.grace_period_secs.map_or(issuer.default_grace_secs, i64::from);
+    let issued = now.unix_timestamp();
+    // A lease never outlives the license.
+    let grace = license.valid_until.map_or(grace, |until| grace.min(until.unix_timestamp() - issued));
+    Lease::issue(
+        license.id,
+        key.hash(),
+        fingerprint.hash(),
+        license.product_id as u32,
+        license.features.clone(),
+        issued,
+        grace,
+    )
+}
+
+fn seat_answer(
+    issuer: &LeaseIssuer,
+    license: &License,
+    request: &SeatRequest,
+    device_id: Uuid,
+    outcome: ActivationOutcome,
+    devices_used: u32,
+    now: OffsetDateTime,
+) -> DomainResult<ActivateResponse> {
+    let lease = lease_for(issuer, license, &request.key, &request.fingerprint, now);
+    Ok(ActivateResponse {
+        outcome,
+        device_id,
+        devices_used,
+        device_limit: license.device_limit as u32,
+        lease_valid_until: lease.valid_until,
+        lease: token::sign(&lease, &issuer.signer),
+    })
+}
+
+async fn insert_device(conn: &mut PgConnection, license_id: Uuid, request: &SeatRequest) -> DomainResult<Uuid> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO devices (license_id, fingerprint_hash, digest, components, name, app_version, ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::inet) RETURNING id",
+    )
+    .bind(license_id)
+    .bind(&request.fingerprint.hash().0[..])
+    .bind(&request.fingerprint.digest().to_bytes()[..])
+    .bind(json!(request.fingerprint))
+    .bind(&request.device_name)
+    .bind(&request.app_version)
+    .bind(request.ip.map(|ip| ip.to_string()))
+    .fetch_one(conn)
+    .await?)
+}
+
+async fn touch(conn: &mut PgConnection, device_id: Uuid, request: &SeatRequest) -> DomainResult<()> {
+    sqlx::query(
+        "UPDATE devices SET last_seen_at = now(), app_version = coalesce($2, app_version),
+                name = coalesce($3, name), ip = coalesce($4::inet, ip) WHERE id = $1",
+    )
+    .bind(device_id)
+    .bind(&request.app_version)
+    .bind(&request.device_name)
+    .bind(request.ip.map(|ip| ip.to_string()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn update_fingerprint(conn: &mut PgConnection, device_id: Uuid, request: &SeatRequest) -> DomainResult<()> {
+    sqlx::query(
+        "UPDATE devices SET fingerprint_hash = $2, digest = $3, components = $4, last_seen_at = now(),
+                app_version = coalesce($5, app_version), name = coalesce($6, name) WHERE id = $1",
+    )
+    .bind(device_id)
+    .bind(&request.fingerprint.hash().0[..])
+    .bind(&request.fingerprint.digest().to_bytes()[..])
+    .bind(json!(request.fingerprint))
+    .bind(&request.app_version)
+    .bind(&request.device_name)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn release(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    license: &License,
+    device_id: Uuid,
+    reason: &str,
+) -> DomainResult<Device> {
+    let device: Device = sqlx::query_as(&format!(
+        "UPDATE devices SET status = 'deactivated', deactivated_at = now(), deactivation_reason = $2
+          WHERE id = $1 AND status = 'active' RETURNING {COLUMNS}"
+    ))
+    .bind(device_id)
+    .bind(reason)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| DomainError::refused(ErrorCode::DeviceNotFound, "the device holds no seat"))?;
+    super::sessions::end_all_for_device(conn, device_id, "license").await?;
+    outbox::push(conn, EntityKind::License, &license.id.to_string()).await?;
+    let change = Change {
+        action: "device.deactivate",
+        entity_kind: "device",
+        entity_id: device_id.to_string(),
+        before: None,
+        after: Some(json!({ "license_id": license.id, "reason": reason })),
+    };
+    audit::record(conn, ctx, change).await?;
+    Ok(device)
+}
+
+/// The answer an earlier call with this idempotency key got, if any.
+async fn replayed(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    idempotency_key: Option<&str>,
+) -> DomainResult<Option<ActivateResponse>> {
+    let Some(idempotency_key) = idempotency_key else { return Ok(None) };
+    let stored: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT response FROM idempotent_requests WHERE license_id = $1 AND idempotency_key = $2")
+            .bind(license_id)
+            .bind(idempotency_key)
+            .fetch_optional(conn)
+            .await?;
+    stored.map(|value| serde_json::from_value(value).map_err(|e| DomainError::Internal(e.to_string()))).transpose()
+}
+
+async fn remember(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    idempotency_key: Option<&str>,
+    answer: &ActivateResponse,
+) -> DomainResult<()> {
+    if let Some(idempotency_key) = idempotency_key {
+        sqlx::query("INSERT INTO idempotent_requests (license_id, idempotency_key, response) VALUES ($1, $2, $3)")
+            .bind(license_id)
+            .bind(idempotency_key)
+            .bind(json!(answer))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,562 @@
+//! Licenses: create (one or a batch), edit, suspend/resume/revoke, extend, delete.
+//!
+//! Keys are generated here and returned once in clear; the database keeps
+//! the key hash (lookups), the first group (lists) and the key sealed with
+//! `SECRET_KEY` (an admin may reveal it again).
+
+use std::collections::BTreeMap;
+
+use latchkey_shared::LicenseKey;
+use latchkey_shared::snapshot::{LicenseKind, LicenseStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::audit::{self, Change};
+use super::outbox::{self, EntityKind};
+use crate::context::RequestContext;
+use crate::error::{DomainError, DomainResult};
+use crate::secrets::Secrets;
+
+/// Largest batch one call may create.
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_DEVICE_LIMIT: i32 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct License {
+    pub id: Uuid,
+    pub key_prefix: String,
+    pub customer_id: Option<Uuid>,
+    pub product_id: i32,
+    #[sqlx(try_from = "String")]
+    pub kind: LicenseKind,
+    #[sqlx(try_from = "String")]
+    pub status: LicenseStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub valid_until: Option<OffsetDateTime>,
+    pub device_limit: i32,
+    pub session_limit: i32,
+    pub allow_session_takeover: bool,
+    pub grace_period_secs: Option<i32>,
+    pub features: Vec<String>,
+    pub usage_limits: Value,
+    pub usage_exhausted: bool,
+    pub metadata: Value,
+    pub batch_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A license with its key, as returned once at creation.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedLicense {
+    pub license_key: String,
+    #[serde(flatten)]
+    pub license: License,
+}
+
+/// What a new license looks like; a batch creates `count` of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLicense {
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
+    pub product_id: i32,
+    #[serde(default = "default_kind")]
+    pub kind: LicenseKind,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub valid_from: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub valid_until: Option<OffsetDateTime>,
+    #[serde(default = "default_device_limit")]
+    pub device_limit: i32,
+    #[serde(default)]
+    pub session_limit: i32,
+    #[serde(default)]
+    pub allow_session_takeover: bool,
+    #[serde(default)]
+    pub grace_period_secs: Option<i32>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Metric name → limit per calendar month.
+    #[serde(default)]
+    pub usage_limits: BTreeMap<String, u64>,
+    #[serde(default = "empty_object")]
+    pub metadata: Value,
+}
+
+/// Fields an edit may change; absent fields stay as they are. For
+/// `valid_until`, `customer_id` and `grace_period_secs`, an explicit `null` clears.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicensePatch {
+    #[serde(default, deserialize_with = "some")]
+    pub customer_id: Option<Option<Uuid>>,
+    #[serde(default)]
+    pub kind: Option<LicenseKind>,
+    #[serde(default, deserialize_with = "some_time")]
+    pub valid_until: Option<Option<OffsetDateTime>>,
+    #[serde(default)]
+    pub device_limit: Option<i32>,
+    #[serde(default)]
+    pub session_limit: Option<i32>,
+    #[serde(default)]
+    pub allow_session_takeover: Option<bool>,
+    #[serde(default, deserialize_with = "some")]
+    pub grace_period_secs: Option<Option<i32>>,
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub usage_limits: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseFilter {
+    #[serde(default)]
+    pub status: Option<LicenseStatus>,
+    #[serde(default)]
+    pub product_id: Option<i32>,
+    #[serde(default)]
+    pub customer_id: Option<Uuid>,
+    #[serde(default)]
+    pub batch_id: Option<Uuid>,
+    /// The start of a license key (first group), as shown in lists.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
+const COLUMNS: &str = "id, key_prefix, customer_id, product_id, kind, status, valid_from, valid_until, device_limit,
+    session_limit, allow_session_takeover, grace_period_secs, features, usage_limits, usage_exhausted, metadata,
+    batch_id, created_at, updated_at";
+
+fn default_kind() -> LicenseKind {
+    LicenseKind::Full
+}
+
+fn default_device_limit() -> i32 {
+    1
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn some_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    time::serde::rfc3339::option::deserialize(d).map(Some)
+}
+
+impl NewLicense {
+    pub fn validate(&self) -> DomainResult<()> {
+        check_device_limit(self.device_limit)?;
+        check_session_limit(self.session_limit)?;
+        check_grace(self.grace_period_secs)?;
+        check_features(&self.features)?;
+        check_usage_limits(&self.usage_limits)?;
+        if !self.metadata.is_object() {
+            return Err(DomainError::invalid("metadata", "must be a JSON object"));
+        }
+        if let (Some(from), Some(until)) = (self.valid_from, self.valid_until)
+            && until <= from
+        {
+            return Err(DomainError::invalid("valid_until", "must be after valid_from"));
+        }
+        Ok(())
+    }
+}
+
+impl LicensePatch {
+    pub fn validate(&self) -> DomainResult<()> {
+        self.device_limit.map(check_device_limit).transpose()?;
+        self.session_limit.map(check_session_limit).transpose()?;
+        self.grace_period_secs.map(check_grace).transpose()?;
+        self.features.as_deref().map(check_features).transpose()?;
+        self.usage_limits.as_ref().map(check_usage_limits).transpose()?;
+        if self.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+            return Err(DomainError::invalid("metadata", "must be a JSON object"));
+        }
+        Ok(())
+    }
+}
+
+fn check_device_limit(limit: i32) -> DomainResult<()> {
+    if !(0..=MAX_DEVICE_LIMIT).contains(&limit) {
+        return Err(DomainError::invalid("device_limit", "must be between 0 and 1000000"));
+    }
+    Ok(())
+}
+
+fn check_session_limit(limit: i32) -> DomainResult<()> {
+    if !(0..=i32::from(u16::MAX)).contains(&limit) {
+        return Err(DomainError::invalid("session_limit", "must be between 0 (unlimited) and 65535"));
+    }
+    Ok(())
+}
+
+fn check_grace(grace: Option<i32>) -> DomainResult<()> {
+    if grace.is_some_and(|g| !(0..=365 * 86_400).contains(&g)) {
+        return Err(DomainError::invalid("grace_period_secs", "must be between 0 and one year"));
+    }
+    Ok(())
+}
+
+fn check_features(features: &[String]) -> DomainResult<()> {
+    if features.len() > 64 {
+        return Err(DomainError::invalid("features", "at most 64 features"));
+    }
+    for (i, feature) in features.iter().enumerate() {
+        let ok = !feature.is_empty()
+            && feature.len() <= 64
+            && feature.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        if !ok {
+            return Err(DomainError::invalid(format!("features[{i}]"), "feature names are [a-z0-9_.-], 1 to 64"));
+        }
+    }
+    Ok(())
+}
+
+fn check_usage_limits(limits: &BTreeMap<String, u64>) -> DomainResult<()> {
+    for name in limits.keys() {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(DomainError::invalid(format!("usage_limits.{name}"), "metric names are [a-z0-9_], 1 to 64"));
+        }
+    }
+    Ok(())
+}
+
+/// Creates `count` licenses alike in one transaction: one INSERT, one audit
+/// row (per license for a single one, per batch otherwise), one outbox row each.
+pub async fn create(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    secrets: &Secrets,
+    new: &NewLicense,
+    count: usize,
+) -> DomainResult<Vec<CreatedLicense>> {
+    new.validate()?;
+    if !(1..=MAX_BATCH).contains(&count) {
+        return Err(DomainError::invalid("count", "must be between 1 and 10000"));
+    }
+    let keys: Vec<LicenseKey> = (0..count).map(|_| LicenseKey::generate()).collect();
+    let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
+    let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().0.to_vec()).collect();
+    let prefixes: Vec<String> = keys.iter().map(LicenseKey::prefix).collect();
+    let sealed: Vec<Vec<u8>> = keys.iter().map(|k| secrets.seal(k.to_string().as_bytes())).collect();
+    let batch_id = (count > 1).then(Uuid::new_v4);
+    let mut features = new.features.clone();
+    features.sort();
+    features.dedup();
+
+    let mut tx = pool.begin().await?;
+    ensure_product(&mut tx, new.product_id).await?;
+    if let Some(customer) = new.customer_id {
+        ensure_customer(&mut tx, customer).await?;
+    }
+    let licenses: Vec<License> = sqlx::query_as(&format!(
+        "INSERT INTO licenses (id, key_hash, key_prefix, key_sealed, customer_id, product_id, kind, valid_from,
+                               valid_until, device_limit, session_limit, allow_session_takeover, grace_period_secs,
+                               features, usage_limits, metadata, batch_id)
+         SELECT i.id, i.hash, i.prefix, i.sealed, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13, $14, $15,
+                $16, $17
+           FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::bytea[]) AS i(id, hash, prefix, sealed)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(&hashes)
+    .bind(&prefixes)
+    .bind(&sealed)
+    .bind(new.customer_id)
+    .bind(new.product_id)
+    .bind(new.kind.as_str())
+    .bind(new.valid_from)
+    .bind(new.valid_until)
+    .bind(new.device_limit)
+    .bind(new.session_limit)
+    .bind(new.allow_session_takeover)
+    .bind(new.grace_period_secs)
+    .bind(&features)
+    .bind(json!(new.usage_limits))
+    .bind(&new.metadata)
+    .bind(batch_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let id_texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    sqlx::query("INSERT INTO snapshot_outbox (entity_kind, entity_id) SELECT 'license', unnest($1::text[])")
+        .bind(&id_texts)
+        .execute(&mut *tx)
+        .await?;
+    let change = match (&licenses[..], batch_id) {
+        ([license], None) => Change {
+            action: "license.create",
+            entity_kind: "license",
+            entity_id: license.id.to_string(),
+            before: None,
+            after: Some(json!(license)),
+        },
+        (_, batch) => Change {
+            action: "license.create_batch",
+            entity_kind: "license_batch",
+            entity_id: batch.unwrap_or_default().to_string(),
+            before: None,
+            after: Some(json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids })),
+        },
+    };
+    audit::record(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+
+    // RETURNING keeps no promised order: pair keys by id.
+    let mut by_id: std::collections::HashMap<Uuid, License> = licenses.into_iter().map(|l| (l.id, l)).collect();
+    Ok(ids
+        .iter()
+        .zip(keys)
+        .filter_map(|(id, key)| by_id.remove(id).map(|license| CreatedLicense { license_key: key.to_string(), license }))
+        .collect())
+}
+
+pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<License> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "license" })
+}
+
+/// The license key in clear, for an admin who needs it again.
+pub async fn reveal_key(pool: &PgPool, ctx: &RequestContext, secrets: &Secrets, id: Uuid) -> DomainResult<String> {
+    let mut tx = pool.begin().await?;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT key_sealed FROM licenses WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "license" })?;
+    let key = secrets.open(&sealed).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let change =
+        Change { action: "license.reveal_key", entity_kind: "license", entity_id: id.to_string(), before: None, after: None };
+    audit::record(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    String::from_utf8(key).map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+pub async fn list(
+    pool: &PgPool,
+    filter: &LicenseFilter,
+    page: u32,
+    per_page: u32,
+) -> DomainResult<(Vec<License>, i64)> {
+    let condition = "($1::text IS NULL OR status = $1) AND ($2::int IS NULL OR product_id = $2)
+        AND ($3::uuid IS NULL OR customer_id = $3) AND ($4::uuid IS NULL OR batch_id = $4)
+        AND ($5::text IS NULL OR key_prefix = upper($5))";
+    let status = filter.status.map(LicenseStatus::as_str);
+    let items: Vec<License> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM licenses WHERE {condition} ORDER BY created_at DESC, id LIMIT $6 OFFSET $7"
+    ))
+    .bind(status)
+    .bind(filter.product_id)
+    .bind(filter.customer_id)
+    .bind(filter.batch_id)
+    .bind(&filter.key_prefix)
+    .bind(i64::from(per_page))
+    .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM licenses WHERE {condition}"))
+        .bind(status)
+        .bind(filter.product_id)
+        .bind(filter.customer_id)
+        .bind(filter.batch_id)
+        .bind(&filter.key_prefix)
+        .fetch_one(pool)
+        .await?;
+    Ok((items, total))
+}
+
+pub async fn update(pool: &PgPool, ctx: &RequestContext, id: Uuid, patch: &LicensePatch) -> DomainResult<License> {
+    patch.validate()?;
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    if let Some(Some(customer)) = patch.customer_id {
+        ensure_customer(&mut tx, customer).await?;
+    }
+    let valid_until = patch.valid_until.unwrap_or(before.valid_until);
+    if valid_until.is_some_and(|until| until <= before.valid_from) {
+        return Err(DomainError::invalid("valid_until", "must be after valid_from"));
+    }
+    let mut features = patch.features.clone().unwrap_or_else(|| before.features.clone());
+    features.sort();
+    features.dedup();
+    let after: License = sqlx::query_as(&format!(
+        "UPDATE licenses SET customer_id = $2, kind = $3, valid_until = $4, device_limit = $5, session_limit = $6,
+                allow_session_takeover = $7, grace_period_secs = $8, features = $9, usage_limits = $10,
+                metadata = $11, updated_at = now()
+          WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(patch.customer_id.unwrap_or(before.customer_id))
+    .bind(patch.kind.unwrap_or(before.kind).as_str())
+    .bind(valid_until)
+    .bind(patch.device_limit.unwrap_or(before.device_limit))
+    .bind(patch.session_limit.unwrap_or(before.session_limit))
+    .bind(patch.allow_session_takeover.unwrap_or(before.allow_session_takeover))
+    .bind(patch.grace_period_secs.unwrap_or(before.grace_period_secs))
+    .bind(&features)
+    .bind(patch.usage_limits.as_ref().map_or_else(|| before.usage_limits.clone(), |l| json!(l)))
+    .bind(patch.metadata.as_ref().unwrap_or(&before.metadata))
+    .fetch_one(&mut *tx)
+    .await?;
+    finish(tx, ctx, "license.update", &before, &after).await?;
+    Ok(after)
+}
+
+/// Suspend, resume or revoke. Revoking is final and ends the license's open sessions.
+pub async fn set_status(pool: &PgPool, ctx: &RequestContext, id: Uuid, status: LicenseStatus) -> DomainResult<License> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    if before.status == LicenseStatus::Revoked && status != LicenseStatus::Revoked {
+        return Err(DomainError::Conflict { field: Some("status".into()), message: "a revoked license stays revoked".into() });
+    }
+    let after: License =
+        sqlx::query_as(&format!("UPDATE licenses SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"))
+            .bind(id)
+            .bind(status.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+    if status == LicenseStatus::Revoked {
+        super::sessions::end_all_for_license(&mut tx, id, "license").await?;
+    }
+    let action = match status {
+        LicenseStatus::Active => "license.resume",
+        LicenseStatus::Suspended => "license.suspend",
+        LicenseStatus::Revoked => "license.revoke",
+    };
+    finish(tx, ctx, action, &before, &after).await?;
+    Ok(after)
+}
+
+/// Moves the end of the validity window to `until`, which must be later.
+pub async fn extend(pool: &PgPool, ctx: &RequestContext, id: Uuid, until: OffsetDateTime) -> DomainResult<License> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    match before.valid_until {
+        None => return Err(DomainError::invalid("valid_until", "the license never expires: nothing to extend")),
+        Some(current) if until <= current => {
+            return Err(DomainError::invalid("valid_until", "an extension must end later than the license does now"));
+        }
+        Some(_) => {}
+    }
+    let after: License = sqlx::query_as(&format!(
+        "UPDATE licenses SET valid_until = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(until)
+    .fetch_one(&mut *tx)
+    .await?;
+    finish(tx, ctx, "license.extend", &before, &after).await?;
+    Ok(after)
+}
+
+pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResult<()> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    super::sessions::end_all_for_license(&mut tx, id, "license").await?;
+    sqlx::query("UPDATE resources SET status = 'available', license_id = NULL, allocated_at = NULL WHERE license_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM licenses WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    outbox::push(&mut tx, EntityKind::License, &id.to_string()).await?;
+    let change = Change {
+        action: "license.delete",
+        entity_kind: "license",
+        entity_id: id.to_string(),
+        before: Some(json!(before)),
+        after: None,
+    };
+    audit::record(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The license row, locked for the rest of the transaction: every rule about
+/// one license (seats, sessions, status) is decided under this lock.
+pub(crate) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<License> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "license" })
+}
+
+/// The license a key names, unlocked: for reads.
+pub(crate) async fn find_by_key_hash(conn: &mut PgConnection, key_hash: &[u8; 32]) -> DomainResult<License> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE key_hash = $1"))
+        .bind(&key_hash[..])
+        .fetch_optional(conn)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "license" })
+}
+
+/// As [`lock`], found by key hash: how client calls name a license.
+pub(crate) async fn lock_by_key_hash(conn: &mut PgConnection, key_hash: &[u8; 32]) -> DomainResult<License> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE key_hash = $1 FOR UPDATE"))
+        .bind(&key_hash[..])
+        .fetch_optional(conn)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "license" })
+}
+
+async fn finish(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ctx: &RequestContext,
+    action: &str,
+    before: &License,
+    after: &License,
+) -> DomainResult<()> {
+    outbox::push(&mut tx, EntityKind::License, &after.id.to_string()).await?;
+    let change = Change {
+        action,
+        entity_kind: "license",
+        entity_id: after.id.to_string(),
+        before: Some(json!(before)),
+        after: Some(json!(after)),
+    };
+    audit::record(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ensure_product(conn: &mut PgConnection, product_id: i32) -> DomainResult<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM products WHERE id = $1)")
+        .bind(product_id)
+        .fetch_one(conn)
+        .await?;
+    if !exists {
+        return Err(DomainError::invalid("product_id", "no such product"));
+    }
+    Ok(())
+}
+
+async fn ensure_customer(conn: &mut PgConnection, customer_id: Uuid) -> DomainResult<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)")
+        .bind(customer_id)
+        .fetch_one(conn)
+        .await?;
+    if !exists {
+        return Err(DomainError::invalid("customer_id", "no such customer"));
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Sessions under the concurrent-session limit, heartbeats, and the reaper.
+//!
+//! Starting a session locks the license row, so the limit is exact under
+//! concurrency: with a limit of 1 only one of any number of simultaneous
+//! starts wins. An ended session goes to the outbox, so edges refuse its
+//! token until the token would have expired anyway.
+
+use std::net::IpAddr;
+
+use latchkey_shared::api::{ErrorCode, SessionStartResponse};
+use latchkey_shared::fingerprint::CanonicalFingerprint;
+use latchkey_shared::snapshot::RevokedSession;
+use latchkey_shared::token::{self, SessionClaims};
+use latchkey_shared::{LicenseKey, SigningKeyPair};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::devices::{active_devices, check_usable, find_device};
+use super::licenses;
+use super::outbox::{self, EntityKind};
+use crate::context::RequestContext;
+use crate::error::{DomainError, DomainResult};
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Session {
+    pub id: Uuid,
+    pub license_id: Uuid,
+    pub device_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_heartbeat_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub token_expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub end_reason: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// How sessions are signed and timed.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub signer: SigningKeyPair,
+    pub heartbeat_interval_secs: u32,
+    pub token_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub key: LicenseKey,
+    pub fingerprint: CanonicalFingerprint,
+    pub app_version: Option<String>,
+    pub take_over: bool,
+    pub ip: Option<IpAddr>,
+    pub edge_id: Option<Uuid>,
+}
+
+const COLUMNS: &str =
+    "id, license_id, device_id, started_at, last_heartbeat_at, token_expires_at, ended_at, end_reason, app_version";
+
+pub async fn start(
+    pool: &PgPool,
+    _ctx: &RequestContext,
+    settings: &SessionSettings,
+    request: &StartRequest,
+) -> DomainResult<SessionStartResponse> {
+    if request.app_version.as_ref().is_some_and(|v| v.len() > 64) {
+        return Err(DomainError::invalid("app_version", "at most 64 characters"));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut tx = pool.begin().await?;
+    let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
+    check_usable(&license, now)?;
+    let devices = active_devices(&mut tx, license.id).await?;
+    let (device, _) = find_device(&devices, &request.fingerprint).ok_or_else(|| {
+        DomainError::refused(ErrorCode::FingerprintMismatch, "activate this machine before starting a session")
+    })?;
+    let open: Vec<Session> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE license_id = $1 AND ended_at IS NULL ORDER BY started_at, id"
+    ))
+    .bind(license.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let limit = license.session_limit as usize;
+    let mut ended_session_id = None;
+    if limit > 0 && open.len() >= limit {
+        if !(request.take_over && license.allow_session_takeover) {
+            return Err(DomainError::refused(
+                ErrorCode::SessionActiveElsewhere,
+                format!("{} session(s) already running, the most this license allows", open.len()),
+            ));
+        }
+        // Take over: end the oldest sessions until one seat is free.
+        for old in &open[..open.len() + 1 - limit] {
+            end_one(&mut tx, old, "takeover").await?;
+            ended_session_id = Some(old.id);
+        }
+    }
+    let token_expires_at = now + Duration::seconds(settings.token_ttl_secs);
+    let session_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO sessions (id, license_id, device_id, started_at, last_heartbeat_at, token_expires_at, edge_id,
+                               ip, app_version)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7::inet, $8)",
+    )
+    .bind(session_id)
+    .bind(license.id)
+    .bind(device.id)
+    .bind(now)
+    .bind(token_expires_at)
+    .bind(request.edge_id)
+    .bind(request.ip.map(|ip| ip.to_string()))
+    .bind(&request.app_version)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let claims = SessionClaims {
+        session_id,
+        license_id: license.id,
+        key_hash: request.key.hash(),
+        fingerprint: request.fingerprint.hash(),
+        issued_at: now.unix_timestamp(),
+        expires_at: token_expires_at.unix_timestamp(),
+    };
+    Ok(SessionStartResponse {
+        session_id,
+        session_token: token::sign(&claims, &settings.signer),
+        heartbeat_interval_secs: settings.heartbeat_interval_secs,
+        expires_at: claims.expires_at,
+        ended_session_id,
+    })
+}
+
+/// Records a heartbeat; refused for a session that has ended.
+pub async fn heartbeat(pool: &PgPool, session_id: Uuid, at: OffsetDateTime) -> DomainResult<Session> {
+    let session: Session = sqlx::query_as(&format!(
+        "UPDATE sessions SET last_heartbeat_at = greatest(last_heartbeat_at, $2)
+          WHERE id = $1 AND ended_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(session_id)
+    .bind(at)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| DomainError::refused(ErrorCode::SessionRevoked, "the session has ended"))?;
+    Ok(session)
+}
+
+/// Ends a session; `ended` is false when it had already ended.
+pub async fn end(pool: &PgPool, session_id: Uuid, reason: &str) -> DomainResult<bool> {
+    let mut tx = pool.begin().await?;
+    let session: Session = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"))
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "session" })?;
+    if session.ended_at.is_some() {
+        return Ok(false);
+    }
+    end_one(&mut tx, &session, reason).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// An admin terminates a live session.
+pub async fn terminate(pool: &PgPool, ctx: &RequestContext, session_id: Uuid) -> DomainResult<Session> {
+    let mut tx = pool.begin().await?;
+    let session: Session = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"))
+        .bind(session_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(DomainError::NotFound { entity: "session" })?;
+    if session.ended_at.is_some() {
+        return Err(DomainError::Conflict { field: None, message: "the session has already ended".into() });
+    }
+    end_one(&mut tx, &session, "admin").await?;
+    let change = super::audit::Change {
+        action: "session.terminate",
+        entity_kind: "session",
+        entity_id: session_id.to_string(),
+        before: Some(serde_json::json!(session)),
+        after: None,
+    };
+    super::audit::record(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// Ends every session whose last heartbeat is older than twice the
+/// heartbeat interval. Returns how many it ended.
+pub async fn reap(pool: &PgPool, heartbeat_interval_secs: u32, now: OffsetDateTime) -> DomainResult<u64> {
+    let mut tx = pool.begin().await?;
+    let cutoff = now - Duration::seconds(2 * i64::from(heartbeat_interval_secs));
+    let ended: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sessions SET ended_at = $2, end_reason = 'reaped'
+          WHERE ended_at IS NULL AND last_heartbeat_at < $1 RETURNING id",
+    )
+    .bind(cutoff)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    push_ended(&mut tx, &ended).await?;
+    tx.commit().await?;
+    Ok(ended.len() as u64)
+}
+
+pub async fn list(pool: &PgPool, open_only: bool, license_id: Option<Uuid>, page: u32, per_page: u32) -> DomainResult<(Vec<Session>, i64)> {
+    let condition = "(NOT $1 OR ended_at IS NULL) AND ($2::uuid IS NULL OR license_id = $2)";
+    let items = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE {condition} ORDER BY started_at DESC, id LIMIT $3 OFFSET $4"
+    ))
+    .bind(open_only)
+    .bind(license_id)
+    .bind(i64::from(per_page))
+    .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
+    .fetch_all(pool)
+    .await?;
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM sessions WHERE {condition}"))
+        .bind(open_only)
+        .bind(license_id)
+        .fetch_one(pool)
+        .await?;
+    Ok((items, total))
+}
+
+/// Ended sessions whose tokens are still unexpired: edges must refuse them.
+pub async fn revoked_for_snapshot(pool: &PgPool, now: OffsetDateTime) -> DomainResult<Vec<RevokedSession>> {
+    let rows: Vec<(Uuid, OffsetDateTime)> = sqlx::query_as(
+        "SELECT id, token_expires_at FROM sessions WHERE ended_at IS NOT NULL AND token_expires_at > $1",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(session_id, expires)| RevokedSession { session_id, token_expires_at: expires.unix_timestamp() })
+        .collect())
+}
+
+pub(crate) async fn end_all_for_license(conn: &mut PgConnection, license_id: Uuid, reason: &str) -> DomainResult<()> {
+    let ended: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sessions SET ended_at = now(), end_reason = $2
+          WHERE license_id = $1 AND ended_at IS NULL RETURNING id",
+    )
+    .bind(license_id)
+    .bind(reason)
+    .fetch_all(&mut *conn)
+    .await?;
+    push_ended(conn, &ended).await
+}
+
+pub(crate) async fn end_all_for_device(conn: &mut PgConnection, device_id: Uuid, reason: &str) -> DomainResult<()> {
+    let ended: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE sessions SET ended_at = now(), end_reason = $2
+          WHERE device_id = $1 AND ended_at IS NULL RETURNING id",
+    )
+    .bind(device_id)
+    .bind(reason)
+    .fetch_all(&mut *conn)
+    .await?;
+    push_ended(conn, &ended).await
+}
+
+async fn end_one(conn: &mut PgConnection, session: &Session, reason: &str) -> DomainResult<()> {
+    sqlx::query("UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1")
+        .bind(session.id)
+        .bind(reason)
+        .execute(&mut *conn)
+        .await?;
+    push_ended(conn, &[session.id]).await
+}
+
+async fn push_ended(conn: &mut PgConnection, ended: &[Uuid]) -> DomainResult<()> {
+    for id in ended {
+        outbox::push(conn, EntityKind::Session, &id.to_string()).await?;
+    }
+    Ok(())
+}
