@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use latchkey_control::context::{Actor, ActorKind, RequestContext};
+use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::licenses::{self, LicensePatch, NewLicense};
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
-use latchkey_control::db::MIGRATOR;
 use latchkey_control::error::DomainError;
 use latchkey_control::secrets::Secrets;
 use latchkey_shared::api::{ActivationOutcome, ErrorCode};
@@ -22,7 +22,11 @@ use uuid::Uuid;
 fn ctx() -> RequestContext {
     RequestContext {
         request_id: format!("test-{}", Uuid::new_v4()),
-        actor: Actor { kind: ActorKind::Admin, id: Some("tester".into()), name: Some("tester".into()) },
+        actor: Actor {
+            kind: ActorKind::Admin,
+            id: Some("tester".into()),
+            name: Some("tester".into()),
+        },
         ip: Some("127.0.0.1".parse().unwrap()),
         user_agent: Some("licensing-test".into()),
     }
@@ -37,11 +41,18 @@ fn signer() -> SigningKeyPair {
 }
 
 fn issuer() -> LeaseIssuer {
-    LeaseIssuer { signer: signer(), default_grace_secs: 7 * 86_400 }
+    LeaseIssuer {
+        signer: signer(),
+        default_grace_secs: 7 * 86_400,
+    }
 }
 
 fn session_settings() -> SessionSettings {
-    SessionSettings { signer: signer(), heartbeat_interval_secs: 900, token_ttl_secs: 86_400 }
+    SessionSettings {
+        signer: signer(),
+        heartbeat_interval_secs: 900,
+        token_ttl_secs: 86_400,
+    }
 }
 
 fn machine(n: u32) -> CanonicalFingerprint {
@@ -85,9 +96,15 @@ fn template(product_id: i32, device_limit: i32, session_limit: i32) -> NewLicens
 
 async fn one_license(pool: &PgPool, device_limit: i32, session_limit: i32) -> (Uuid, String) {
     let product_id = product(pool).await;
-    let created = licenses::create(pool, &ctx(), &secrets(), &template(product_id, device_limit, session_limit), 1)
-        .await
-        .unwrap();
+    let created = licenses::create(
+        pool,
+        &ctx(),
+        &secrets(),
+        &template(product_id, device_limit, session_limit),
+        1,
+    )
+    .await
+    .unwrap();
     (created[0].license.id, created[0].license_key.clone())
 }
 
@@ -112,7 +129,9 @@ async fn fifty_concurrent_activations_take_exactly_three_seats(pool: PgPool) {
     let tasks: Vec<_> = (0..50)
         .map(|n| {
             let (pool, key) = (pool.clone(), key.clone());
-            tokio::spawn(async move { devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(n))).await })
+            tokio::spawn(async move {
+                devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(n))).await
+            })
         })
         .collect();
     let mut activated = 0;
@@ -136,23 +155,42 @@ async fn fifty_concurrent_activations_take_exactly_three_seats(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_same_machine_never_takes_a_second_seat(pool: PgPool) {
     let (license_id, key) = one_license(&pool, 2, 0).await;
-    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
     assert_eq!(first.outcome, ActivationOutcome::Activated);
-    let again = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
-    assert_eq!((again.outcome, again.device_id), (ActivationOutcome::AlreadyActive, first.device_id));
+    let again = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.outcome, again.device_id),
+        (ActivationOutcome::AlreadyActive, first.device_id)
+    );
 
     // A new network card: the matching rule recognises the machine.
     let mut new_nic = machine(1);
     new_nic.macs = vec!["0a0b0c0d0e0f".into()];
-    let updated = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, new_nic.clone())).await.unwrap();
-    assert_eq!((updated.outcome, updated.device_id), (ActivationOutcome::Updated, first.device_id));
+    let updated = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, new_nic.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.outcome, updated.device_id),
+        (ActivationOutcome::Updated, first.device_id)
+    );
     assert_eq!(active_seats(&pool, license_id).await, 1);
-    let exact = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, new_nic)).await.unwrap();
+    let exact = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, new_nic))
+        .await
+        .unwrap();
     assert_eq!(exact.outcome, ActivationOutcome::AlreadyActive);
 
     // The lease verifies offline and is bound to the machine.
     let trusted = TrustedKeys::new().with(signer().verifying_key());
-    let lease: Lease = token::verify(&first.lease, &trusted, OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    let lease: Lease = token::verify(
+        &first.lease,
+        &trusted,
+        OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .unwrap();
     assert_eq!(lease.license_id, license_id);
     assert_eq!(lease.fingerprint, machine(1).hash());
     assert_eq!(lease.valid_until - lease.issued_at, 7 * 86_400);
@@ -166,14 +204,21 @@ async fn a_retried_activation_with_its_idempotency_key_takes_one_seat(pool: PgPo
     let tasks: Vec<_> = (0..5)
         .map(|_| {
             let (pool, request) = (pool.clone(), request.clone());
-            tokio::spawn(async move { devices::activate(&pool, &ctx(), &issuer(), &request).await.unwrap() })
+            tokio::spawn(async move {
+                devices::activate(&pool, &ctx(), &issuer(), &request)
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut answers = Vec::new();
     for task in tasks {
         answers.push(task.await.unwrap());
     }
-    assert!(answers.iter().all(|a| a == &answers[0]), "every retry gets the first answer");
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "every retry gets the first answer"
+    );
     assert_eq!(answers[0].outcome, ActivationOutcome::Activated);
     assert_eq!(active_seats(&pool, license_id).await, 1);
 }
@@ -181,34 +226,54 @@ async fn a_retried_activation_with_its_idempotency_key_takes_one_seat(pool: PgPo
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn deactivation_and_transfer_move_seats(pool: PgPool) {
     let (license_id, key) = one_license(&pool, 1, 0).await;
-    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
     let full = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2))).await;
     assert_eq!(refused_code(full), ErrorCode::DeviceLimitReached);
 
-    let moved = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &seat(&key, machine(2))).await.unwrap();
+    let moved = devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        first.device_id,
+        &seat(&key, machine(2)),
+    )
+    .await
+    .unwrap();
     assert_eq!(moved.outcome, ActivationOutcome::Transferred);
     assert_eq!(active_seats(&pool, license_id).await, 1);
-    let transfers: i64 = sqlx::query_scalar("SELECT count(*) FROM device_transfers WHERE license_id = $1")
-        .bind(license_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let transfers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM device_transfers WHERE license_id = $1")
+            .bind(license_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(transfers, 1);
 
     let key: LicenseKey = key.parse().unwrap();
-    let gone = devices::deactivate(&pool, &ctx(), &key, &machine(2)).await.unwrap();
+    let gone = devices::deactivate(&pool, &ctx(), &key, &machine(2))
+        .await
+        .unwrap();
     assert_eq!((gone.device_id, gone.devices_used), (moved.device_id, 0));
-    assert_eq!(refused_code(devices::deactivate(&pool, &ctx(), &key, &machine(2)).await), ErrorCode::DeviceNotFound);
+    assert_eq!(
+        refused_code(devices::deactivate(&pool, &ctx(), &key, &machine(2)).await),
+        ErrorCode::DeviceNotFound
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn unusable_licenses_are_refused_with_their_reason(pool: PgPool) {
     let (license_id, key) = one_license(&pool, 3, 0).await;
-    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Suspended).await.unwrap();
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Suspended)
+        .await
+        .unwrap();
     let result = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await;
     assert_eq!(refused_code(result), ErrorCode::LicenseSuspended);
 
-    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Active).await.unwrap();
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Active)
+        .await
+        .unwrap();
     sqlx::query("UPDATE licenses SET valid_from = now() - interval '2 days', valid_until = now() - interval '1 day'")
         .execute(&pool)
         .await
@@ -216,9 +281,14 @@ async fn unusable_licenses_are_refused_with_their_reason(pool: PgPool) {
     let result = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await;
     assert_eq!(refused_code(result), ErrorCode::LicenseExpired);
 
-    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Revoked).await.unwrap();
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Revoked)
+        .await
+        .unwrap();
     let result = licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Active).await;
-    assert!(matches!(result, Err(DomainError::Conflict { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(DomainError::Conflict { .. })),
+        "{result:?}"
+    );
 
     let unknown = seat("00000-00000-00000-00000-00000", machine(1));
     let result = devices::activate(&pool, &ctx(), &issuer(), &unknown).await;
@@ -228,7 +298,9 @@ async fn unusable_licenses_are_refused_with_their_reason(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn twenty_concurrent_starts_on_a_single_session_license_give_one_session(pool: PgPool) {
     let (license_id, key) = one_license(&pool, 1, 1).await;
-    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let (pool, key) = (pool.clone(), key.clone());
@@ -253,20 +325,29 @@ async fn twenty_concurrent_starts_on_a_single_session_license_give_one_session(p
         }
     }
     assert_eq!(started, 1);
-    let open: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE license_id = $1 AND ended_at IS NULL")
-        .bind(license_id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let open: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sessions WHERE license_id = $1 AND ended_at IS NULL",
+    )
+    .bind(license_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(open, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn taking_over_ends_the_older_session_and_tells_the_edges(pool: PgPool) {
     let (license_id, key) = one_license(&pool, 2, 1).await;
-    sqlx::query("UPDATE licenses SET allow_session_takeover = true").execute(&pool).await.unwrap();
-    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
-    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2))).await.unwrap();
+    sqlx::query("UPDATE licenses SET allow_session_takeover = true")
+        .execute(&pool)
+        .await
+        .unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2)))
+        .await
+        .unwrap();
     let start = |n: u32, take_over: bool| StartRequest {
         key: key.parse().unwrap(),
         fingerprint: machine(n),
@@ -275,32 +356,54 @@ async fn taking_over_ends_the_older_session_and_tells_the_edges(pool: PgPool) {
         ip: None,
         edge_id: None,
     };
-    let first = sessions::start(&pool, &ctx(), &session_settings(), &start(1, false)).await.unwrap();
+    let first = sessions::start(&pool, &ctx(), &session_settings(), &start(1, false))
+        .await
+        .unwrap();
     let refused = sessions::start(&pool, &ctx(), &session_settings(), &start(2, false)).await;
     assert_eq!(refused_code(refused), ErrorCode::SessionActiveElsewhere);
-    let second = sessions::start(&pool, &ctx(), &session_settings(), &start(2, true)).await.unwrap();
+    let second = sessions::start(&pool, &ctx(), &session_settings(), &start(2, true))
+        .await
+        .unwrap();
     assert_eq!(second.ended_session_id, Some(first.session_id));
     let heartbeat = sessions::heartbeat(&pool, first.session_id, OffsetDateTime::now_utc()).await;
     assert_eq!(refused_code(heartbeat), ErrorCode::SessionRevoked);
-    sessions::heartbeat(&pool, second.session_id, OffsetDateTime::now_utc()).await.unwrap();
-    let revoked = sessions::revoked_for_snapshot(&pool, OffsetDateTime::now_utc()).await.unwrap();
-    assert_eq!(revoked.iter().map(|r| r.session_id).collect::<Vec<_>>(), vec![first.session_id]);
-    let outboxed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM snapshot_outbox WHERE entity_kind = 'session' AND entity_id = $1")
-            .bind(first.session_id.to_string())
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    sessions::heartbeat(&pool, second.session_id, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let revoked = sessions::revoked_for_snapshot(&pool, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.iter().map(|r| r.session_id).collect::<Vec<_>>(),
+        vec![first.session_id]
+    );
+    let outboxed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM snapshot_outbox WHERE entity_kind = 'session' AND entity_id = $1",
+    )
+    .bind(first.session_id.to_string())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(outboxed, 1);
-    assert!(sessions::end(&pool, second.session_id, "client").await.unwrap());
-    assert!(!sessions::end(&pool, second.session_id, "client").await.unwrap());
+    assert!(
+        sessions::end(&pool, second.session_id, "client")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !sessions::end(&pool, second.session_id, "client")
+            .await
+            .unwrap()
+    );
     let _ = license_id;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_reaper_ends_sessions_without_heartbeats(pool: PgPool) {
     let (_, key) = one_license(&pool, 1, 0).await;
-    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1))).await.unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
     let request = StartRequest {
         key: key.parse().unwrap(),
         fingerprint: machine(1),
@@ -309,32 +412,61 @@ async fn the_reaper_ends_sessions_without_heartbeats(pool: PgPool) {
         ip: None,
         edge_id: None,
     };
-    let stale = sessions::start(&pool, &ctx(), &session_settings(), &request).await.unwrap();
-    let live = sessions::start(&pool, &ctx(), &session_settings(), &request).await.unwrap();
-    sqlx::query("UPDATE sessions SET last_heartbeat_at = now() - interval '31 minutes' WHERE id = $1")
-        .bind(stale.session_id)
-        .execute(&pool)
+    let stale = sessions::start(&pool, &ctx(), &session_settings(), &request)
         .await
         .unwrap();
-    assert_eq!(sessions::reap(&pool, 900, OffsetDateTime::now_utc()).await.unwrap(), 1);
-    let reasons: Vec<(Uuid, Option<String>)> = sqlx::query_as("SELECT id, end_reason FROM sessions ORDER BY started_at")
-        .fetch_all(&pool)
+    let live = sessions::start(&pool, &ctx(), &session_settings(), &request)
         .await
         .unwrap();
+    sqlx::query(
+        "UPDATE sessions SET last_heartbeat_at = now() - interval '31 minutes' WHERE id = $1",
+    )
+    .bind(stale.session_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sessions::reap(&pool, 900, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        1
+    );
+    let reasons: Vec<(Uuid, Option<String>)> =
+        sqlx::query_as("SELECT id, end_reason FROM sessions ORDER BY started_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert!(reasons.contains(&(stale.session_id, Some("reaped".into()))));
     assert!(reasons.contains(&(live.session_id, None)));
-    assert_eq!(sessions::reap(&pool, 900, OffsetDateTime::now_utc()).await.unwrap(), 0);
+    assert_eq!(
+        sessions::reap(&pool, 900, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_batch_of_ten_thousand_is_created_in_one_call(pool: PgPool) {
     let product_id = product(&pool).await;
     let context = ctx();
-    let created = licenses::create(&pool, &context, &secrets(), &template(product_id, 1, 0), 10_000).await.unwrap();
+    let created = licenses::create(
+        &pool,
+        &context,
+        &secrets(),
+        &template(product_id, 1, 0),
+        10_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(created.len(), 10_000);
     let keys: HashSet<&str> = created.iter().map(|c| c.license_key.as_str()).collect();
     assert_eq!(keys.len(), 10_000);
-    assert!(created.iter().all(|c| c.license_key.parse::<LicenseKey>().is_ok()));
+    assert!(
+        created
+            .iter()
+            .all(|c| c.license_key.parse::<LicenseKey>().is_ok())
+    );
     let batch = created[0].license.batch_id.expect("a batch id");
     let (rows, outbox, audit): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM licenses WHERE batch_id = $1),
@@ -347,10 +479,19 @@ async fn a_batch_of_ten_thousand_is_created_in_one_call(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!((rows, outbox, audit), (10_000, 10_000, 1));
-    let revealed = licenses::reveal_key(&pool, &ctx(), &secrets(), created[7].license.id).await.unwrap();
+    let revealed = licenses::reveal_key(&pool, &ctx(), &secrets(), created[7].license.id)
+        .await
+        .unwrap();
     assert_eq!(revealed, created[7].license_key);
     assert!(matches!(
-        licenses::create(&pool, &ctx(), &secrets(), &template(product_id, 1, 0), 10_001).await,
+        licenses::create(
+            &pool,
+            &ctx(),
+            &secrets(),
+            &template(product_id, 1, 0),
+            10_001
+        )
+        .await,
         Err(DomainError::Invalid { .. })
     ));
 }
@@ -370,15 +511,44 @@ async fn every_mutation_leaves_an_audit_row_with_its_request_id(pool: PgPool) {
         valid_until: Some(Some(OffsetDateTime::now_utc() + Duration::days(365))),
         ..LicensePatch::default()
     };
-    licenses::update(&pool, &run("license.update"), license_id, &patch).await.unwrap();
-    licenses::set_status(&pool, &run("license.suspend"), license_id, LicenseStatus::Suspended).await.unwrap();
-    licenses::set_status(&pool, &run("license.resume"), license_id, LicenseStatus::Active).await.unwrap();
+    licenses::update(&pool, &run("license.update"), license_id, &patch)
+        .await
+        .unwrap();
+    licenses::set_status(
+        &pool,
+        &run("license.suspend"),
+        license_id,
+        LicenseStatus::Suspended,
+    )
+    .await
+    .unwrap();
+    licenses::set_status(
+        &pool,
+        &run("license.resume"),
+        license_id,
+        LicenseStatus::Active,
+    )
+    .await
+    .unwrap();
     let until = OffsetDateTime::now_utc() + Duration::days(800);
-    licenses::extend(&pool, &run("license.extend"), license_id, until).await.unwrap();
-    devices::activate(&pool, &run("device.activate"), &issuer(), &seat(&key, machine(4))).await.unwrap();
+    licenses::extend(&pool, &run("license.extend"), license_id, until)
+        .await
+        .unwrap();
+    devices::activate(
+        &pool,
+        &run("device.activate"),
+        &issuer(),
+        &seat(&key, machine(4)),
+    )
+    .await
+    .unwrap();
     let key: LicenseKey = key.parse().unwrap();
-    devices::deactivate(&pool, &run("device.deactivate"), &key, &machine(4)).await.unwrap();
-    licenses::delete(&pool, &run("license.delete"), license_id).await.unwrap();
+    devices::deactivate(&pool, &run("device.deactivate"), &key, &machine(4))
+        .await
+        .unwrap();
+    licenses::delete(&pool, &run("license.delete"), license_id)
+        .await
+        .unwrap();
     for (request_id, action) in seen {
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT action, actor_id FROM audit_log WHERE request_id = $1")
@@ -386,7 +556,11 @@ async fn every_mutation_leaves_an_audit_row_with_its_request_id(pool: PgPool) {
                 .fetch_optional(&pool)
                 .await
                 .unwrap();
-        assert_eq!(row, Some((action.to_owned(), Some("tester".to_owned()))), "{action}");
+        assert_eq!(
+            row,
+            Some((action.to_owned(), Some("tester".to_owned()))),
+            "{action}"
+        );
     }
 }
 
@@ -394,16 +568,38 @@ async fn every_mutation_leaves_an_audit_row_with_its_request_id(pool: PgPool) {
 async fn bad_license_input_names_the_field(pool: PgPool) {
     let product_id = product(&pool).await;
     let mut bad = template(product_id, -1, 0);
-    let error = licenses::create(&pool, &ctx(), &secrets(), &bad, 1).await.unwrap_err();
+    let error = licenses::create(&pool, &ctx(), &secrets(), &bad, 1)
+        .await
+        .unwrap_err();
     assert_eq!(error.field(), Some("device_limit"));
     bad = template(product_id, 1, 70_000);
-    assert_eq!(licenses::create(&pool, &ctx(), &secrets(), &bad, 1).await.unwrap_err().field(), Some("session_limit"));
+    assert_eq!(
+        licenses::create(&pool, &ctx(), &secrets(), &bad, 1)
+            .await
+            .unwrap_err()
+            .field(),
+        Some("session_limit")
+    );
     bad = template(product_id + 100, 1, 0);
-    assert_eq!(licenses::create(&pool, &ctx(), &secrets(), &bad, 1).await.unwrap_err().field(), Some("product_id"));
+    assert_eq!(
+        licenses::create(&pool, &ctx(), &secrets(), &bad, 1)
+            .await
+            .unwrap_err()
+            .field(),
+        Some("product_id")
+    );
     bad = template(product_id, 1, 0);
     bad.features = vec!["Has Spaces".into()];
-    assert_eq!(licenses::create(&pool, &ctx(), &secrets(), &bad, 1).await.unwrap_err().field(), Some("features[0]"));
-    let unknown = serde_json::from_value::<NewLicense>(serde_json::json!({ "product_id": 1, "colour": "red" }));
+    assert_eq!(
+        licenses::create(&pool, &ctx(), &secrets(), &bad, 1)
+            .await
+            .unwrap_err()
+            .field(),
+        Some("features[0]")
+    );
+    let unknown = serde_json::from_value::<NewLicense>(
+        serde_json::json!({ "product_id": 1, "colour": "red" }),
+    );
     assert!(unknown.unwrap_err().to_string().contains("colour"));
     assert!(matches!(
         licenses::get(&pool, Uuid::new_v4()).await,

@@ -6,7 +6,9 @@
 
 use std::net::IpAddr;
 
-use latchkey_shared::api::{ActivateResponse, ActivationOutcome, DeactivateResponse, ErrorCode, LeaseResponse};
+use latchkey_shared::api::{
+    ActivateResponse, ActivationOutcome, DeactivateResponse, ErrorCode, LeaseResponse,
+};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, DeviceDigest, MatchVerdict};
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::token::{self, Lease};
@@ -72,15 +74,31 @@ fn hex_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok,
 /// Refuses a license that may not be used now, with the code that says why.
 pub fn check_usable(license: &License, now: OffsetDateTime) -> DomainResult<()> {
     match license.status {
-        LicenseStatus::Suspended => return Err(DomainError::refused(ErrorCode::LicenseSuspended, "the license is suspended")),
-        LicenseStatus::Revoked => return Err(DomainError::refused(ErrorCode::LicenseRevoked, "the license is revoked")),
+        LicenseStatus::Suspended => {
+            return Err(DomainError::refused(
+                ErrorCode::LicenseSuspended,
+                "the license is suspended",
+            ));
+        }
+        LicenseStatus::Revoked => {
+            return Err(DomainError::refused(
+                ErrorCode::LicenseRevoked,
+                "the license is revoked",
+            ));
+        }
         LicenseStatus::Active => {}
     }
     if now < license.valid_from {
-        return Err(DomainError::refused(ErrorCode::LicenseNotYetValid, "the license is not valid yet"));
+        return Err(DomainError::refused(
+            ErrorCode::LicenseNotYetValid,
+            "the license is not valid yet",
+        ));
     }
     if license.valid_until.is_some_and(|until| until <= now) {
-        return Err(DomainError::refused(ErrorCode::LicenseExpired, "the license has expired"));
+        return Err(DomainError::refused(
+            ErrorCode::LicenseExpired,
+            "the license has expired",
+        ));
     }
     Ok(())
 }
@@ -115,10 +133,16 @@ pub async fn activate(
             if devices.len() >= license.device_limit as usize {
                 return Err(DomainError::refused(
                     ErrorCode::DeviceLimitReached,
-                    format!("all {} seats of this license are taken", license.device_limit),
+                    format!(
+                        "all {} seats of this license are taken",
+                        license.device_limit
+                    ),
                 ));
             }
-            (insert_device(&mut tx, license.id, request).await?, ActivationOutcome::Activated)
+            (
+                insert_device(&mut tx, license.id, request).await?,
+                ActivationOutcome::Activated,
+            )
         }
     };
     let used = devices.len() as u32 + u32::from(outcome == ActivationOutcome::Activated);
@@ -126,15 +150,27 @@ pub async fn activate(
     if outcome != ActivationOutcome::AlreadyActive {
         outbox::push(&mut tx, EntityKind::License, &license.id.to_string()).await?;
         let change = Change {
-            action: if outcome == ActivationOutcome::Activated { "device.activate" } else { "device.update" },
+            action: if outcome == ActivationOutcome::Activated {
+                "device.activate"
+            } else {
+                "device.update"
+            },
             entity_kind: "device",
             entity_id: device_id.to_string(),
             before: None,
-            after: Some(json!({ "license_id": license.id, "fingerprint": request.fingerprint, "outcome": outcome })),
+            after: Some(
+                json!({ "license_id": license.id, "fingerprint": request.fingerprint, "outcome": outcome }),
+            ),
         };
         audit::record(&mut tx, ctx, change).await?;
     }
-    remember(&mut tx, license.id, request.idempotency_key.as_deref(), &answer).await?;
+    remember(
+        &mut tx,
+        license.id,
+        request.idempotency_key.as_deref(),
+        &answer,
+    )
+    .await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -149,8 +185,12 @@ pub async fn deactivate(
     let mut tx = pool.begin().await?;
     let license = licenses::lock_by_key_hash(&mut tx, &key.hash().0).await?;
     let devices = active_devices(&mut tx, license.id).await?;
-    let (device, _) = find_device(&devices, fingerprint)
-        .ok_or_else(|| DomainError::refused(ErrorCode::DeviceNotFound, "this machine holds no seat of the license"))?;
+    let (device, _) = find_device(&devices, fingerprint).ok_or_else(|| {
+        DomainError::refused(
+            ErrorCode::DeviceNotFound,
+            "this machine holds no seat of the license",
+        )
+    })?;
     let device_id = device.id;
     release(&mut tx, ctx, &license, device_id, "client").await?;
     tx.commit().await?;
@@ -162,7 +202,11 @@ pub async fn deactivate(
 }
 
 /// An admin frees a seat by device id.
-pub async fn deactivate_by_id(pool: &PgPool, ctx: &RequestContext, device_id: Uuid) -> DomainResult<Device> {
+pub async fn deactivate_by_id(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    device_id: Uuid,
+) -> DomainResult<Device> {
     let mut tx = pool.begin().await?;
     let license_id: Uuid = sqlx::query_scalar("SELECT license_id FROM devices WHERE id = $1")
         .bind(device_id)
@@ -194,10 +238,16 @@ pub async fn transfer(
     check_usable(&license, now)?;
     let devices = active_devices(&mut tx, license.id).await?;
     if !devices.iter().any(|d| d.id == from_device) {
-        return Err(DomainError::refused(ErrorCode::DeviceNotFound, "the device to transfer from holds no seat"));
+        return Err(DomainError::refused(
+            ErrorCode::DeviceNotFound,
+            "the device to transfer from holds no seat",
+        ));
     }
     if find_device(&devices, &request.fingerprint).is_some() {
-        return Err(DomainError::conflict("fingerprint", "this machine already holds a seat of the license"));
+        return Err(DomainError::conflict(
+            "fingerprint",
+            "this machine already holds a seat of the license",
+        ));
     }
     release(&mut tx, ctx, &license, from_device, "transfer").await?;
     let device_id = insert_device(&mut tx, license.id, request).await?;
@@ -224,7 +274,13 @@ pub async fn transfer(
         devices.len() as u32,
         now,
     )?;
-    remember(&mut tx, license.id, request.idempotency_key.as_deref(), &answer).await?;
+    remember(
+        &mut tx,
+        license.id,
+        request.idempotency_key.as_deref(),
+        &answer,
+    )
+    .await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -241,14 +297,28 @@ pub async fn refresh_lease(
     let license: License = licenses::find_by_key_hash(&mut conn, &key.hash().0).await?;
     check_usable(&license, now)?;
     let devices = active_devices(&mut conn, license.id).await?;
-    let (device, _) = find_device(&devices, fingerprint)
-        .ok_or_else(|| DomainError::refused(ErrorCode::FingerprintMismatch, "this machine holds no seat of the license"))?;
-    sqlx::query("UPDATE devices SET last_seen_at = now() WHERE id = $1").bind(device.id).execute(&mut *conn).await?;
+    let (device, _) = find_device(&devices, fingerprint).ok_or_else(|| {
+        DomainError::refused(
+            ErrorCode::FingerprintMismatch,
+            "this machine holds no seat of the license",
+        )
+    })?;
+    sqlx::query("UPDATE devices SET last_seen_at = now() WHERE id = $1")
+        .bind(device.id)
+        .execute(&mut *conn)
+        .await?;
     let lease = lease_for(issuer, &license, key, fingerprint, now);
-    Ok(LeaseResponse { valid_until: lease.valid_until, lease: token::sign(&lease, &issuer.signer) })
+    Ok(LeaseResponse {
+        valid_until: lease.valid_until,
+        lease: token::sign(&lease, &issuer.signer),
+    })
 }
 
-pub async fn list_for_license(pool: &PgPool, license_id: Uuid, include_inactive: bool) -> DomainResult<Vec<Device>> {
+pub async fn list_for_license(
+    pool: &PgPool,
+    license_id: Uuid,
+    include_inactive: bool,
+) -> DomainResult<Vec<Device>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND ($2 OR status = 'active') ORDER BY first_seen_at"
     ))
@@ -258,7 +328,10 @@ pub async fn list_for_license(pool: &PgPool, license_id: Uuid, include_inactive:
     .await?)
 }
 
-pub(crate) async fn active_devices(conn: &mut PgConnection, license_id: Uuid) -> DomainResult<Vec<Device>> {
+pub(crate) async fn active_devices(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+) -> DomainResult<Vec<Device>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND status = 'active' ORDER BY first_seen_at"
     ))
@@ -285,14 +358,28 @@ pub(crate) fn find_device<'a>(
 }
 
 fn validate(request: &SeatRequest) -> DomainResult<()> {
-    if request.device_name.as_ref().is_some_and(|n| n.chars().count() > 128) {
-        return Err(DomainError::invalid("device_name", "at most 128 characters"));
+    if request
+        .device_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 128)
+    {
+        return Err(DomainError::invalid(
+            "device_name",
+            "at most 128 characters",
+        ));
     }
     if request.app_version.as_ref().is_some_and(|v| v.len() > 64) {
         return Err(DomainError::invalid("app_version", "at most 64 characters"));
     }
-    if request.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
-        return Err(DomainError::invalid("idempotency_key", "1 to 128 characters"));
+    if request
+        .idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 128)
+    {
+        return Err(DomainError::invalid(
+            "idempotency_key",
+            "1 to 128 characters",
+        ));
     }
     Ok(())
 }
@@ -304,10 +391,14 @@ fn lease_for(
     fingerprint: &CanonicalFingerprint,
     now: OffsetDateTime,
 ) -> Lease {
-    let grace = license.grace_period_secs.map_or(issuer.default_grace_secs, i64::from);
+    let grace = license
+        .grace_period_secs
+        .map_or(issuer.default_grace_secs, i64::from);
     let issued = now.unix_timestamp();
     // A lease never outlives the license.
-    let grace = license.valid_until.map_or(grace, |until| grace.min(until.unix_timestamp() - issued));
+    let grace = license
+        .valid_until
+        .map_or(grace, |until| grace.min(until.unix_timestamp() - issued));
     Lease::issue(
         license.id,
         key.hash(),
@@ -339,7 +430,11 @@ fn seat_answer(
     })
 }
 
-async fn insert_device(conn: &mut PgConnection, license_id: Uuid, request: &SeatRequest) -> DomainResult<Uuid> {
+async fn insert_device(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    request: &SeatRequest,
+) -> DomainResult<Uuid> {
     Ok(sqlx::query_scalar(
         "INSERT INTO devices (license_id, fingerprint_hash, digest, components, name, app_version, ip)
          VALUES ($1, $2, $3, $4, $5, $6, $7::inet) RETURNING id",
@@ -355,7 +450,11 @@ async fn insert_device(conn: &mut PgConnection, license_id: Uuid, request: &Seat
     .await?)
 }
 
-async fn touch(conn: &mut PgConnection, device_id: Uuid, request: &SeatRequest) -> DomainResult<()> {
+async fn touch(
+    conn: &mut PgConnection,
+    device_id: Uuid,
+    request: &SeatRequest,
+) -> DomainResult<()> {
     sqlx::query(
         "UPDATE devices SET last_seen_at = now(), app_version = coalesce($2, app_version),
                 name = coalesce($3, name), ip = coalesce($4::inet, ip) WHERE id = $1",
@@ -369,7 +468,11 @@ async fn touch(conn: &mut PgConnection, device_id: Uuid, request: &SeatRequest) 
     Ok(())
 }
 
-async fn update_fingerprint(conn: &mut PgConnection, device_id: Uuid, request: &SeatRequest) -> DomainResult<()> {
+async fn update_fingerprint(
+    conn: &mut PgConnection,
+    device_id: Uuid,
+    request: &SeatRequest,
+) -> DomainResult<()> {
     sqlx::query(
         "UPDATE devices SET fingerprint_hash = $2, digest = $3, components = $4, last_seen_at = now(),
                 app_version = coalesce($5, app_version), name = coalesce($6, name) WHERE id = $1",
@@ -420,14 +523,21 @@ async fn replayed(
     license_id: Uuid,
     idempotency_key: Option<&str>,
 ) -> DomainResult<Option<ActivateResponse>> {
-    let Some(idempotency_key) = idempotency_key else { return Ok(None) };
-    let stored: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT response FROM idempotent_requests WHERE license_id = $1 AND idempotency_key = $2")
-            .bind(license_id)
-            .bind(idempotency_key)
-            .fetch_optional(conn)
-            .await?;
-    stored.map(|value| serde_json::from_value(value).map_err(|e| DomainError::Internal(e.to_string()))).transpose()
+    let Some(idempotency_key) = idempotency_key else {
+        return Ok(None);
+    };
+    let stored: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT response FROM idempotent_requests WHERE license_id = $1 AND idempotency_key = $2",
+    )
+    .bind(license_id)
+    .bind(idempotency_key)
+    .fetch_optional(conn)
+    .await?;
+    stored
+        .map(|value| {
+            serde_json::from_value(value).map_err(|e| DomainError::Internal(e.to_string()))
+        })
+        .transpose()
 }
 
 async fn remember(

@@ -150,11 +150,15 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn some<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
-fn some_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+fn some_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
     time::serde::rfc3339::option::deserialize(d).map(Some)
 }
 
@@ -171,7 +175,10 @@ impl NewLicense {
         if let (Some(from), Some(until)) = (self.valid_from, self.valid_until)
             && until <= from
         {
-            return Err(DomainError::invalid("valid_until", "must be after valid_from"));
+            return Err(DomainError::invalid(
+                "valid_until",
+                "must be after valid_from",
+            ));
         }
         Ok(())
     }
@@ -183,7 +190,10 @@ impl LicensePatch {
         self.session_limit.map(check_session_limit).transpose()?;
         self.grace_period_secs.map(check_grace).transpose()?;
         self.features.as_deref().map(check_features).transpose()?;
-        self.usage_limits.as_ref().map(check_usage_limits).transpose()?;
+        self.usage_limits
+            .as_ref()
+            .map(check_usage_limits)
+            .transpose()?;
         if self.metadata.as_ref().is_some_and(|m| !m.is_object()) {
             return Err(DomainError::invalid("metadata", "must be a JSON object"));
         }
@@ -193,21 +203,30 @@ impl LicensePatch {
 
 fn check_device_limit(limit: i32) -> DomainResult<()> {
     if !(0..=MAX_DEVICE_LIMIT).contains(&limit) {
-        return Err(DomainError::invalid("device_limit", "must be between 0 and 1000000"));
+        return Err(DomainError::invalid(
+            "device_limit",
+            "must be between 0 and 1000000",
+        ));
     }
     Ok(())
 }
 
 fn check_session_limit(limit: i32) -> DomainResult<()> {
     if !(0..=i32::from(u16::MAX)).contains(&limit) {
-        return Err(DomainError::invalid("session_limit", "must be between 0 (unlimited) and 65535"));
+        return Err(DomainError::invalid(
+            "session_limit",
+            "must be between 0 (unlimited) and 65535",
+        ));
     }
     Ok(())
 }
 
 fn check_grace(grace: Option<i32>) -> DomainResult<()> {
     if grace.is_some_and(|g| !(0..=365 * 86_400).contains(&g)) {
-        return Err(DomainError::invalid("grace_period_secs", "must be between 0 and one year"));
+        return Err(DomainError::invalid(
+            "grace_period_secs",
+            "must be between 0 and one year",
+        ));
     }
     Ok(())
 }
@@ -219,9 +238,14 @@ fn check_features(features: &[String]) -> DomainResult<()> {
     for (i, feature) in features.iter().enumerate() {
         let ok = !feature.is_empty()
             && feature.len() <= 64
-            && feature.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+            && feature
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
         if !ok {
-            return Err(DomainError::invalid(format!("features[{i}]"), "feature names are [a-z0-9_.-], 1 to 64"));
+            return Err(DomainError::invalid(
+                format!("features[{i}]"),
+                "feature names are [a-z0-9_.-], 1 to 64",
+            ));
         }
     }
     Ok(())
@@ -231,9 +255,14 @@ fn check_usage_limits(limits: &BTreeMap<String, u64>) -> DomainResult<()> {
     for name in limits.keys() {
         let ok = !name.is_empty()
             && name.len() <= 64
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !ok {
-            return Err(DomainError::invalid(format!("usage_limits.{name}"), "metric names are [a-z0-9_], 1 to 64"));
+            return Err(DomainError::invalid(
+                format!("usage_limits.{name}"),
+                "metric names are [a-z0-9_], 1 to 64",
+            ));
         }
     }
     Ok(())
@@ -256,7 +285,10 @@ pub async fn create(
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
     let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().0.to_vec()).collect();
     let prefixes: Vec<String> = keys.iter().map(LicenseKey::prefix).collect();
-    let sealed: Vec<Vec<u8>> = keys.iter().map(|k| secrets.seal(k.to_string().as_bytes())).collect();
+    let sealed: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| secrets.seal(k.to_string().as_bytes()))
+        .collect();
     let batch_id = (count > 1).then(Uuid::new_v4);
     let mut features = new.features.clone();
     features.sort();
@@ -296,10 +328,12 @@ pub async fn create(
     .fetch_all(&mut *tx)
     .await?;
     let id_texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-    sqlx::query("INSERT INTO snapshot_outbox (entity_kind, entity_id) SELECT 'license', unnest($1::text[])")
-        .bind(&id_texts)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO snapshot_outbox (entity_kind, entity_id) SELECT 'license', unnest($1::text[])",
+    )
+    .bind(&id_texts)
+    .execute(&mut *tx)
+    .await?;
     let change = match (&licenses[..], batch_id) {
         ([license], None) => Change {
             action: "license.create",
@@ -313,18 +347,26 @@ pub async fn create(
             entity_kind: "license_batch",
             entity_id: batch.unwrap_or_default().to_string(),
             before: None,
-            after: Some(json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids })),
+            after: Some(
+                json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids }),
+            ),
         },
     };
     audit::record(&mut tx, ctx, change).await?;
     tx.commit().await?;
 
     // RETURNING keeps no promised order: pair keys by id.
-    let mut by_id: std::collections::HashMap<Uuid, License> = licenses.into_iter().map(|l| (l.id, l)).collect();
+    let mut by_id: std::collections::HashMap<Uuid, License> =
+        licenses.into_iter().map(|l| (l.id, l)).collect();
     Ok(ids
         .iter()
         .zip(keys)
-        .filter_map(|(id, key)| by_id.remove(id).map(|license| CreatedLicense { license_key: key.to_string(), license }))
+        .filter_map(|(id, key)| {
+            by_id.remove(id).map(|license| CreatedLicense {
+                license_key: key.to_string(),
+                license,
+            })
+        })
         .collect())
 }
 
@@ -337,16 +379,28 @@ pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<License> {
 }
 
 /// The license key in clear, for an admin who needs it again.
-pub async fn reveal_key(pool: &PgPool, ctx: &RequestContext, secrets: &Secrets, id: Uuid) -> DomainResult<String> {
+pub async fn reveal_key(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    secrets: &Secrets,
+    id: Uuid,
+) -> DomainResult<String> {
     let mut tx = pool.begin().await?;
     let sealed: Vec<u8> = sqlx::query_scalar("SELECT key_sealed FROM licenses WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(DomainError::NotFound { entity: "license" })?;
-    let key = secrets.open(&sealed).map_err(|e| DomainError::Internal(e.to_string()))?;
-    let change =
-        Change { action: "license.reveal_key", entity_kind: "license", entity_id: id.to_string(), before: None, after: None };
+    let key = secrets
+        .open(&sealed)
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let change = Change {
+        action: "license.reveal_key",
+        entity_kind: "license",
+        entity_id: id.to_string(),
+        before: None,
+        after: None,
+    };
     audit::record(&mut tx, ctx, change).await?;
     tx.commit().await?;
     String::from_utf8(key).map_err(|e| DomainError::Internal(e.to_string()))
@@ -374,18 +428,24 @@ pub async fn list(
     .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
     .fetch_all(pool)
     .await?;
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM licenses WHERE {condition}"))
-        .bind(status)
-        .bind(filter.product_id)
-        .bind(filter.customer_id)
-        .bind(filter.batch_id)
-        .bind(&filter.key_prefix)
-        .fetch_one(pool)
-        .await?;
+    let total: i64 =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM licenses WHERE {condition}"))
+            .bind(status)
+            .bind(filter.product_id)
+            .bind(filter.customer_id)
+            .bind(filter.batch_id)
+            .bind(&filter.key_prefix)
+            .fetch_one(pool)
+            .await?;
     Ok((items, total))
 }
 
-pub async fn update(pool: &PgPool, ctx: &RequestContext, id: Uuid, patch: &LicensePatch) -> DomainResult<License> {
+pub async fn update(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    patch: &LicensePatch,
+) -> DomainResult<License> {
     patch.validate()?;
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
@@ -394,9 +454,15 @@ pub async fn update(pool: &PgPool, ctx: &RequestContext, id: Uuid, patch: &Licen
     }
     let valid_until = patch.valid_until.unwrap_or(before.valid_until);
     if valid_until.is_some_and(|until| until <= before.valid_from) {
-        return Err(DomainError::invalid("valid_until", "must be after valid_from"));
+        return Err(DomainError::invalid(
+            "valid_until",
+            "must be after valid_from",
+        ));
     }
-    let mut features = patch.features.clone().unwrap_or_else(|| before.features.clone());
+    let mut features = patch
+        .features
+        .clone()
+        .unwrap_or_else(|| before.features.clone());
     features.sort();
     features.dedup();
     let after: License = sqlx::query_as(&format!(
@@ -423,18 +489,27 @@ pub async fn update(pool: &PgPool, ctx: &RequestContext, id: Uuid, patch: &Licen
 }
 
 /// Suspend, resume or revoke. Revoking is final and ends the license's open sessions.
-pub async fn set_status(pool: &PgPool, ctx: &RequestContext, id: Uuid, status: LicenseStatus) -> DomainResult<License> {
+pub async fn set_status(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    status: LicenseStatus,
+) -> DomainResult<License> {
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
     if before.status == LicenseStatus::Revoked && status != LicenseStatus::Revoked {
-        return Err(DomainError::Conflict { field: Some("status".into()), message: "a revoked license stays revoked".into() });
+        return Err(DomainError::Conflict {
+            field: Some("status".into()),
+            message: "a revoked license stays revoked".into(),
+        });
     }
-    let after: License =
-        sqlx::query_as(&format!("UPDATE licenses SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"))
-            .bind(id)
-            .bind(status.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+    let after: License = sqlx::query_as(&format!(
+        "UPDATE licenses SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
     if status == LicenseStatus::Revoked {
         super::sessions::end_all_for_license(&mut tx, id, "license").await?;
     }
@@ -448,13 +523,26 @@ pub async fn set_status(pool: &PgPool, ctx: &RequestContext, id: Uuid, status: L
 }
 
 /// Moves the end of the validity window to `until`, which must be later.
-pub async fn extend(pool: &PgPool, ctx: &RequestContext, id: Uuid, until: OffsetDateTime) -> DomainResult<License> {
+pub async fn extend(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    until: OffsetDateTime,
+) -> DomainResult<License> {
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
     match before.valid_until {
-        None => return Err(DomainError::invalid("valid_until", "the license never expires: nothing to extend")),
+        None => {
+            return Err(DomainError::invalid(
+                "valid_until",
+                "the license never expires: nothing to extend",
+            ));
+        }
         Some(current) if until <= current => {
-            return Err(DomainError::invalid("valid_until", "an extension must end later than the license does now"));
+            return Err(DomainError::invalid(
+                "valid_until",
+                "an extension must end later than the license does now",
+            ));
         }
         Some(_) => {}
     }
@@ -477,7 +565,10 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM licenses WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM licenses WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     outbox::push(&mut tx, EntityKind::License, &id.to_string()).await?;
     let change = Change {
         action: "license.delete",
@@ -494,29 +585,41 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
 /// The license row, locked for the rest of the transaction: every rule about
 /// one license (seats, sessions, status) is decided under this lock.
 pub(crate) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<License> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(DomainError::NotFound { entity: "license" })
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM licenses WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(DomainError::NotFound { entity: "license" })
 }
 
 /// The license a key names, unlocked: for reads.
-pub(crate) async fn find_by_key_hash(conn: &mut PgConnection, key_hash: &[u8; 32]) -> DomainResult<License> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE key_hash = $1"))
-        .bind(&key_hash[..])
-        .fetch_optional(conn)
-        .await?
-        .ok_or(DomainError::NotFound { entity: "license" })
+pub(crate) async fn find_by_key_hash(
+    conn: &mut PgConnection,
+    key_hash: &[u8; 32],
+) -> DomainResult<License> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM licenses WHERE key_hash = $1"
+    ))
+    .bind(&key_hash[..])
+    .fetch_optional(conn)
+    .await?
+    .ok_or(DomainError::NotFound { entity: "license" })
 }
 
 /// As [`lock`], found by key hash: how client calls name a license.
-pub(crate) async fn lock_by_key_hash(conn: &mut PgConnection, key_hash: &[u8; 32]) -> DomainResult<License> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM licenses WHERE key_hash = $1 FOR UPDATE"))
-        .bind(&key_hash[..])
-        .fetch_optional(conn)
-        .await?
-        .ok_or(DomainError::NotFound { entity: "license" })
+pub(crate) async fn lock_by_key_hash(
+    conn: &mut PgConnection,
+    key_hash: &[u8; 32],
+) -> DomainResult<License> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM licenses WHERE key_hash = $1 FOR UPDATE"
+    ))
+    .bind(&key_hash[..])
+    .fetch_optional(conn)
+    .await?
+    .ok_or(DomainError::NotFound { entity: "license" })
 }
 
 async fn finish(

@@ -2,10 +2,14 @@
 
 pub mod audit;
 pub mod devices;
+pub mod flags;
 pub mod licenses;
 pub mod outbox;
 pub mod partitions;
+pub mod products;
+pub mod resources;
 pub mod sessions;
+pub mod snapshot;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

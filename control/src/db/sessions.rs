@@ -58,8 +58,7 @@ pub struct StartRequest {
     pub edge_id: Option<Uuid>,
 }
 
-const COLUMNS: &str =
-    "id, license_id, device_id, started_at, last_heartbeat_at, token_expires_at, ended_at, end_reason, app_version";
+const COLUMNS: &str = "id, license_id, device_id, started_at, last_heartbeat_at, token_expires_at, ended_at, end_reason, app_version";
 
 pub async fn start(
     pool: &PgPool,
@@ -76,7 +75,10 @@ pub async fn start(
     check_usable(&license, now)?;
     let devices = active_devices(&mut tx, license.id).await?;
     let (device, _) = find_device(&devices, &request.fingerprint).ok_or_else(|| {
-        DomainError::refused(ErrorCode::FingerprintMismatch, "activate this machine before starting a session")
+        DomainError::refused(
+            ErrorCode::FingerprintMismatch,
+            "activate this machine before starting a session",
+        )
     })?;
     let open: Vec<Session> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM sessions WHERE license_id = $1 AND ended_at IS NULL ORDER BY started_at, id"
@@ -90,7 +92,10 @@ pub async fn start(
         if !(request.take_over && license.allow_session_takeover) {
             return Err(DomainError::refused(
                 ErrorCode::SessionActiveElsewhere,
-                format!("{} session(s) already running, the most this license allows", open.len()),
+                format!(
+                    "{} session(s) already running, the most this license allows",
+                    open.len()
+                ),
             ));
         }
         // Take over: end the oldest sessions until one seat is free.
@@ -135,7 +140,11 @@ pub async fn start(
 }
 
 /// Records a heartbeat; refused for a session that has ended.
-pub async fn heartbeat(pool: &PgPool, session_id: Uuid, at: OffsetDateTime) -> DomainResult<Session> {
+pub async fn heartbeat(
+    pool: &PgPool,
+    session_id: Uuid,
+    at: OffsetDateTime,
+) -> DomainResult<Session> {
     let session: Session = sqlx::query_as(&format!(
         "UPDATE sessions SET last_heartbeat_at = greatest(last_heartbeat_at, $2)
           WHERE id = $1 AND ended_at IS NULL RETURNING {COLUMNS}"
@@ -151,11 +160,13 @@ pub async fn heartbeat(pool: &PgPool, session_id: Uuid, at: OffsetDateTime) -> D
 /// Ends a session; `ended` is false when it had already ended.
 pub async fn end(pool: &PgPool, session_id: Uuid, reason: &str) -> DomainResult<bool> {
     let mut tx = pool.begin().await?;
-    let session: Session = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"))
-        .bind(session_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(DomainError::NotFound { entity: "session" })?;
+    let session: Session = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(session_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(DomainError::NotFound { entity: "session" })?;
     if session.ended_at.is_some() {
         return Ok(false);
     }
@@ -165,15 +176,24 @@ pub async fn end(pool: &PgPool, session_id: Uuid, reason: &str) -> DomainResult<
 }
 
 /// An admin terminates a live session.
-pub async fn terminate(pool: &PgPool, ctx: &RequestContext, session_id: Uuid) -> DomainResult<Session> {
+pub async fn terminate(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    session_id: Uuid,
+) -> DomainResult<Session> {
     let mut tx = pool.begin().await?;
-    let session: Session = sqlx::query_as(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"))
-        .bind(session_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(DomainError::NotFound { entity: "session" })?;
+    let session: Session = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(session_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(DomainError::NotFound { entity: "session" })?;
     if session.ended_at.is_some() {
-        return Err(DomainError::Conflict { field: None, message: "the session has already ended".into() });
+        return Err(DomainError::Conflict {
+            field: None,
+            message: "the session has already ended".into(),
+        });
     }
     end_one(&mut tx, &session, "admin").await?;
     let change = super::audit::Change {
@@ -190,7 +210,11 @@ pub async fn terminate(pool: &PgPool, ctx: &RequestContext, session_id: Uuid) ->
 
 /// Ends every session whose last heartbeat is older than twice the
 /// heartbeat interval. Returns how many it ended.
-pub async fn reap(pool: &PgPool, heartbeat_interval_secs: u32, now: OffsetDateTime) -> DomainResult<u64> {
+pub async fn reap(
+    pool: &PgPool,
+    heartbeat_interval_secs: u32,
+    now: OffsetDateTime,
+) -> DomainResult<u64> {
     let mut tx = pool.begin().await?;
     let cutoff = now - Duration::seconds(2 * i64::from(heartbeat_interval_secs));
     let ended: Vec<Uuid> = sqlx::query_scalar(
@@ -206,7 +230,13 @@ pub async fn reap(pool: &PgPool, heartbeat_interval_secs: u32, now: OffsetDateTi
     Ok(ended.len() as u64)
 }
 
-pub async fn list(pool: &PgPool, open_only: bool, license_id: Option<Uuid>, page: u32, per_page: u32) -> DomainResult<(Vec<Session>, i64)> {
+pub async fn list(
+    pool: &PgPool,
+    open_only: bool,
+    license_id: Option<Uuid>,
+    page: u32,
+    per_page: u32,
+) -> DomainResult<(Vec<Session>, i64)> {
     let condition = "(NOT $1 OR ended_at IS NULL) AND ($2::uuid IS NULL OR license_id = $2)";
     let items = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM sessions WHERE {condition} ORDER BY started_at DESC, id LIMIT $3 OFFSET $4"
@@ -226,7 +256,10 @@ pub async fn list(pool: &PgPool, open_only: bool, license_id: Option<Uuid>, page
 }
 
 /// Ended sessions whose tokens are still unexpired: edges must refuse them.
-pub async fn revoked_for_snapshot(pool: &PgPool, now: OffsetDateTime) -> DomainResult<Vec<RevokedSession>> {
+pub async fn revoked_for_snapshot(
+    pool: &PgPool,
+    now: OffsetDateTime,
+) -> DomainResult<Vec<RevokedSession>> {
     let rows: Vec<(Uuid, OffsetDateTime)> = sqlx::query_as(
         "SELECT id, token_expires_at FROM sessions WHERE ended_at IS NOT NULL AND token_expires_at > $1",
     )
@@ -235,11 +268,18 @@ pub async fn revoked_for_snapshot(pool: &PgPool, now: OffsetDateTime) -> DomainR
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(session_id, expires)| RevokedSession { session_id, token_expires_at: expires.unix_timestamp() })
+        .map(|(session_id, expires)| RevokedSession {
+            session_id,
+            token_expires_at: expires.unix_timestamp(),
+        })
         .collect())
 }
 
-pub(crate) async fn end_all_for_license(conn: &mut PgConnection, license_id: Uuid, reason: &str) -> DomainResult<()> {
+pub(crate) async fn end_all_for_license(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    reason: &str,
+) -> DomainResult<()> {
     let ended: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE sessions SET ended_at = now(), end_reason = $2
           WHERE license_id = $1 AND ended_at IS NULL RETURNING id",
@@ -251,7 +291,11 @@ pub(crate) async fn end_all_for_license(conn: &mut PgConnection, license_id: Uui
     push_ended(conn, &ended).await
 }
 
-pub(crate) async fn end_all_for_device(conn: &mut PgConnection, device_id: Uuid, reason: &str) -> DomainResult<()> {
+pub(crate) async fn end_all_for_device(
+    conn: &mut PgConnection,
+    device_id: Uuid,
+    reason: &str,
+) -> DomainResult<()> {
     let ended: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE sessions SET ended_at = now(), end_reason = $2
           WHERE device_id = $1 AND ended_at IS NULL RETURNING id",
