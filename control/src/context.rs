@@ -43,7 +43,11 @@ impl ActorKind {
 
 impl Actor {
     pub fn system(name: &str) -> Self {
-        Self { kind: ActorKind::System, id: None, name: Some(name.to_owned()) }
+        Self {
+            kind: ActorKind::System,
+            id: None,
+            name: Some(name.to_owned()),
+        }
     }
 }
 

@@ -15,7 +15,10 @@ pub enum DomainError {
     NotFound { entity: &'static str },
     /// A unique value already taken, or a state that does not allow the change.
     #[error("{message}")]
-    Conflict { field: Option<String>, message: String },
+    Conflict {
+        field: Option<String>,
+        message: String,
+    },
     /// A license rule refused the request (expired, device limit, …).
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
@@ -29,15 +32,24 @@ pub type DomainResult<T> = Result<T, DomainError>;
 
 impl DomainError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Invalid { field: field.into(), message: message.into() }
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Refused { code, message: message.into() }
+        Self::Refused {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Conflict { field: Some(field.into()), message: message.into() }
+        Self::Conflict {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> ErrorCode {

@@ -19,6 +19,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the admin API: reads the configuration (defaults, the TOML file in
+    /// LATCHKEY_CONFIG, LATCHKEY_* variables; DATABASE_URL, SECRET_KEY and
+    /// JWT_SECRET required), migrates the database, listens until SIGTERM/Ctrl-C.
+    Serve,
     /// Apply the database migrations (creates the schema on an empty database).
     Migrate {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -39,6 +43,16 @@ enum Command {
         )]
         retention_months: u32,
     },
+    /// Admin users of the panel.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Full snapshots for edges.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
     /// Signing keys for snapshots and offline leases.
     Keys {
         #[command(subcommand)]
@@ -48,6 +62,36 @@ enum Command {
     Demo {
         #[command(subcommand)]
         command: DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin user. The password is read from LATCHKEY_ADMIN_PASSWORD
+    /// or, when that is unset, from the first line of standard input.
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        username: String,
+        /// `admin` (everything) or `viewer` (read-only).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Build a signed full snapshot from the database into a file, for an
+    /// edge that cannot reach control (air-gapped sites).
+    Export {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The private signing key (PKCS#8 PEM) from `keys generate`.
+        #[arg(long, env = "LATCHKEY_SIGNING_KEY_PATH")]
+        signing_key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -83,6 +127,7 @@ enum DemoCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Serve => serve().await?,
         Command::Migrate { database_url } => {
             let pool = db::connect(&database_url, 2)
                 .await
@@ -105,6 +150,64 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "created {} partitions, retired {:?}",
                 done.created, done.retired
+            );
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    database_url,
+                    username,
+                    role,
+                },
+        } => {
+            let password = match std::env::var("LATCHKEY_ADMIN_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let role = if role == "viewer" {
+                db::admins::Role::Viewer
+            } else {
+                db::admins::Role::Admin
+            };
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let ctx = latchkey_control::context::RequestContext::system("cli");
+            let id = db::admins::create(&pool, &ctx, &username, &password, role).await?;
+            println!("admin {username} created ({id})");
+        }
+        Command::Snapshot {
+            command:
+                SnapshotCommand::Export {
+                    database_url,
+                    signing_key,
+                    out,
+                },
+        } => {
+            let signer = keys::load(&signing_key)?;
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            let started = std::time::Instant::now();
+            let built =
+                db::snapshot::build_full(&pool, &signer, time::OffsetDateTime::now_utc()).await?;
+            std::fs::write(&out, &built.bytes)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {}: sequence {}, {} licenses, {} bytes, signed by {} in {:.2?}",
+                out.display(),
+                built.sequence,
+                built.licenses,
+                built.bytes.len(),
+                signer.id(),
+                started.elapsed()
             );
         }
         Command::Keys {
@@ -144,4 +247,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn serve() -> anyhow::Result<()> {
+    use latchkey_control::config::{Config, LogFormat};
+    use tracing_subscriber::EnvFilter;
+
+    // Everything is checked before a socket is bound.
+    let config = Config::load().context("invalid configuration")?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    latchkey_control::http::serve(config).await
 }

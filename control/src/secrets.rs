@@ -18,7 +18,9 @@ pub struct Secrets {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretsError {
-    #[error("SECRET_KEY must be at least 32 characters (generate one with `openssl rand -base64 48`)")]
+    #[error(
+        "SECRET_KEY must be at least 32 characters (generate one with `openssl rand -base64 48`)"
+    )]
     TooShort,
     #[error("sealed value is damaged or was sealed with another SECRET_KEY")]
     CannotOpen,
@@ -38,7 +40,10 @@ impl Secrets {
         let sealing_key = blake3::derive_key("latchkey 2026-11 sealing", secret_key.as_bytes());
         Ok(Self {
             sealing: XChaCha20Poly1305::new(&sealing_key.into()),
-            api_key_hashing: blake3::derive_key("latchkey 2026-11 api key hashing", secret_key.as_bytes()),
+            api_key_hashing: blake3::derive_key(
+                "latchkey 2026-11 api key hashing",
+                secret_key.as_bytes(),
+            ),
         })
     }
 
@@ -46,7 +51,11 @@ impl Secrets {
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let mut out = nonce.to_vec();
-        out.extend(self.sealing.encrypt(&nonce, plaintext).expect("sealing cannot fail for in-memory data"));
+        out.extend(
+            self.sealing
+                .encrypt(&nonce, plaintext)
+                .expect("sealing cannot fail for in-memory data"),
+        );
         out
     }
 
@@ -55,7 +64,9 @@ impl Secrets {
             return Err(SecretsError::CannotOpen);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.sealing.decrypt(XNonce::from_slice(nonce), ciphertext).map_err(|_| SecretsError::CannotOpen)
+        self.sealing
+            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .map_err(|_| SecretsError::CannotOpen)
     }
 
     pub fn hash_api_key(&self, secret: &str) -> [u8; 32] {

@@ -16,7 +16,11 @@ pub struct Change<'a> {
     pub after: Option<Value>,
 }
 
-pub async fn record(conn: &mut PgConnection, ctx: &RequestContext, change: Change<'_>) -> Result<(), sqlx::Error> {
+pub async fn record(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    change: Change<'_>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO audit_log (request_id, actor_kind, actor_id, actor_name, action, entity_kind, entity_id,
                                 before, after, ip, user_agent)

@@ -1,6 +1,9 @@
 //! Everything that speaks SQL. Nothing outside this module does.
 
+pub mod admins;
+pub mod api_keys;
 pub mod audit;
+pub mod customers;
 pub mod devices;
 pub mod flags;
 pub mod licenses;

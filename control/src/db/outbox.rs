@@ -25,7 +25,11 @@ impl EntityKind {
     }
 }
 
-pub async fn push(conn: &mut PgConnection, kind: EntityKind, entity_id: &str) -> Result<(), sqlx::Error> {
+pub async fn push(
+    conn: &mut PgConnection,
+    kind: EntityKind,
+    entity_id: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO snapshot_outbox (entity_kind, entity_id) VALUES ($1, $2)")
         .bind(kind.as_str())
         .bind(entity_id)

@@ -49,6 +49,14 @@ struct LicenseRow {
     digests: Vec<Vec<u8>>,
 }
 
+/// Every license with its active devices' digests: what a full snapshot holds.
+pub const LICENSE_ROWS: &str = "WITH d AS (SELECT license_id, array_agg(digest ORDER BY first_seen_at) AS digests
+                  FROM devices WHERE status = 'active' GROUP BY license_id)
+     SELECT l.id, l.key_hash, l.status, l.kind, l.valid_from, l.valid_until, l.product_id, l.device_limit,
+            l.session_limit, l.allow_session_takeover, l.grace_period_secs, l.features, l.usage_limits,
+            l.usage_exhausted, coalesce(d.digests, '{}') AS digests
+       FROM licenses l LEFT JOIN d ON d.license_id = l.id";
+
 /// The edge settings stored in `settings` under `edge_config`, or the defaults.
 pub async fn edge_config(pool: &PgPool) -> DomainResult<EdgeConfig> {
     let stored: Option<serde_json::Value> =
@@ -76,15 +84,7 @@ pub async fn build_full(
         .await?;
     let mut builder =
         SnapshotBuilder::with_capacity(config, usize::try_from(expected).unwrap_or(0));
-    let mut rows = sqlx::query_as::<_, LicenseRow>(
-        "WITH d AS (SELECT license_id, array_agg(digest ORDER BY first_seen_at) AS digests
-                      FROM devices WHERE status = 'active' GROUP BY license_id)
-         SELECT l.id, l.key_hash, l.status, l.kind, l.valid_from, l.valid_until, l.product_id, l.device_limit,
-                l.session_limit, l.allow_session_takeover, l.grace_period_secs, l.features, l.usage_limits,
-                l.usage_exhausted, coalesce(d.digests, '{}') AS digests
-           FROM licenses l LEFT JOIN d ON d.license_id = l.id",
-    )
-    .fetch(pool);
+    let mut rows = sqlx::query_as::<_, LicenseRow>(LICENSE_ROWS).fetch(pool);
     let mut licenses = 0u64;
     while let Some(row) = rows.try_next().await? {
         builder

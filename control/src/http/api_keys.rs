@@ -1,0 +1,174 @@
+//! `/admin/api/v1/api-keys`: make (the secret is answered once), list, read,
+//! revoke. A key can grant only scopes its maker holds, so `api_keys:write`
+//! is no way up to `*`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{self, ApiKey, Area, NewApiKey, Scope, Scopes};
+use crate::http::auth::{Auth, forbidden};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Json, Page, Pagination, Path};
+use crate::http::openapi::ErrorBody;
+use crate::http::{API_PREFIX, AppState};
+
+const READ: Scope = Scope::read(Area::ApiKeys);
+const WRITE: Scope = Scope::write(Area::ApiKeys);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// 1 to 128 characters, to tell keys apart.
+    pub name: String,
+    /// `*`, or `<area>:read` / `<area>:write` for areas customers, licenses,
+    /// devices, sessions, resources, products, flags, api_keys, audit.
+    pub scopes: Vec<String>,
+    /// When the key stops working; never when left out.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A new key. `secret` is shown this once and never again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    pub api_key: ApiKey,
+    /// The whole key, `lk_<prefix>_<secret>`.
+    pub secret: String,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(get_api_key))
+        .routes(routes!(revoke_api_key))
+}
+
+/// Keys, newest first: prefixes and scopes, never secrets.
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "api_keys",
+    params(Pagination),
+    security(("bearer" = ["api_keys:read"])),
+    responses(
+        (status = 200, description = "One page of keys", body = Page<ApiKey>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_api_keys(
+    auth: Auth,
+    State(state): State<AppState>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<ApiKey>>> {
+    auth.require(READ)?;
+    let (items, total) =
+        api_keys::list(&state.pool, pagination.limit(), pagination.offset()).await?;
+    Ok(Json(pagination.page(items, total)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "api_keys",
+    request_body = CreateApiKey,
+    security(("bearer" = ["api_keys:write"])),
+    responses(
+        (status = 201, description = "Created; the secret is in this answer only", body = CreatedApiKey),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `api_keys:write` or a scope it tries to grant", body = ErrorBody),
+    )
+)]
+pub async fn create_api_key(
+    auth: Auth,
+    State(state): State<AppState>,
+    Json(request): Json<CreateApiKey>,
+) -> ApiResult<impl IntoResponse> {
+    auth.require(WRITE)?;
+    let scopes = Scopes::parse(&request.scopes)
+        .map_err(|(index, message)| ApiError::invalid(format!("scopes[{index}]"), message))?;
+    if let Some(beyond) = scopes
+        .iter()
+        .find(|&scope| !auth.principal.scopes.allows(scope))
+    {
+        return Err(forbidden(beyond));
+    }
+    let created = api_keys::create(
+        &state.pool,
+        &state.secrets,
+        &auth.ctx,
+        NewApiKey {
+            name: request.name,
+            scopes,
+            expires_at: request.expires_at,
+        },
+    )
+    .await?;
+    tracing::info!(api_key_id = %created.key.id, "API key created");
+    let location = format!("{API_PREFIX}/api-keys/{}", created.key.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CreatedApiKey {
+            api_key: created.key,
+            secret: created.secret,
+        }),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api-keys/{id}",
+    tag = "api_keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("bearer" = ["api_keys:read"])),
+    responses(
+        (status = 200, description = "The key", body = ApiKey),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    )
+)]
+pub async fn get_api_key(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ApiKey>> {
+    auth.require(READ)?;
+    Ok(Json(api_keys::get(&state.pool, id).await?))
+}
+
+/// Stops a key (and the tokens made from it) at once.
+#[utoipa::path(
+    post,
+    path = "/api-keys/{id}/revoke",
+    tag = "api_keys",
+    params(("id" = Uuid, Path, description = "The key's id")),
+    security(("bearer" = ["api_keys:write"])),
+    responses(
+        (status = 200, description = "The revoked key", body = ApiKey),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `api_keys:write`", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    )
+)]
+pub async fn revoke_api_key(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ApiKey>> {
+    auth.require(WRITE)?;
+    let key = api_keys::revoke(&state.pool, &auth.ctx, id).await?;
+    tracing::info!(api_key_id = %id, "API key revoked");
+    Ok(Json(key))
+}

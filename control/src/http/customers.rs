@@ -1,0 +1,245 @@
+//! `/admin/api/v1/customers`: list and search, create, read, change, delete.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
+use crate::http::auth::Auth;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::openapi::ErrorBody;
+use crate::http::{API_PREFIX, AppState};
+
+const READ: Scope = Scope::read(Area::Customers);
+const WRITE: Scope = Scope::write(Area::Customers);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// 1 to 256 characters.
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// A JSON object; `{}` when left out.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+/// Fields left out stay as they are; `null` clears an optional one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub company: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub notes: Option<Option<String>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerSearch {
+    /// Part of the name (any case) or of the e-mail address.
+    pub q: Option<String>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(get_customer, update_customer, delete_customer))
+}
+
+/// Customers, newest first, optionally searched.
+#[utoipa::path(
+    get,
+    path = "/customers",
+    tag = "customers",
+    params(CustomerSearch, Pagination),
+    security(("bearer" = ["customers:read"])),
+    responses(
+        (status = 200, description = "One page of customers", body = Page<Customer>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_customers(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(search): Query<CustomerSearch>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<Customer>>> {
+    auth.require(READ)?;
+    let (items, total) = customers::list(
+        &state.pool,
+        search.q.as_deref(),
+        pagination.limit(),
+        pagination.offset(),
+    )
+    .await?;
+    Ok(Json(pagination.page(items, total)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/customers",
+    tag = "customers",
+    request_body = CreateCustomer,
+    security(("bearer" = ["customers:write"])),
+    responses(
+        (status = 201, description = "Created", body = Customer),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+pub async fn create_customer(
+    auth: Auth,
+    State(state): State<AppState>,
+    Json(request): Json<CreateCustomer>,
+) -> ApiResult<impl IntoResponse> {
+    auth.require(WRITE)?;
+    let customer = customers::create(
+        &state.pool,
+        &auth.ctx,
+        NewCustomer {
+            name: request.name,
+            email: request.email,
+            company: request.company,
+            notes: request.notes,
+            metadata: request.metadata,
+        },
+    )
+    .await?;
+    let location = format!("{API_PREFIX}/customers/{}", customer.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(customer),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/customers/{id}",
+    tag = "customers",
+    params(("id" = Uuid, Path, description = "The customer's id")),
+    security(("bearer" = ["customers:read"])),
+    responses(
+        (status = 200, description = "The customer", body = Customer),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
+        (status = 404, description = "No such customer", body = ErrorBody),
+    )
+)]
+pub async fn get_customer(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Customer>> {
+    auth.require(READ)?;
+    Ok(Json(customers::get(&state.pool, id).await?))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/customers/{id}",
+    tag = "customers",
+    params(("id" = Uuid, Path, description = "The customer's id")),
+    request_body = UpdateCustomer,
+    security(("bearer" = ["customers:write"])),
+    responses(
+        (status = 200, description = "The changed customer", body = Customer),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
+        (status = 404, description = "No such customer", body = ErrorBody),
+    )
+)]
+pub async fn update_customer(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(request): Json<UpdateCustomer>,
+) -> ApiResult<Json<Customer>> {
+    auth.require(WRITE)?;
+    let changes = CustomerChanges {
+        name: request.name,
+        email: request.email,
+        company: request.company,
+        notes: request.notes,
+        metadata: request.metadata,
+    };
+    if changes.name.is_none()
+        && changes.email.is_none()
+        && changes.company.is_none()
+        && changes.notes.is_none()
+        && changes.metadata.is_none()
+    {
+        return Err(ApiError::new(
+            latchkey_shared::api::ErrorCode::InvalidRequest,
+            "nothing to change: give at least one of name, email, company, notes, metadata",
+        ));
+    }
+    Ok(Json(
+        customers::update(&state.pool, &auth.ctx, id, changes).await?,
+    ))
+}
+
+/// Refused with 409 while licenses still belong to the customer.
+#[utoipa::path(
+    delete,
+    path = "/customers/{id}",
+    tag = "customers",
+    params(("id" = Uuid, Path, description = "The customer's id")),
+    security(("bearer" = ["customers:write"])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
+        (status = 404, description = "No such customer", body = ErrorBody),
+        (status = 409, description = "The customer still has licenses", body = ErrorBody),
+    )
+)]
+pub async fn delete_customer(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require(WRITE)?;
+    customers::delete(&state.pool, &auth.ctx, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}

@@ -1,0 +1,406 @@
+//! Extractors whose rejections speak our error format, and the page shape of
+//! every list.
+//!
+//! - [`Json`]: the body must say `application/json` (else 415), fit in
+//!   `max_body_bytes` (else 413) and deserialize (else 400 naming the field's
+//!   JSON path; request types refuse unknown fields).
+//! - [`Query`]: query-string parameters, 400 naming the parameter.
+//! - [`Pagination`]: `page` (from 1) and `per_page` (1 to 200, default 50).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_shared::api::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::http::BodyLimit;
+use crate::http::error::ApiError;
+
+pub const DEFAULT_PER_PAGE: u32 = 50;
+pub const MAX_PER_PAGE: u32 = 200;
+
+/// A JSON body in, a JSON body out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+/// Query-string parameters; unknown ones are ignored, since `page` and
+/// `per_page` live in the same string.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+/// Path parameters; a value of the wrong shape is a 400 naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+/// Which page of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Pagination {
+    /// From 1.
+    #[param(minimum = 1, default = 1)]
+    pub page: u32,
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub per_page: u32,
+}
+
+/// One page of a list, with the total count over all pages.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: i64,
+}
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the body must be JSON with `Content-Type: application/json`",
+            ));
+        }
+        // A body announced too large is refused before a byte of it is read;
+        // one that lies is cut off by `DefaultBodyLimit` as it streams.
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if let (Some(announced), Some(BodyLimit(limit))) =
+            (announced, request.extensions().get::<BodyLimit>())
+            && announced > *limit as u64
+        {
+            return Err(too_large());
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|error| {
+                let field = error.path().to_string();
+                let message = error.inner().to_string();
+                ApiError::invalid(field_or(&field, &message), message)
+            })
+    }
+}
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let message = error.body_text();
+                let field = match error.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                    _ => axum::extract::RawPathParams::from_request_parts(parts, state)
+                        .await
+                        .ok()
+                        .and_then(|params| {
+                            let mut keys = params.iter().map(|(key, _)| key.to_owned());
+                            keys.next().filter(|_| keys.next().is_none())
+                        }),
+                };
+                let error = ApiError::new(ErrorCode::InvalidRequest, message);
+                Err(match field {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                })
+            }
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Pagination {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        #[derive(Deserialize)]
+        struct Raw {
+            page: Option<String>,
+            per_page: Option<String>,
+        }
+        let Query(raw) = Query::<Raw>::from_request_parts(parts, state).await?;
+        let page = number("page", raw.page.as_deref(), 1, u32::MAX, 1)?;
+        let per_page = number(
+            "per_page",
+            raw.per_page.as_deref(),
+            1,
+            MAX_PER_PAGE,
+            DEFAULT_PER_PAGE,
+        )?;
+        Ok(Self { page, per_page })
+    }
+}
+
+impl Pagination {
+    pub fn limit(&self) -> i64 {
+        i64::from(self.per_page)
+    }
+
+    pub fn offset(&self) -> i64 {
+        (i64::from(self.page) - 1) * i64::from(self.per_page)
+    }
+
+    pub fn page<T>(&self, items: Vec<T>, total: i64) -> Page<T> {
+        Page {
+            items,
+            page: self.page,
+            per_page: self.per_page,
+            total,
+        }
+    }
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Self {
+            page: 1,
+            per_page: DEFAULT_PER_PAGE,
+        }
+    }
+}
+
+/// Turns a body that could not be read into our error.
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large()
+    } else {
+        ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        "the body is larger than this server accepts (max_body_bytes)",
+    )
+}
+
+/// Parses JSON, naming the JSON path of what is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        json_error(&path, error.inner())
+    })?;
+    // Anything after the value is malformed too.
+    deserializer.end().map_err(|error| json_error("", &error))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
+    match error.classify() {
+        serde_json::error::Category::Data => {
+            let message = without_position(&error.to_string());
+            ApiError::invalid(field_or(path, &message), message)
+        }
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "malformed JSON at line {} column {}",
+                error.line(),
+                error.column()
+            ),
+        ),
+        serde_json::error::Category::Io => {
+            ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")
+        }
+    }
+}
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The field a message is about. serde_path_to_error's path already ends
+/// with an unknown field's name, but stops at the object missing a field:
+/// that name is taken from the message.
+fn field_or(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(name) if path.is_empty() => name.to_owned(),
+        Some(name) => format!("{path}.{name}"),
+        None => path.to_owned(),
+    }
+}
+
+/// serde_json appends " at line L column C" to data errors; the field path
+/// says more to the caller.
+fn without_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn number(
+    field: &str,
+    text: Option<&str>,
+    min: u32,
+    max: u32,
+    default: u32,
+) -> Result<u32, ApiError> {
+    let Some(text) = text.filter(|text| !text.is_empty()) else {
+        return Ok(default);
+    };
+    text.parse::<u32>()
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| {
+            ApiError::invalid(field, format!("must be a whole number from {min} to {max}"))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        inner: Inner,
+        #[serde(default)]
+        tags: Vec<u8>,
+    }
+
+    fn fails(json: &str) -> ApiError {
+        parse_json::<Outer>(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(
+            fails(r#"{"name": 1, "inner": {"count": 1}}"#).field(),
+            Some("name")
+        );
+        assert_eq!(
+            fails(r#"{"name": "a", "inner": {"count": -1}}"#).field(),
+            Some("inner.count")
+        );
+        assert_eq!(
+            fails(r#"{"name": "a", "inner": {"count": 1}, "x": 1}"#).field(),
+            Some("x")
+        );
+        assert_eq!(
+            fails(r#"{"name": "a", "inner": {"count": 1, "y": 2}}"#).field(),
+            Some("inner.y")
+        );
+        assert_eq!(fails(r#"{"name": "a"}"#).field(), Some("inner"));
+        assert_eq!(
+            fails(r#"{"name": "a", "inner": {"count": 1}, "tags": [1, 300]}"#).field(),
+            Some("tags[1]")
+        );
+        let malformed = fails(r#"{"name": "a""#);
+        assert_eq!(malformed.code(), ErrorCode::InvalidRequest);
+        assert_eq!(malformed.field(), None);
+        assert!(
+            fails(r#"{"name": "a", "inner": {"count": 1}} trailing"#)
+                .field()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn content_types() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, ok) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/merge-patch+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), ok, "{value}");
+        }
+    }
+
+    #[test]
+    fn page_numbers() {
+        assert_eq!(number("page", None, 1, 10, 1).unwrap(), 1);
+        assert_eq!(number("page", Some("3"), 1, 10, 1).unwrap(), 3);
+        for bad in ["0", "11", "-1", "x", "1.5"] {
+            assert_eq!(
+                number("page", Some(bad), 1, 10, 1).unwrap_err().field(),
+                Some("page")
+            );
+        }
+        let p = Pagination {
+            page: 3,
+            per_page: 20,
+        };
+        assert_eq!((p.limit(), p.offset()), (20, 40));
+    }
+}

@@ -1,0 +1,113 @@
+//! The OpenAPI 3.1 document of the admin API, served at
+//! `GET /admin/api/v1/openapi.json` without authentication.
+//!
+//! Paths and their schemas come from the handlers' `#[utoipa::path]`
+//! attributes, collected by each module's `OpenApiRouter`; this module adds
+//! the title, the bearer security scheme and the shared error schema.
+
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_shared::api::ErrorCode;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+/// The security scheme's name in the document.
+pub const BEARER: &str = "bearer";
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Latchkey admin API",
+        description = "Manage customers, API keys and (as they arrive) licenses, devices, sessions, \
+                       resources and products. Authenticate with `Authorization: Bearer <API key or token>`; \
+                       each operation names the scope it needs. Errors answer an `ErrorBody`.",
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "auth", description = "Exchange an API key for a short-lived token"),
+        (name = "customers", description = "Who licenses belong to"),
+        (name = "api_keys", description = "Credentials of the admin API"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The body of every error answer (mirrors `latchkey_shared::api::ErrorBody`,
+/// which stays free of documentation dependencies).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    #[schema(value_type = ErrorCodeSchema)]
+    code: String,
+    message: String,
+    /// The JSON path of the offending field, when one is to blame.
+    field: Option<String>,
+    /// Whether the same request may succeed later.
+    retryable: bool,
+}
+
+/// The stable error codes, as an enumeration of strings.
+#[derive(Debug)]
+pub struct ErrorCodeSchema;
+
+impl PartialSchema for ErrorCodeSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Stable, machine-readable error code; never changes once released.",
+            ))
+            .enum_values(Some(ErrorCode::ALL.map(ErrorCode::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCodeSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorCode")
+    }
+}
+
+#[derive(Debug)]
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`lk_<prefix>_<secret>`) or a token from `POST /admin/api/v1/auth/token`. \
+                         The scopes listed on an operation are those it needs; `<area>:write` implies \
+                         `<area>:read` and `*` grants everything.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document serialized once; the handler answering it.
+pub fn serve(
+    document: Document,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    let body = document
+        .to_json()
+        .map(Bytes::from)
+        .expect("the OpenAPI document serializes");
+    move || {
+        let mut response = (StatusCode::OK, body.clone()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        std::future::ready(response)
+    }
+}
