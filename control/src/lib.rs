@@ -8,5 +8,6 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod secrets;

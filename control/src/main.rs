@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// API keys for the admin API.
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
     /// Full snapshots for edges.
     Snapshot {
         #[command(subcommand)]
@@ -77,6 +82,23 @@ enum AdminCommand {
         /// `admin` (everything) or `viewer` (read-only).
         #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
         role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeysCommand {
+    /// Create an API key and print its secret (shown this once). Reads
+    /// DATABASE_URL and SECRET_KEY like `serve`; for the first key, before any exists.
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(long)]
+        name: String,
+        /// Scopes such as `licenses:write`, `customers:read` or `*`; repeat or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',', default_value = "*")]
+        scopes: Vec<String>,
     },
 }
 
@@ -182,6 +204,29 @@ async fn main() -> anyhow::Result<()> {
             let ctx = latchkey_control::context::RequestContext::system("cli");
             let id = db::admins::create(&pool, &ctx, &username, &password, role).await?;
             println!("admin {username} created ({id})");
+        }
+        Command::ApiKeys {
+            command:
+                ApiKeysCommand::Create {
+                    database_url,
+                    secret_key,
+                    name,
+                    scopes,
+                },
+        } => {
+            let scopes = db::api_keys::Scopes::parse(&scopes)
+                .map_err(|(i, message)| anyhow::anyhow!("--scope #{}: {message}", i + 1))?;
+            let secrets = latchkey_control::secrets::Secrets::new(&secret_key)?;
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            let scopes: Vec<_> = scopes.iter().collect();
+            let created = db::api_keys::create_bootstrap(&pool, &secrets, &name, &scopes).await?;
+            println!(
+                "api key {} ({}): {}",
+                created.key.name, created.key.id, created.secret
+            );
         }
         Command::Snapshot {
             command:

@@ -25,11 +25,12 @@ use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Device {
     pub id: Uuid,
     pub license_id: Uuid,
     #[serde(serialize_with = "hex_bytes")]
+    #[schema(value_type = String)]
     pub fingerprint_hash: Vec<u8>,
     #[serde(skip)]
     pub digest: Vec<u8>,

@@ -17,7 +17,7 @@ use crate::db::audit::{self, Change};
 use crate::db::outbox::{self, EntityKind};
 use crate::error::{DomainError, DomainResult, OnConstraint};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct FeatureFlag {
     pub id: Uuid,
     pub key: String,
@@ -33,7 +33,7 @@ pub struct FeatureFlag {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewFlag {
     pub key: String,
@@ -49,7 +49,7 @@ pub struct NewFlag {
 
 /// Fields left out stay as they are; `"description": null` clears it. Key
 /// and product are the flag's identity and do not change.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlagUpdate {
     #[serde(default)]

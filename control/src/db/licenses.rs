@@ -24,15 +24,17 @@ use crate::secrets::Secrets;
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_DEVICE_LIMIT: i32 = 1_000_000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct License {
     pub id: Uuid,
     pub key_prefix: String,
     pub customer_id: Option<Uuid>,
     pub product_id: i32,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "full")]
     pub kind: LicenseKind,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = String, example = "active")]
     pub status: LicenseStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub valid_from: OffsetDateTime,
@@ -54,7 +56,7 @@ pub struct License {
 }
 
 /// A license with its key, as returned once at creation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedLicense {
     pub license_key: String,
     #[serde(flatten)]
@@ -62,13 +64,14 @@ pub struct CreatedLicense {
 }
 
 /// What a new license looks like; a batch creates `count` of them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewLicense {
     #[serde(default)]
     pub customer_id: Option<Uuid>,
     pub product_id: i32,
     #[serde(default = "default_kind")]
+    #[schema(value_type = String, example = "full")]
     pub kind: LicenseKind,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub valid_from: Option<OffsetDateTime>,
@@ -93,12 +96,13 @@ pub struct NewLicense {
 
 /// Fields an edit may change; absent fields stay as they are. For
 /// `valid_until`, `customer_id` and `grace_period_secs`, an explicit `null` clears.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LicensePatch {
     #[serde(default, deserialize_with = "some")]
     pub customer_id: Option<Option<Uuid>>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "full")]
     pub kind: Option<LicenseKind>,
     #[serde(default, deserialize_with = "some_time")]
     pub valid_until: Option<Option<OffsetDateTime>>,

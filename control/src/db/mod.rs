@@ -13,6 +13,7 @@ pub mod products;
 pub mod resources;
 pub mod sessions;
 pub mod snapshot;
+pub mod usage;
 
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

@@ -31,7 +31,7 @@ use crate::error::{DomainError, DomainResult, OnConstraint};
 /// The channel of a release or check that names none.
 pub const DEFAULT_CHANNEL: &str = "stable";
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: i32,
     pub slug: String,
@@ -43,7 +43,7 @@ pub struct Product {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Release {
     pub id: Uuid,
     pub product_id: i32,
@@ -61,7 +61,7 @@ pub struct Release {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     /// What applications name the product by; cannot change later.
@@ -72,7 +72,7 @@ pub struct NewProduct {
 }
 
 /// Fields left out stay as they are; `"description": null` clears it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductUpdate {
     #[serde(default)]
@@ -81,7 +81,7 @@ pub struct ProductUpdate {
     pub description: Option<Option<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRelease {
     /// Loose versions are accepted (`v2.1`) and stored normalised (`2.1.0`).

@@ -31,7 +31,7 @@ pub const MAX_ALLOCATION: u32 = 10_000;
 /// Largest page `list` returns.
 pub const MAX_PER_PAGE: u32 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Domain,
@@ -39,7 +39,7 @@ pub enum ResourceKind {
     Phone,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceStatus {
     Available,
@@ -47,7 +47,7 @@ pub enum ResourceStatus {
     Quarantined,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct Resource {
     pub id: i64,
     #[sqlx(try_from = "String")]
@@ -66,7 +66,7 @@ pub struct Resource {
 }
 
 /// One line of a resource's history.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub id: i64,
     pub resource_id: i64,
@@ -79,7 +79,7 @@ pub struct HistoryEntry {
 
 /// What `add_bulk` did: every input value is either added or skipped as a
 /// duplicate (within the input or already in the pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BulkAdded {
     pub added: u64,
     pub skipped: u64,

@@ -23,7 +23,7 @@ use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Session {
     pub id: Uuid,
     pub license_id: Uuid,

@@ -32,6 +32,7 @@ use axum::{Extension, Router};
 use latchkey_shared::api::ErrorCode;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -115,6 +116,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen_addr))?;
     tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+    let jobs = crate::jobs::spawn_all(
+        pool.clone(),
+        crate::jobs::JobSettings {
+            heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs)
+                .unwrap_or(u32::MAX),
+            heartbeat_retention_months: config.heartbeat_retention_months,
+            partitions_ahead_months: 3,
+        },
+    );
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -122,6 +132,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
+    jobs.iter().for_each(JoinHandle::abort);
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -1,0 +1,103 @@
+//! Background jobs that run inside `serve`: the session reaper, heartbeat
+//! partition maintenance, quarantine expiry and the usage-period refresh.
+//!
+//! Each job runs on its own interval; a failed run is logged and retried at
+//! the next tick, never fatal. Several control replicas may run them at
+//! once: every job is an idempotent transaction, so that is safe.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+
+use crate::db::{partitions, resources, sessions, usage};
+
+/// What the jobs need from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSettings {
+    pub heartbeat_interval_secs: u32,
+    pub heartbeat_retention_months: u32,
+    pub partitions_ahead_months: u32,
+}
+
+/// Starts every job; they stop when the returned handles are aborted.
+pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
+    let reap_every =
+        Duration::from_secs(u64::from(settings.heartbeat_interval_secs / 4).clamp(10, 300));
+    vec![
+        every(
+            "session reaper",
+            reap_every,
+            pool.clone(),
+            move |pool| async move {
+                let ended = sessions::reap(
+                    &pool,
+                    settings.heartbeat_interval_secs,
+                    OffsetDateTime::now_utc(),
+                )
+                .await?;
+                Ok(format!("{ended} stale sessions ended"))
+            },
+        ),
+        every(
+            "heartbeat partitions",
+            Duration::from_secs(3600),
+            pool.clone(),
+            move |pool| async move {
+                let today = OffsetDateTime::now_utc().date();
+                let done = partitions::maintain(
+                    &pool,
+                    today,
+                    settings.partitions_ahead_months,
+                    settings.heartbeat_retention_months,
+                )
+                .await?;
+                Ok(format!(
+                    "{} partitions created, retired {:?}",
+                    done.created, done.retired
+                ))
+            },
+        ),
+        every(
+            "quarantine expiry",
+            Duration::from_secs(60),
+            pool.clone(),
+            |pool| async move {
+                let restored =
+                    resources::restore_expired_quarantine(&pool, OffsetDateTime::now_utc()).await?;
+                Ok(format!("{restored} resources back from quarantine"))
+            },
+        ),
+        every(
+            "usage period refresh",
+            Duration::from_secs(3600),
+            pool,
+            |pool| async move {
+                let cleared = usage::refresh(&pool, OffsetDateTime::now_utc()).await?;
+                Ok(format!("{cleared} licenses no longer over a usage limit"))
+            },
+        ),
+    ]
+}
+
+fn every<F, Fut>(name: &'static str, period: Duration, pool: PgPool, job: F) -> JoinHandle<()>
+where
+    F: Fn(PgPool) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match job(pool.clone()).await {
+                Ok(outcome) => tracing::debug!(job = name, outcome, "job ran"),
+                Err(error) => {
+                    tracing::warn!(job = name, error = %error, "job failed; retrying at the next tick")
+                }
+            }
+        }
+    })
+}
