@@ -1,94 +1,162 @@
-//! Demo data: a product and a set of licenses, for trying Latchkey out.
+//! Demo data for trying Latchkey out: a product with releases, a customer
+//! and licenses of every kind and state, created through the same services
+//! the admin API uses (so they are audited and reach the snapshot outbox).
 
-use latchkey_shared::LicenseKey;
-use latchkey_shared::snapshot::{
-    ChannelRelease, EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy, Product,
-    SnapshotBuilder,
-};
-use uuid::Uuid;
+use latchkey_shared::snapshot::{LicenseKind, LicenseStatus};
+use sqlx::PgPool;
+use time::{Duration, OffsetDateTime};
 
-pub const DEMO_PRODUCT_ID: u32 = 1;
+use crate::context::RequestContext;
+use crate::db::customers::{self, NewCustomer};
+use crate::db::licenses::{self, NewLicense};
+use crate::db::products::{self, NewProduct, NewRelease};
+use crate::error::DomainResult;
+use crate::secrets::Secrets;
 
-/// The demo product: "Studio", 2.4.0 on stable, 2.5.0-beta.1 on beta, 2.0.0 the oldest allowed.
-pub fn product(now: i64) -> Product {
-    Product {
-        id: DEMO_PRODUCT_ID,
-        slug: "studio".into(),
-        name: "Latchkey Studio (demo)".into(),
-        min_allowed_version: Some("2.0.0".into()),
-        channels: vec![
-            ChannelRelease {
-                channel: "stable".into(),
-                version: "2.4.0".into(),
-                download_url: Some("https://downloads.example.com/studio/2.4.0".into()),
-                published_at: now - 7 * 86_400,
-            },
-            ChannelRelease {
-                channel: "beta".into(),
-                version: "2.5.0-beta.1".into(),
-                download_url: Some("https://downloads.example.com/studio/2.5.0-beta.1".into()),
-                published_at: now - 86_400,
-            },
-        ],
-    }
+/// A demo license and its key, for the run script to print.
+#[derive(Debug, Clone)]
+pub struct DemoLicense {
+    pub key: String,
+    pub kind: LicenseKind,
+    pub status: LicenseStatus,
+    pub expired: bool,
 }
 
-/// `count` demo licenses with fresh keys: a mix of kinds, one suspended in
-/// every ten, one expired in every ten. Returns each key with its entry.
-pub fn licenses(count: usize, now: i64) -> Vec<(LicenseKey, LicenseEntry)> {
-    (0..count)
-        .map(|i| {
-            let key = LicenseKey::generate();
-            let kind = match i % 5 {
-                3 => LicenseKind::Trial,
-                4 => LicenseKind::Test,
-                _ => LicenseKind::Full,
-            };
-            let entry = LicenseEntry {
-                key_hash: key.hash().0,
-                license_id: Uuid::new_v4(),
-                status: if i % 10 == 7 {
-                    LicenseStatus::Suspended
-                } else {
-                    LicenseStatus::Active
-                },
-                kind,
-                valid_from: now - 30 * 86_400,
-                valid_until: Some(if i % 10 == 8 {
-                    now - 86_400
-                } else {
-                    now + 365 * 86_400
-                }),
-                product_id: DEMO_PRODUCT_ID,
-                device_limit: 3,
-                session_limit: 1,
-                usage_exhausted: false,
-                devices: Vec::new(),
-                policy: Policy {
-                    features: if kind == LicenseKind::Full {
-                        vec!["export".into(), "sync".into()]
-                    } else {
-                        vec![]
-                    },
-                    usage_limits: Vec::new(),
-                    allow_session_takeover: true,
-                    grace_period_secs: None,
-                },
-            };
-            (key, entry)
-        })
-        .collect()
-}
-
-/// A builder holding the demo product and `licenses`.
-pub fn snapshot_builder(
-    licenses: &[(LicenseKey, LicenseEntry)],
-    now: i64,
-) -> anyhow::Result<SnapshotBuilder> {
-    let mut builder = SnapshotBuilder::with_capacity(EdgeConfig::default(), licenses.len());
-    builder.add_product(product(now));
-    for (_, entry) in licenses {
-        builder.add_license(entry)?;
+/// Seeds the demo product "studio" (2.4.0 stable, 2.5.0-beta.1 beta, 2.0.0
+/// the oldest allowed), a customer, and `count` licenses: full ones with two
+/// seats and one session, then a trial, a suspended and an expired one.
+pub async fn seed(
+    pool: &PgPool,
+    secrets: &Secrets,
+    count: usize,
+) -> DomainResult<Vec<DemoLicense>> {
+    let ctx = RequestContext::system("demo");
+    let product = products::create(
+        pool,
+        &ctx,
+        &NewProduct {
+            slug: "studio".into(),
+            name: "Latchkey Studio (demo)".into(),
+            description: None,
+        },
+    )
+    .await?;
+    for (version, channel) in [
+        ("2.0.0", "stable"),
+        ("2.4.0", "stable"),
+        ("2.5.0-beta.1", "beta"),
+    ] {
+        let release = products::add_release(
+            pool,
+            &ctx,
+            product.id,
+            &NewRelease {
+                version: version.into(),
+                channel: channel.into(),
+                download_url: Some(format!("https://downloads.example.com/studio/{version}")),
+                notes: None,
+            },
+        )
+        .await?;
+        products::publish(pool, &ctx, release.id).await?;
+        if version == "2.0.0" {
+            products::mark_min_allowed(pool, &ctx, release.id).await?;
+        }
     }
-    Ok(builder)
+    let customer = customers::create(
+        pool,
+        &ctx,
+        NewCustomer {
+            name: "Demo Customer".into(),
+            email: Some("it@demo-customer.example".into()),
+            company: Some("Demo Customer Ltd".into()),
+            notes: None,
+            metadata: None,
+        },
+    )
+    .await?;
+    let now = OffsetDateTime::now_utc();
+    let template = |kind: LicenseKind, valid_until: OffsetDateTime| NewLicense {
+        customer_id: Some(customer.id),
+        product_id: product.id,
+        kind,
+        valid_from: Some(now - Duration::days(30)),
+        valid_until: Some(valid_until),
+        device_limit: 2,
+        session_limit: 1,
+        allow_session_takeover: true,
+        grace_period_secs: None,
+        features: if kind == LicenseKind::Full {
+            vec!["export".into(), "sync".into()]
+        } else {
+            vec![]
+        },
+        usage_limits: Default::default(),
+        metadata: serde_json::json!({ "demo": true }),
+    };
+    let mut seeded = Vec::with_capacity(count.max(3));
+    let full = licenses::create(
+        pool,
+        &ctx,
+        secrets,
+        &template(LicenseKind::Full, now + Duration::days(365)),
+        count.max(1),
+    )
+    .await?;
+    seeded.extend(full.into_iter().map(|c| DemoLicense {
+        key: c.license_key,
+        kind: LicenseKind::Full,
+        status: LicenseStatus::Active,
+        expired: false,
+    }));
+    let trial = licenses::create(
+        pool,
+        &ctx,
+        secrets,
+        &template(LicenseKind::Trial, now + Duration::days(14)),
+        1,
+    )
+    .await?;
+    seeded.push(DemoLicense {
+        key: trial[0].license_key.clone(),
+        kind: LicenseKind::Trial,
+        status: LicenseStatus::Active,
+        expired: false,
+    });
+    let suspended = licenses::create(
+        pool,
+        &ctx,
+        secrets,
+        &template(LicenseKind::Full, now + Duration::days(365)),
+        1,
+    )
+    .await?;
+    licenses::set_status(
+        pool,
+        &ctx,
+        suspended[0].license.id,
+        LicenseStatus::Suspended,
+    )
+    .await?;
+    seeded.push(DemoLicense {
+        key: suspended[0].license_key.clone(),
+        kind: LicenseKind::Full,
+        status: LicenseStatus::Suspended,
+        expired: false,
+    });
+    let expired = licenses::create(
+        pool,
+        &ctx,
+        secrets,
+        &template(LicenseKind::Full, now - Duration::days(1)),
+        1,
+    )
+    .await?;
+    seeded.push(DemoLicense {
+        key: expired[0].license_key.clone(),
+        kind: LicenseKind::Full,
+        status: LicenseStatus::Active,
+        expired: true,
+    });
+    Ok(seeded)
 }

@@ -129,20 +129,16 @@ enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 enum DemoCommand {
-    /// Write a signed full snapshot of demo licenses and print some of their keys.
-    Snapshot {
-        /// The private signing key (PKCS#8 PEM) from `keys generate`.
-        #[arg(long)]
-        signing_key: PathBuf,
-        /// Where to write the snapshot.
-        #[arg(long)]
-        out: PathBuf,
-        /// How many demo licenses.
-        #[arg(long, default_value_t = 1000)]
+    /// Create the demo product, customer and licenses in the database and
+    /// print the demo license keys (one per line: key, kind, state).
+    Seed {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// Full licenses to create (a trial, a suspended and an expired one come on top).
+        #[arg(long, default_value_t = 100)]
         licenses: usize,
-        /// Snapshot sequence number.
-        #[arg(long, default_value_t = 1)]
-        sequence: u64,
     },
 }
 
@@ -265,29 +261,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo {
             command:
-                DemoCommand::Snapshot {
-                    signing_key,
-                    out,
+                DemoCommand::Seed {
+                    database_url,
+                    secret_key,
                     licenses,
-                    sequence,
                 },
         } => {
-            let signer = keys::load(&signing_key)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs() as i64;
-            let demo_licenses = demo::licenses(licenses, now);
-            let builder = demo::snapshot_builder(&demo_licenses, now)?;
-            let bytes = builder.seal(&signer, sequence, now, now + 7 * 86_400)?;
-            std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            println!(
-                "wrote {} ({} bytes, {} licenses, sequence {sequence})",
-                out.display(),
-                bytes.len(),
-                licenses
-            );
-            for (key, entry) in demo_licenses.iter().take(3) {
-                println!("demo license {key}  ({:?}, {:?})", entry.kind, entry.status);
+            let secrets = latchkey_control::secrets::Secrets::new(&secret_key)?;
+            let pool = db::connect(&database_url, 2)
+                .await
+                .context("connecting to DATABASE_URL")?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            for license in demo::seed(&pool, &secrets, licenses).await? {
+                let state = if license.expired {
+                    "expired"
+                } else {
+                    license.status.as_str()
+                };
+                println!("{} {} {state}", license.key, license.kind.as_str());
             }
         }
     }

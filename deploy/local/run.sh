@@ -1,35 +1,68 @@
 #!/usr/bin/env bash
-# Runs Latchkey locally with demo data: what exists of the system today.
-# Later issues grow this into the whole stack (control, two edges, PostgreSQL).
+# Runs Latchkey locally with demo data: the control plane's admin API on
+# PostgreSQL, demo licenses, and a signed snapshot verified as an edge does.
+# Ctrl-C stops it. (The edges' HTTP API and the QUIC link come with later work.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 data=.data
 mkdir -p "$data/keys"
+server_url="${LATCHKEY_PG_SERVER:-postgres://postgres@127.0.0.1:5432/postgres}"
+export DATABASE_URL="${DATABASE_URL:-${server_url%/*}/latchkey_demo}"
+export LATCHKEY_LISTEN_ADDR="${LATCHKEY_LISTEN_ADDR:-127.0.0.1:8080}"
+
+if ! pg_isready -q -d "$server_url"; then
+  echo "PostgreSQL is not reachable at $server_url (set LATCHKEY_PG_SERVER or DATABASE_URL)" >&2
+  exit 1
+fi
+if [ ! -f "$data/secrets.env" ]; then
+  umask 077
+  printf 'SECRET_KEY=%s\nJWT_SECRET=%s\n' "$(head -c 48 /dev/urandom | base64 -w0)" "$(head -c 48 /dev/urandom | base64 -w0)" > "$data/secrets.env"
+fi
+set -a; . "$data/secrets.env"; set +a
+
 cargo build --quiet --bin latchkey-control --bin latchkey-edge
 bin=target/debug
 
-private=$(ls "$data"/keys/signing-*[0-9a-f].pem 2>/dev/null | grep -v '\.pub\.pem$' | head -n1 || true)
+private=$(ls "$data"/keys/signing-*.pem 2>/dev/null | grep -v '\.pub\.pem$' | head -n1 || true)
 if [ -z "$private" ]; then
-  "$bin/latchkey-control" keys generate --out "$data/keys"
+  "$bin/latchkey-control" keys generate --out "$data/keys" >/dev/null
   private=$(ls "$data"/keys/signing-*.pem | grep -v '\.pub\.pem$' | head -n1)
 fi
 public="${private%.pem}.pub.pem"
+export LATCHKEY_SIGNING_KEY_PATH="$private"
 
-echo
-echo "== control: a signed snapshot of 1000 demo licenses"
-"$bin/latchkey-control" demo snapshot --signing-key "$private" --out "$data/snapshot.bin" --licenses 1000 | tee "$data/demo.txt"
-key=$(grep -m1 '^demo license' "$data/demo.txt" | awk '{print $3}')
+db_name="${DATABASE_URL##*/}"; db_name="${db_name%%\?*}"
+if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db_name'")" != 1 ]; then
+  psql "$server_url" -qc "CREATE DATABASE \"$db_name\""
+  echo "== seeding demo data into $db_name"
+  "$bin/latchkey-control" demo seed --licenses 100 > "$data/demo-licenses.txt"
+  "$bin/latchkey-control" api-keys create --name demo > "$data/api-key.txt"
+fi
+api_key=$(awk '{print $NF}' "$data/api-key.txt")
+key=$(head -n1 "$data/demo-licenses.txt" | awk '{print $1}')
 
-echo
-echo "== edge: verify the snapshot as an edge does at start, and look a license up"
+echo "== control: a signed full snapshot of the database"
+"$bin/latchkey-control" snapshot export --out "$data/snapshot.bin"
+echo "== edge: verify it as an edge does at start, and look a demo license up"
 "$bin/latchkey-edge" inspect --snapshot "$data/snapshot.bin" --trusted-key "$public" --key "$key"
 
+api="http://$LATCHKEY_LISTEN_ADDR/admin/api/v1"
 cat <<TRY
 
-Try it yourself:
-  $bin/latchkey-edge inspect --snapshot $data/snapshot.bin --trusted-key $public --key '$key'
-  # tamper with one byte and watch the edge refuse it:
-  cp $data/snapshot.bin /tmp/tampered.bin && printf 'X' | dd of=/tmp/tampered.bin bs=1 seek=500 conv=notrunc 2>/dev/null
-  $bin/latchkey-edge inspect --snapshot /tmp/tampered.bin --trusted-key $public
+Latchkey control is starting on http://$LATCHKEY_LISTEN_ADDR (Ctrl-C stops it).
+Demo license keys (key, kind, state): $data/demo-licenses.txt
+Admin API key: $api_key
+
+Try it from another terminal:
+  TOKEN=\$(curl -s -X POST $api/auth/token -H 'content-type: application/json' \\
+      -d '{"api_key":"$api_key"}' | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
+  curl -s $api/customers -H "authorization: Bearer \$TOKEN"
+  curl -s -X POST $api/customers -H "authorization: Bearer \$TOKEN" \\
+      -H 'content-type: application/json' -d '{"name":"Acme"}'
+  curl -s $api/openapi.json | head -c 300
+  # every change is in the audit log, with the request id of the call:
+  psql "$DATABASE_URL" -c 'SELECT at, request_id, action, entity_kind FROM audit_log ORDER BY id DESC LIMIT 5'
+
 TRY
+exec "$bin/latchkey-control" serve
