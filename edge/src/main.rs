@@ -1,7 +1,4 @@
 //! `latchkey-edge`: answers client license calls from a signed snapshot.
-//!
-//! Today it can check a snapshot file the way an edge will at start; the
-//! HTTP server arrives with the edge issue.
 
 use std::path::PathBuf;
 
@@ -23,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the public license API from a snapshot file (reloaded when it changes).
+    Serve(latchkey_edge::EdgeConfig),
     /// Verify a snapshot file against trusted public keys and describe it.
     Inspect {
         /// The signed snapshot file.
@@ -37,8 +36,15 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Serve(config) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            latchkey_edge::serve(config).await
+        }
         Command::Inspect {
             snapshot,
             trusted_keys,

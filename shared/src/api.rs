@@ -33,6 +33,7 @@ pub enum ErrorCode {
     InvalidRequest,
     InvalidLicenseKey,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     NotFound,
     MethodNotAllowed,
@@ -90,10 +91,11 @@ pub struct ErrorBody {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 34] = [
         Self::InvalidRequest,
         Self::InvalidLicenseKey,
         Self::PayloadTooLarge,
+        Self::RequestTimeout,
         Self::UnsupportedMediaType,
         Self::NotFound,
         Self::MethodNotAllowed,
@@ -131,6 +133,7 @@ impl ErrorCode {
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::InvalidLicenseKey => "INVALID_LICENSE_KEY",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -167,6 +170,7 @@ impl ErrorCode {
     pub fn fault(self) -> Fault {
         match self {
             Self::RateLimited => Fault::Throttled,
+            Self::RequestTimeout => Fault::Unavailable,
             Self::ControlUnavailable | Self::NotReady => Fault::Unavailable,
             Self::Internal => Fault::Internal,
             _ => Fault::Client,
@@ -190,6 +194,7 @@ impl ErrorCode {
             | Self::ProductNotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::Conflict | Self::SessionActiveElsewhere => 409,
+            Self::RequestTimeout => 408,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::LicenseNotYetValid

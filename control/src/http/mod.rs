@@ -12,11 +12,18 @@
 //! [`extract::Pagination`]; then merge its router in [`app`].
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod customers;
+pub mod devices;
 pub mod error;
 pub mod extract;
+pub mod flags;
+pub mod licenses;
 pub mod openapi;
+pub mod products;
+pub mod resources;
+pub mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,7 +93,14 @@ pub fn app(state: AppState) -> Router {
     let api = OpenApiRouter::new()
         .merge(auth::router())
         .merge(customers::router())
-        .merge(api_keys::router());
+        .merge(api_keys::router())
+        .merge(licenses::router())
+        .merge(devices::router())
+        .merge(sessions::router())
+        .merge(resources::router())
+        .merge(products::router())
+        .merge(flags::router())
+        .merge(audit::router());
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(API_PREFIX, api)
         .split_for_parts();

@@ -32,6 +32,13 @@ pub const BEARER: &str = "bearer";
         (name = "auth", description = "Exchange an API key for a short-lived token"),
         (name = "customers", description = "Who licenses belong to"),
         (name = "api_keys", description = "Credentials of the admin API"),
+        (name = "licenses", description = "Licenses: create (one or a batch), change, suspend, resume, revoke, extend"),
+        (name = "devices", description = "The seats of a license"),
+        (name = "sessions", description = "Concurrent sessions of licenses"),
+        (name = "resources", description = "Pools of domains, IP addresses and phone numbers allocated to licenses"),
+        (name = "products", description = "Products, their releases and the version check"),
+        (name = "flags", description = "Feature flags, global or per product"),
+        (name = "audit", description = "Who changed what, when: read and export"),
     )
 )]
 pub struct ApiDoc;

@@ -1,0 +1,300 @@
+//! `/admin/api/v1/audit` (`audit:read`): the audit log, newest first and
+//! filtered, and the same view exported as CSV or JSON.
+
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::audit::{self, AuditEntry, AuditFilter};
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Json, Page, Pagination, Query};
+use crate::http::openapi::ErrorBody;
+
+const READ: Scope = Scope::read(Area::Audit);
+
+/// Most rows one export answers; `x-total-count` says how many matched.
+pub const EXPORT_MAX_ROWS: u32 = 100_000;
+/// Longest text filter value accepted.
+const MAX_FILTER_CHARS: usize = 256;
+
+static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+static X_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");
+
+const CSV_HEADER: [&str; 13] = [
+    "id",
+    "at",
+    "request_id",
+    "actor_kind",
+    "actor_id",
+    "actor_name",
+    "action",
+    "entity_kind",
+    "entity_id",
+    "ip",
+    "user_agent",
+    "before",
+    "after",
+];
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// The acting API key's id (or admin's).
+    pub actor_id: Option<String>,
+    /// Like `license.suspend`.
+    pub action: Option<String>,
+    /// Like `license`; best given with `entity_id`.
+    pub entity_kind: Option<String>,
+    pub entity_id: Option<String>,
+    /// The `x-request-id` of the request that made the change.
+    pub request_id: Option<String>,
+    /// RFC 3339, inclusive.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// RFC 3339, exclusive.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+    /// Read by [`Pagination`].
+    #[serde(default)]
+    #[param(ignore)]
+    pub page: Option<IgnoredAny>,
+    #[serde(default)]
+    #[param(ignore)]
+    pub per_page: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    #[default]
+    Csv,
+    Json,
+}
+
+/// The filters of [`AuditQuery`] and the format; no pagination.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (the default) or `json`.
+    #[serde(default)]
+    pub format: ExportFormat,
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+    pub entity_kind: Option<String>,
+    pub entity_id: Option<String>,
+    pub request_id: Option<String>,
+    /// RFC 3339, inclusive.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// RFC 3339, exclusive.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_audit))
+        .routes(routes!(export_audit))
+}
+
+/// Audit rows, newest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    params(AuditQuery, Pagination),
+    security(("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "One page of audit rows", body = Page<AuditEntry>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_audit(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(query): Query<AuditQuery>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<AuditEntry>>> {
+    auth.require(READ)?;
+    let filter = checked(AuditFilter {
+        actor_id: query.actor_id,
+        action: query.action,
+        entity_kind: query.entity_kind,
+        entity_id: query.entity_id,
+        request_id: query.request_id,
+        from: query.from,
+        to: query.to,
+    })?;
+    let (items, total) =
+        audit::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
+    Ok(Json(pagination.page(items, total)))
+}
+
+/// The filtered view as a file, newest first, at most 100 000 rows:
+/// `x-total-count` says how many matched and `x-export-truncated` whether
+/// some were left out. In CSV, `before` and `after` are JSON text, and a
+/// cell that a spreadsheet would run as a formula starts with `'`.
+#[utoipa::path(
+    get,
+    path = "/audit/export",
+    tag = "audit",
+    params(ExportQuery),
+    security(("bearer" = ["audit:read"])),
+    responses(
+        (status = 200, description = "The rows, as `text/csv` or a JSON array", content(
+            (String = "text/csv"),
+            (Vec<AuditEntry> = "application/json"),
+        )),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+    )
+)]
+pub async fn export_audit(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(query): Query<ExportQuery>,
+) -> ApiResult<Response> {
+    auth.require(READ)?;
+    let filter = checked(AuditFilter {
+        actor_id: query.actor_id,
+        action: query.action,
+        entity_kind: query.entity_kind,
+        entity_id: query.entity_id,
+        request_id: query.request_id,
+        from: query.from,
+        to: query.to,
+    })?;
+    let (rows, total) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
+    let (body, content_type, extension) = match query.format {
+        ExportFormat::Csv => (to_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
+        ExportFormat::Json => (
+            serde_json::to_vec(&rows)
+                .map_err(|error| ApiError::internal(format!("encoding audit rows: {error}")))?,
+            "application/json",
+            "json",
+        ),
+    };
+    tracing::info!(
+        rows = rows.len(),
+        total,
+        format = extension,
+        "audit exported"
+    );
+    let disposition = format!("attachment; filename=\"audit.{extension}\"");
+    let truncated = total > rows.len() as i64;
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(|e| ApiError::internal(e.to_string()))?,
+    );
+    headers.insert(X_TOTAL_COUNT.clone(), HeaderValue::from(total));
+    headers.insert(
+        X_TRUNCATED.clone(),
+        HeaderValue::from_static(if truncated { "true" } else { "false" }),
+    );
+    Ok(response)
+}
+
+/// Refuses text filters too long to be a real value.
+fn checked(filter: AuditFilter) -> ApiResult<AuditFilter> {
+    for (field, value) in [
+        ("actor_id", &filter.actor_id),
+        ("action", &filter.action),
+        ("entity_kind", &filter.entity_kind),
+        ("entity_id", &filter.entity_id),
+        ("request_id", &filter.request_id),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.is_empty() || v.chars().count() > MAX_FILTER_CHARS)
+        {
+            return Err(ApiError::invalid(
+                field,
+                format!("must be 1 to {MAX_FILTER_CHARS} characters"),
+            ));
+        }
+    }
+    Ok(filter)
+}
+
+fn to_csv(rows: &[AuditEntry]) -> ApiResult<Vec<u8>> {
+    let fail = |error: csv::Error| ApiError::internal(format!("writing audit CSV: {error}"));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(CSV_HEADER).map_err(fail)?;
+    for row in rows {
+        let at = row
+            .at
+            .format(&Rfc3339)
+            .map_err(|error| ApiError::internal(format!("formatting a time: {error}")))?;
+        let json = |value: &Option<serde_json::Value>| {
+            value.as_ref().map(ToString::to_string).unwrap_or_default()
+        };
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let record = [
+            row.id.to_string(),
+            at,
+            row.request_id.clone(),
+            row.actor_kind.clone(),
+            text(&row.actor_id),
+            text(&row.actor_name),
+            row.action.clone(),
+            row.entity_kind.clone(),
+            text(&row.entity_id),
+            text(&row.ip),
+            text(&row.user_agent),
+            json(&row.before),
+            json(&row.after),
+        ];
+        for cell in &record {
+            writer.write_field(defused(cell).as_bytes()).map_err(fail)?;
+        }
+        writer.write_record(None::<&[u8]>).map_err(fail)?;
+    }
+    writer
+        .into_inner()
+        .map_err(|error| ApiError::internal(format!("writing audit CSV: {error}")))
+}
+
+/// A cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first)
+/// gets a leading `'`: user agents and names come from callers.
+fn defused(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_defused() {
+        assert_eq!(defused("=cmd()"), "'=cmd()");
+        assert_eq!(defused("@x"), "'@x");
+        assert_eq!(defused("license.create"), "license.create");
+        assert_eq!(defused(""), "");
+    }
+}

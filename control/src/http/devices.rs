@@ -1,0 +1,89 @@
+//! A license's seats: list them (`devices:read`), free one (`devices:write`).
+
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::devices::{self, Device};
+use crate::db::licenses;
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::http::error::ApiResult;
+use crate::http::extract::{Json, Path, Query};
+use crate::http::openapi::ErrorBody;
+
+const READ: Scope = Scope::read(Area::Devices);
+const WRITE: Scope = Scope::write(Area::Devices);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviceQuery {
+    /// Also list deactivated devices; only active ones by default.
+    #[serde(default)]
+    pub include_inactive: bool,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices))
+        .routes(routes!(deactivate_device))
+}
+
+/// The license's devices, oldest first.
+#[utoipa::path(
+    get,
+    path = "/licenses/{id}/devices",
+    tag = "devices",
+    params(("id" = Uuid, Path, description = "The license's id"), DeviceQuery),
+    security(("bearer" = ["devices:read"])),
+    responses(
+        (status = 200, description = "The devices", body = Vec<Device>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `devices:read`", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+    )
+)]
+pub async fn list_devices(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Query(query): Query<DeviceQuery>,
+) -> ApiResult<Json<Vec<Device>>> {
+    auth.require(READ)?;
+    // An unknown license is a 404, not an empty list.
+    licenses::get(&state.pool, id).await?;
+    Ok(Json(
+        devices::list_for_license(&state.pool, id, query.include_inactive).await?,
+    ))
+}
+
+/// Frees the device's seat and ends its sessions.
+#[utoipa::path(
+    post,
+    path = "/devices/{id}/deactivate",
+    tag = "devices",
+    params(("id" = Uuid, Path, description = "The device's id")),
+    security(("bearer" = ["devices:write"])),
+    responses(
+        (status = 200, description = "The deactivated device", body = Device),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `devices:write`", body = ErrorBody),
+        (status = 404, description = "No such device, or it holds no seat any more", body = ErrorBody),
+    )
+)]
+pub async fn deactivate_device(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Device>> {
+    auth.require(WRITE)?;
+    let device = devices::deactivate_by_id(&state.pool, &auth.ctx, id).await?;
+    tracing::info!(device_id = %id, license_id = %device.license_id, "device deactivated");
+    Ok(Json(device))
+}

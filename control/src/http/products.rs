@@ -1,0 +1,412 @@
+//! Products and their releases (`products:read|write`): create, list, read
+//! and change products; add, list, publish and unpublish releases; mark the
+//! minimum allowed release of a channel; and the version check, as an
+//! application would see it.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, Release};
+use crate::http::auth::Auth;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::openapi::ErrorBody;
+use crate::http::{API_PREFIX, AppState};
+
+const READ: Scope = Scope::read(Area::Products);
+const WRITE: Scope = Scope::write(Area::Products);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VersionCheckQuery {
+    /// The version the application runs; loose forms like `v2.1` are accepted.
+    pub version: String,
+    /// `stable` when left out.
+    pub channel: Option<String>,
+}
+
+/// Mirrors `latchkey_shared::api::VersionCheckResponse`, which stays free of
+/// documentation dependencies.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct VersionCheck {
+    product: String,
+    channel: String,
+    /// The version asked about, normalised.
+    current: String,
+    /// The newest published release of the channel.
+    latest: Option<String>,
+    update_available: bool,
+    /// Below the minimum allowed version: the application must update.
+    update_mandatory: bool,
+    minimum_allowed: Option<String>,
+    download_url: Option<String>,
+}
+
+/// Pages of lists the services answer whole (products and releases are few).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlyPagination {
+    #[serde(default)]
+    pub page: Option<IgnoredAny>,
+    #[serde(default)]
+    pub per_page: Option<IgnoredAny>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product))
+        .routes(routes!(list_releases, add_release))
+        .routes(routes!(get_release))
+        .routes(routes!(publish_release))
+        .routes(routes!(unpublish_release))
+        .routes(routes!(mark_min_allowed, clear_min_allowed))
+        .routes(routes!(version_check))
+}
+
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "products",
+    request_body = NewProduct,
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 201, description = "Created", body = Product),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 409, description = "The slug is taken", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+pub async fn create_product(
+    auth: Auth,
+    State(state): State<AppState>,
+    Json(request): Json<NewProduct>,
+) -> ApiResult<impl IntoResponse> {
+    auth.require(WRITE)?;
+    let product = products::create(&state.pool, &auth.ctx, &request).await?;
+    tracing::info!(product_id = product.id, slug = %product.slug, "product created");
+    let location = format!("{API_PREFIX}/products/{}", product.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(product),
+    ))
+}
+
+/// Products, by slug.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    params(Pagination),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "One page of products", body = Page<Product>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_products(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(_strict): Query<OnlyPagination>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<Product>>> {
+    auth.require(READ)?;
+    let all = products::list(&state.pool).await?;
+    Ok(Json(page_of(pagination, all)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id")),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+    )
+)]
+pub async fn get_product(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+) -> ApiResult<Json<Product>> {
+    auth.require(READ)?;
+    Ok(Json(products::get(&state.pool, id).await?))
+}
+
+/// Fields left out stay as they are; `"description": null` clears it. The
+/// slug never changes.
+#[utoipa::path(
+    patch,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id")),
+    request_body = ProductUpdate,
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 200, description = "The changed product", body = Product),
+        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+    )
+)]
+pub async fn update_product(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Json(request): Json<ProductUpdate>,
+) -> ApiResult<Json<Product>> {
+    auth.require(WRITE)?;
+    if request.name.is_none() && request.description.is_none() {
+        return Err(ApiError::new(
+            latchkey_shared::api::ErrorCode::InvalidRequest,
+            "nothing to change: give name or description",
+        ));
+    }
+    Ok(Json(
+        products::update(&state.pool, &auth.ctx, id, &request).await?,
+    ))
+}
+
+/// Adds a draft release; publish it to make it visible to applications.
+#[utoipa::path(
+    post,
+    path = "/products/{id}/releases",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id")),
+    request_body = NewRelease,
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 201, description = "The draft release", body = Release),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 409, description = "This version already exists on this channel", body = ErrorBody),
+    )
+)]
+pub async fn add_release(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Json(request): Json<NewRelease>,
+) -> ApiResult<impl IntoResponse> {
+    auth.require(WRITE)?;
+    let release = products::add_release(&state.pool, &auth.ctx, id, &request).await?;
+    tracing::info!(product_id = id, release_id = %release.id, version = %release.version, "release added");
+    let location = format!("{API_PREFIX}/releases/{}", release.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(release),
+    ))
+}
+
+/// The product's releases of every channel, drafts included, newest version first.
+#[utoipa::path(
+    get,
+    path = "/products/{id}/releases",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id"), Pagination),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "One page of releases", body = Page<Release>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+    )
+)]
+pub async fn list_releases(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Query(_strict): Query<OnlyPagination>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<Release>>> {
+    auth.require(READ)?;
+    let all = products::list_releases(&state.pool, id).await?;
+    Ok(Json(page_of(pagination, all)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/releases/{id}",
+    tag = "products",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "The release", body = Release),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+    )
+)]
+pub async fn get_release(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Release>> {
+    auth.require(READ)?;
+    Ok(Json(products::get_release(&state.pool, id).await?))
+}
+
+/// Publishes a draft now; publishing a published release changes nothing.
+#[utoipa::path(
+    post,
+    path = "/releases/{id}/publish",
+    tag = "products",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 200, description = "The published release", body = Release),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+    )
+)]
+pub async fn publish_release(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Release>> {
+    auth.require(WRITE)?;
+    Ok(Json(products::publish(&state.pool, &auth.ctx, id).await?))
+}
+
+/// Turns a release back into a draft; refused for the minimum allowed one.
+#[utoipa::path(
+    post,
+    path = "/releases/{id}/unpublish",
+    tag = "products",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 200, description = "The draft release", body = Release),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+        (status = 409, description = "It is the minimum allowed release", body = ErrorBody),
+    )
+)]
+pub async fn unpublish_release(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Release>> {
+    auth.require(WRITE)?;
+    Ok(Json(products::unpublish(&state.pool, &auth.ctx, id).await?))
+}
+
+/// Makes a published release the minimum allowed of its channel, replacing
+/// the previous one.
+#[utoipa::path(
+    post,
+    path = "/releases/{id}/min-allowed",
+    tag = "products",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 200, description = "The minimum allowed release", body = Release),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+        (status = 409, description = "The release is a draft", body = ErrorBody),
+    )
+)]
+pub async fn mark_min_allowed(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Release>> {
+    auth.require(WRITE)?;
+    Ok(Json(
+        products::mark_min_allowed(&state.pool, &auth.ctx, id).await?,
+    ))
+}
+
+/// Leaves the release's channel without a minimum.
+#[utoipa::path(
+    delete,
+    path = "/releases/{id}/min-allowed",
+    tag = "products",
+    params(("id" = Uuid, Path, description = "The release's id")),
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 204, description = "Cleared (or was not set)"),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        (status = 404, description = "No such release", body = ErrorBody),
+    )
+)]
+pub async fn clear_min_allowed(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require(WRITE)?;
+    products::clear_min_allowed(&state.pool, &auth.ctx, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What an application running `version` on `channel` would be told.
+#[utoipa::path(
+    get,
+    path = "/products/{slug}/version-check",
+    tag = "products",
+    params(
+        ("slug" = String, Path, description = "The product's slug, as applications name it"),
+        VersionCheckQuery,
+    ),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "The answer", body = VersionCheck),
+        (status = 400, description = "Bad version or channel", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        (status = 404, description = "No such product", body = ErrorBody),
+    )
+)]
+pub async fn version_check(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(query): Query<VersionCheckQuery>,
+) -> ApiResult<Json<latchkey_shared::api::VersionCheckResponse>> {
+    auth.require(READ)?;
+    Ok(Json(
+        products::version_check(&state.pool, &slug, &query.version, query.channel.as_deref())
+            .await?,
+    ))
+}
+
+/// One page of a list held whole.
+fn page_of<T>(pagination: Pagination, all: Vec<T>) -> Page<T> {
+    let total = all.len() as i64;
+    let items = all
+        .into_iter()
+        .skip(usize::try_from(pagination.offset()).unwrap_or(usize::MAX))
+        .take(pagination.per_page as usize)
+        .collect();
+    pagination.page(items, total)
+}

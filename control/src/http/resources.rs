@@ -1,0 +1,281 @@
+//! Resource pools (`resources:read|write`): add values in bulk, list and
+//! read them with their history, allocate to a license, release, quarantine.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::resources::{
+    self, BulkAdded, HistoryEntry, Resource, ResourceFilter, ResourceKind, ResourceStatus,
+};
+use crate::http::auth::Auth;
+use crate::http::error::ApiResult;
+use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::openapi::ErrorBody;
+use crate::http::{API_PREFIX, AppState};
+
+const READ: Scope = Scope::read(Area::Resources);
+const WRITE: Scope = Scope::write(Area::Resources);
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddResources {
+    pub kind: ResourceKind,
+    /// 1 to 10000 values of that kind; each is stored canonical (lower-case
+    /// domains, canonical IP text, E.164 numbers). Values already in the
+    /// pool, or repeated, are skipped.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateResources {
+    pub kind: ResourceKind,
+    /// 1 to 10000; all or nothing.
+    pub count: u32,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseResource {
+    /// Rest the resource until then instead of making it available at once.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub quarantine_until: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineResource {
+    /// In the future.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub until: OffsetDateTime,
+}
+
+/// A resource and every state it went through, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResourceDetail {
+    #[serde(flatten)]
+    pub resource: Resource,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResourceQuery {
+    pub kind: Option<ResourceKind>,
+    pub status: Option<ResourceStatus>,
+    pub license_id: Option<Uuid>,
+    /// Read by [`Pagination`].
+    #[serde(default)]
+    #[param(ignore)]
+    pub page: Option<IgnoredAny>,
+    #[serde(default)]
+    #[param(ignore)]
+    pub per_page: Option<IgnoredAny>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_resources, add_resources))
+        .routes(routes!(get_resource))
+        .routes(routes!(allocate_resources))
+        .routes(routes!(release_resource))
+        .routes(routes!(quarantine_resource))
+}
+
+/// Adds values to a pool in one statement; the first invalid value refuses
+/// the whole call, naming `values[i]`.
+#[utoipa::path(
+    post,
+    path = "/resources",
+    tag = "resources",
+    request_body = AddResources,
+    security(("bearer" = ["resources:write"])),
+    responses(
+        (status = 201, description = "How many were added and skipped; `Location` lists the pool", body = BulkAdded),
+        (status = 400, description = "Invalid field or value", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+pub async fn add_resources(
+    auth: Auth,
+    State(state): State<AppState>,
+    Json(request): Json<AddResources>,
+) -> ApiResult<impl IntoResponse> {
+    auth.require(WRITE)?;
+    let added = resources::add_bulk(&state.pool, &auth.ctx, request.kind, &request.values).await?;
+    tracing::info!(
+        kind = request.kind.as_str(),
+        added = added.added,
+        skipped = added.skipped,
+        "resources added"
+    );
+    let location = format!("{API_PREFIX}/resources?kind={}", request.kind.as_str());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(added),
+    ))
+}
+
+/// Resources, oldest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/resources",
+    tag = "resources",
+    params(ResourceQuery, Pagination),
+    security(("bearer" = ["resources:read"])),
+    responses(
+        (status = 200, description = "One page of resources", body = Page<Resource>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_resources(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(query): Query<ResourceQuery>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<Resource>>> {
+    auth.require(READ)?;
+    let filter = ResourceFilter {
+        kind: query.kind,
+        status: query.status,
+        license_id: query.license_id,
+    };
+    let page = resources::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
+    Ok(Json(pagination.page(page.items, page.total)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/resources/{id}",
+    tag = "resources",
+    params(("id" = i64, Path, description = "The resource's id")),
+    security(("bearer" = ["resources:read"])),
+    responses(
+        (status = 200, description = "The resource and its history", body = ResourceDetail),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+    )
+)]
+pub async fn get_resource(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ResourceDetail>> {
+    auth.require(READ)?;
+    let resource = resources::get(&state.pool, id).await?;
+    let history = resources::history(&state.pool, id).await?;
+    Ok(Json(ResourceDetail { resource, history }))
+}
+
+/// Hands `count` available resources of `kind` to the license, all or
+/// nothing (409 naming `count` when too few are available).
+#[utoipa::path(
+    post,
+    path = "/licenses/{id}/resources",
+    tag = "resources",
+    params(("id" = Uuid, Path, description = "The license's id")),
+    request_body = AllocateResources,
+    security(("bearer" = ["resources:write"])),
+    responses(
+        (status = 200, description = "The allocated resources", body = Vec<Resource>),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
+        (status = 404, description = "No such license", body = ErrorBody),
+        (status = 409, description = "Too few available, or the license is revoked", body = ErrorBody),
+    )
+)]
+pub async fn allocate_resources(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(request): Json<AllocateResources>,
+) -> ApiResult<Json<Vec<Resource>>> {
+    auth.require(WRITE)?;
+    let allocated =
+        resources::allocate(&state.pool, &auth.ctx, id, request.kind, request.count).await?;
+    tracing::info!(license_id = %id, kind = request.kind.as_str(), count = allocated.len(), "resources allocated");
+    Ok(Json(allocated))
+}
+
+/// Takes an allocated resource back: available again, or quarantined until
+/// `quarantine_until`. Send `{}` for the former.
+#[utoipa::path(
+    post,
+    path = "/resources/{id}/release",
+    tag = "resources",
+    params(("id" = i64, Path, description = "The resource's id")),
+    request_body = ReleaseResource,
+    security(("bearer" = ["resources:write"])),
+    responses(
+        (status = 200, description = "The released resource", body = Resource),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 409, description = "Not allocated", body = ErrorBody),
+    )
+)]
+pub async fn release_resource(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(request): Json<ReleaseResource>,
+) -> ApiResult<Json<Resource>> {
+    auth.require(WRITE)?;
+    let resource = resources::release(&state.pool, &auth.ctx, id, request.quarantine_until).await?;
+    tracing::info!(
+        resource_id = id,
+        status = resource.status.as_str(),
+        "resource released"
+    );
+    Ok(Json(resource))
+}
+
+/// Rests an available or quarantined resource until `until`.
+#[utoipa::path(
+    post,
+    path = "/resources/{id}/quarantine",
+    tag = "resources",
+    params(("id" = i64, Path, description = "The resource's id")),
+    request_body = QuarantineResource,
+    security(("bearer" = ["resources:write"])),
+    responses(
+        (status = 200, description = "The quarantined resource", body = Resource),
+        (status = 400, description = "Invalid field", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
+        (status = 404, description = "No such resource", body = ErrorBody),
+        (status = 409, description = "Allocated: release it first", body = ErrorBody),
+    )
+)]
+pub async fn quarantine_resource(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(request): Json<QuarantineResource>,
+) -> ApiResult<Json<Resource>> {
+    auth.require(WRITE)?;
+    let resource = resources::quarantine(&state.pool, &auth.ctx, id, request.until).await?;
+    tracing::info!(resource_id = id, "resource quarantined");
+    Ok(Json(resource))
+}

@@ -1,0 +1,104 @@
+//! `/admin/api/v1/sessions`: list (`sessions:read`), terminate (`sessions:write`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::db::api_keys::{Area, Scope};
+use crate::db::sessions::{self, Session};
+use crate::http::AppState;
+use crate::http::auth::Auth;
+use crate::http::error::ApiResult;
+use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::openapi::ErrorBody;
+
+const READ: Scope = Scope::read(Area::Sessions);
+const WRITE: Scope = Scope::write(Area::Sessions);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    /// Only sessions that have not ended; every session by default.
+    #[serde(default)]
+    pub open: bool,
+    pub license_id: Option<Uuid>,
+    /// Read by [`Pagination`].
+    #[serde(default)]
+    #[param(ignore)]
+    pub page: Option<IgnoredAny>,
+    #[serde(default)]
+    #[param(ignore)]
+    pub per_page: Option<IgnoredAny>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sessions))
+        .routes(routes!(terminate_session))
+}
+
+/// Sessions, most recently started first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    params(SessionQuery, Pagination),
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "One page of sessions", body = Page<Session>),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `sessions:read`", body = ErrorBody),
+    )
+)]
+pub async fn list_sessions(
+    auth: Auth,
+    State(state): State<AppState>,
+    Query(query): Query<SessionQuery>,
+    pagination: Pagination,
+) -> ApiResult<Json<Page<Session>>> {
+    auth.require(READ)?;
+    let (items, total) = sessions::list(
+        &state.pool,
+        query.open,
+        query.license_id,
+        pagination.page,
+        pagination.per_page,
+    )
+    .await?;
+    Ok(Json(pagination.page(items, total)))
+}
+
+/// Ends a live session now; edges refuse its token from the next snapshot on.
+#[utoipa::path(
+    post,
+    path = "/sessions/{id}/terminate",
+    tag = "sessions",
+    params(("id" = Uuid, Path, description = "The session's id")),
+    security(("bearer" = ["sessions:write"])),
+    responses(
+        (status = 204, description = "Terminated"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        (status = 403, description = "Lacks `sessions:write`", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session has already ended", body = ErrorBody),
+    )
+)]
+pub async fn terminate_session(
+    auth: Auth,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require(WRITE)?;
+    // The service answers the row as it was before it ended: not worth
+    // showing, so the answer is empty.
+    let session = sessions::terminate(&state.pool, &auth.ctx, id).await?;
+    tracing::info!(session_id = %id, license_id = %session.license_id, "session terminated");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,55 @@
+//! The edge's settings, from the command line (each flag also reads a
+//! `LATCHKEY_EDGE_*` variable).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeConfig {
+    /// The signed full snapshot to serve; reloaded when the file changes.
+    #[arg(long, env = "LATCHKEY_EDGE_SNAPSHOT")]
+    pub snapshot: PathBuf,
+    /// Trusted public key (SPKI PEM) for snapshots and session tokens; repeat for rotation.
+    #[arg(
+        long = "trusted-key",
+        env = "LATCHKEY_EDGE_TRUSTED_KEYS",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub trusted_keys: Vec<PathBuf>,
+    #[arg(long, env = "LATCHKEY_EDGE_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Overrides the snapshot's per-key and per-IP limit (requests per minute).
+    #[arg(long, env = "LATCHKEY_EDGE_RATE_LIMIT_PER_MIN")]
+    pub rate_limit_per_min: Option<u32>,
+    /// Peers whose X-Forwarded-For is believed (load balancers in front of the edge).
+    #[arg(
+        long = "trusted-proxy",
+        env = "LATCHKEY_EDGE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+    #[arg(long, env = "LATCHKEY_EDGE_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+    /// A client must send a request's headers within this many seconds; an
+    /// idle keep-alive connection is closed after it too.
+    #[arg(long, env = "LATCHKEY_EDGE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// The whole request, body included, must be answered within this.
+    #[arg(long, env = "LATCHKEY_EDGE_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
+    pub request_timeout_secs: u64,
+    /// How often the snapshot file is checked for a new version.
+    #[arg(long, env = "LATCHKEY_EDGE_RELOAD_CHECK_MS", default_value_t = 1000)]
+    pub reload_check_ms: u64,
+}
+
+impl EdgeConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}

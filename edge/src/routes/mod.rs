@@ -1,0 +1,143 @@
+//! The public client API, answered from the snapshot in memory.
+//!
+//! Read-only calls (verify, info, version, heartbeat) are answered here; the
+//! state-changing ones validate their input and answer `503
+//! CONTROL_UNAVAILABLE` until the link to control carries them.
+
+mod forwarded;
+mod health;
+mod session;
+mod verify;
+mod version;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use latchkey_shared::KeyHash;
+use latchkey_shared::api::ErrorCode;
+use latchkey_shared::snapshot::SnapshotState;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::client_ip::client_ip;
+use crate::error::EdgeError;
+use crate::limits::RateLimits;
+use crate::snapshots::SnapshotStore;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshots: Arc<SnapshotStore>,
+    pub limits: Arc<ArcSwap<RateLimits>>,
+    /// Replaces the snapshot's limits when set.
+    pub rate_limit_override: Option<u32>,
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
+    pub metrics: PrometheusHandle,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("snapshot", &self.snapshots.path())
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/api/license/verify", post(verify::verify))
+        .route("/api/license/info/{license_key}", get(verify::info))
+        .route("/api/version/check", post(version::check))
+        .route("/api/version/latest", get(version::latest))
+        .route("/api/license/session/heartbeat", post(session::heartbeat))
+        .route("/api/license/activate", post(forwarded::activate))
+        .route("/api/license/deactivate", post(forwarded::deactivate))
+        .route("/api/license/transfer", post(forwarded::transfer))
+        .route("/api/license/lease", post(forwarded::lease))
+        .route("/api/license/session/start", post(forwarded::session_start))
+        .route("/api/license/session/end", post(forwarded::session_end))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { EdgeError::new(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            EdgeError::new(ErrorCode::MethodNotAllowed, "method not allowed here")
+        })
+        .layer(middleware::from_fn(observe))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+impl AppState {
+    /// The view to answer from, or `503 NOT_READY` before the first snapshot.
+    pub fn snapshot(&self) -> Result<Arc<SnapshotState>, EdgeError> {
+        self.snapshots
+            .current()
+            .ok_or_else(|| EdgeError::new(ErrorCode::NotReady, "no verified snapshot loaded yet"))
+    }
+
+    /// Applies the per-client-IP limit.
+    pub fn admit_ip(
+        &self,
+        snapshot: &SnapshotState,
+        peer: SocketAddr,
+        headers: &HeaderMap,
+    ) -> Result<(), EdgeError> {
+        let ip = client_ip(peer, headers, &self.trusted_proxies);
+        self.current_limits(snapshot).check_ip(ip).map_err(limited)
+    }
+
+    /// Applies the per-license-key limit.
+    pub fn admit_key(&self, snapshot: &SnapshotState, key: &KeyHash) -> Result<(), EdgeError> {
+        self.current_limits(snapshot)
+            .check_key(key)
+            .map_err(limited)
+    }
+
+    /// The limiters for the limits in force; rebuilt when the snapshot's
+    /// configured limits change.
+    fn current_limits(&self, snapshot: &SnapshotState) -> Arc<RateLimits> {
+        let config = snapshot.config();
+        let wanted = self.rate_limit_override.map_or(
+            (
+                config.rate_limit_per_key_per_min,
+                config.rate_limit_per_ip_per_min,
+            ),
+            |n| (n, n),
+        );
+        let limits = self.limits.load_full();
+        if (limits.per_key_per_min, limits.per_ip_per_min) == wanted {
+            return limits;
+        }
+        let fresh = Arc::new(RateLimits::new(wanted.0, wanted.1));
+        self.limits.store(fresh.clone());
+        fresh
+    }
+}
+
+fn limited(wait: std::time::Duration) -> EdgeError {
+    metrics::counter!("latchkey_edge_rate_limited_total").increment(1);
+    EdgeError::rate_limited(wait.as_secs_f64().ceil() as u64)
+}
+
+/// Counts every answer by endpoint and status, and times it.
+async fn observe(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("latchkey_edge_requests_total", "endpoint" => endpoint.clone(), "status" => status).increment(1);
+    metrics::histogram!("latchkey_edge_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,75 @@
+//! `POST /api/license/session/heartbeat`: the token is checked offline with
+//! the trusted keys, its session against the snapshot's revocations.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use latchkey_shared::api::{ErrorCode, HeartbeatRequest, HeartbeatResponse};
+use latchkey_shared::snapshot::LicenseStatus;
+use latchkey_shared::token::{self, SessionClaims, TokenError};
+
+use super::AppState;
+use crate::error::EdgeError;
+use crate::extract::Json;
+use crate::snapshots::unix_now;
+
+pub async fn heartbeat(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(request): Json<HeartbeatRequest>,
+) -> Result<axum::Json<HeartbeatResponse>, EdgeError> {
+    let snapshot = app.snapshot()?;
+    app.admit_ip(&snapshot, peer, &headers)?;
+    let now = unix_now();
+    let claims: SessionClaims = token::verify(&request.session_token, app.snapshots.trusted(), now)
+        .map_err(|error| match error {
+            TokenError::Expired { .. } => {
+                EdgeError::new(ErrorCode::SessionExpired, "the session token has expired")
+            }
+            other => EdgeError {
+                field: Some("session_token".into()),
+                ..EdgeError::new(ErrorCode::InvalidToken, other.to_string())
+            },
+        })?;
+    app.admit_key(&snapshot, &claims.key_hash)?;
+    if snapshot.is_session_revoked(&claims.session_id) {
+        return Err(EdgeError::new(
+            ErrorCode::SessionRevoked,
+            "the session has ended",
+        ));
+    }
+    let license = snapshot.license(&claims.key_hash).ok_or_else(|| {
+        EdgeError::new(
+            ErrorCode::LicenseNotFound,
+            "the session's license no longer exists",
+        )
+    })?;
+    match license.status() {
+        LicenseStatus::Suspended => {
+            return Err(EdgeError::new(
+                ErrorCode::LicenseSuspended,
+                "the license is suspended",
+            ));
+        }
+        LicenseStatus::Revoked => {
+            return Err(EdgeError::new(
+                ErrorCode::LicenseRevoked,
+                "the license is revoked",
+            ));
+        }
+        LicenseStatus::Active => {}
+    }
+    if license.valid_until().is_some_and(|until| until <= now) {
+        return Err(EdgeError::new(
+            ErrorCode::LicenseExpired,
+            "the license has expired",
+        ));
+    }
+    Ok(axum::Json(HeartbeatResponse {
+        session_id: claims.session_id,
+        next_heartbeat_secs: snapshot.config().heartbeat_interval_secs,
+        expires_at: claims.expires_at,
+    }))
+}

@@ -1,0 +1,144 @@
+//! `POST /api/license/verify` and `GET /api/license/info/{license_key}`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
+use latchkey_shared::api::{ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
+use latchkey_shared::snapshot::{LicenseStatus, SnapshotState};
+use latchkey_shared::{KeyHash, LicenseKey, MatchVerdict, version};
+
+use super::AppState;
+use crate::error::EdgeError;
+use crate::extract::Json;
+use crate::snapshots::unix_now;
+
+pub async fn verify(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(request): Json<VerifyRequest>,
+) -> Result<axum::Json<VerifyResponse>, EdgeError> {
+    let snapshot = app.snapshot()?;
+    app.admit_ip(&snapshot, peer, &headers)?;
+    let hash = parse_key(&request.license_key)?.hash();
+    app.admit_key(&snapshot, &hash)?;
+    Ok(axum::Json(decide(&snapshot, &hash, &request, unix_now())?))
+}
+
+pub async fn info(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(license_key): Path<String>,
+) -> Result<axum::Json<LicenseInfo>, EdgeError> {
+    let snapshot = app.snapshot()?;
+    app.admit_ip(&snapshot, peer, &headers)?;
+    let hash = parse_key(&license_key)?.hash();
+    app.admit_key(&snapshot, &hash)?;
+    let license = snapshot
+        .license(&hash)
+        .ok_or_else(|| EdgeError::new(ErrorCode::LicenseNotFound, "no such license"))?;
+    let now = unix_now();
+    Ok(axum::Json(LicenseInfo {
+        status: license.status(),
+        kind: license.kind(),
+        product: snapshot
+            .product(license.product_id())
+            .map(|p| p.slug.clone()),
+        valid_from: license.valid_from(),
+        valid_until: license.valid_until(),
+        expired: license.valid_until().is_some_and(|until| until <= now),
+        features: license.features(),
+        device_limit: license.device_limit(),
+        devices_used: license.devices().len() as u32,
+        session_limit: license.session_limit(),
+        snapshot_sequence: snapshot.sequence(),
+    }))
+}
+
+pub fn parse_key(text: &str) -> Result<LicenseKey, EdgeError> {
+    text.parse()
+        .map_err(|error: latchkey_shared::key::KeyParseError| EdgeError {
+            field: Some("license_key".into()),
+            ..EdgeError::new(ErrorCode::InvalidLicenseKey, error.to_string())
+        })
+}
+
+/// The verdict on a well-formed request: `valid: false` with the code for
+/// every license-state reason; `Err` only for malformed input.
+pub fn decide(
+    snapshot: &SnapshotState,
+    hash: &KeyHash,
+    request: &VerifyRequest,
+    now: i64,
+) -> Result<VerifyResponse, EdgeError> {
+    let mut answer = VerifyResponse {
+        valid: false,
+        code: None,
+        status: None,
+        expires_at: None,
+        features: Vec::new(),
+        fingerprint: None,
+        heartbeat_interval_secs: snapshot.config().heartbeat_interval_secs,
+        snapshot_sequence: snapshot.sequence(),
+    };
+    let refuse = |mut answer: VerifyResponse, code| {
+        answer.code = Some(code);
+        Ok(answer)
+    };
+    let Some(license) = snapshot.license(hash) else {
+        return refuse(answer, ErrorCode::LicenseNotFound);
+    };
+    answer.status = Some(license.status());
+    answer.expires_at = license.valid_until();
+    match license.status() {
+        LicenseStatus::Suspended => return refuse(answer, ErrorCode::LicenseSuspended),
+        LicenseStatus::Revoked => return refuse(answer, ErrorCode::LicenseRevoked),
+        LicenseStatus::Active => {}
+    }
+    if now < license.valid_from() {
+        return refuse(answer, ErrorCode::LicenseNotYetValid);
+    }
+    if license.valid_until().is_some_and(|until| until <= now) {
+        return refuse(answer, ErrorCode::LicenseExpired);
+    }
+    let product = snapshot.product(license.product_id());
+    if let Some(slug) = &request.product
+        && product.is_none_or(|p| &p.slug != slug)
+    {
+        return refuse(answer, ErrorCode::ProductMismatch);
+    }
+    if let Some(fingerprint) = &request.fingerprint {
+        let canonical = fingerprint
+            .canonicalize()
+            .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
+        let verdict = license.match_device(&canonical);
+        let matched = verdict != MatchVerdict::Different;
+        answer.fingerprint = Some(verdict);
+        if !matched {
+            return refuse(answer, ErrorCode::FingerprintMismatch);
+        }
+    }
+    if let Some(app_version) = &request.app_version {
+        let minimum = product.and_then(|p| p.min_allowed_version.as_deref());
+        let status = version::check(app_version, None, minimum).map_err(|e| EdgeError {
+            field: Some("app_version".into()),
+            ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
+        })?;
+        if status.update_mandatory {
+            return refuse(answer, ErrorCode::VersionNotAllowed);
+        }
+    }
+    if license.usage_exhausted() {
+        return refuse(answer, ErrorCode::UsageLimitReached);
+    }
+    if let Some(feature) = &request.feature
+        && !license.has_feature(feature)
+    {
+        return refuse(answer, ErrorCode::FeatureNotAllowed);
+    }
+    answer.valid = true;
+    answer.features = license.features();
+    Ok(answer)
+}

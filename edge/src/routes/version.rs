@@ -1,0 +1,90 @@
+//! `POST /api/version/check` and `GET /api/version/latest`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use latchkey_shared::api::{
+    ErrorCode, VersionCheckRequest, VersionCheckResponse, VersionLatestQuery, VersionLatestResponse,
+};
+use latchkey_shared::snapshot::{ChannelRelease, Product, SnapshotState};
+use latchkey_shared::version;
+
+use super::AppState;
+use crate::error::EdgeError;
+use crate::extract::Json;
+
+const DEFAULT_CHANNEL: &str = "stable";
+
+pub async fn check(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Json(request): Json<VersionCheckRequest>,
+) -> Result<axum::Json<VersionCheckResponse>, EdgeError> {
+    let snapshot = app.snapshot()?;
+    app.admit_ip(&snapshot, peer, &headers)?;
+    let channel = request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
+    let (product, release) = find(&snapshot, &request.product, channel)?;
+    let minimum = product.min_allowed_version.as_deref();
+    let status = version::check(
+        &request.version,
+        release.map(|r| r.version.as_str()),
+        minimum,
+    )
+    .map_err(|e| EdgeError {
+        field: Some("version".into()),
+        ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
+    })?;
+    Ok(axum::Json(VersionCheckResponse {
+        product: product.slug.clone(),
+        channel: channel.to_owned(),
+        current: request.version,
+        latest: release.map(|r| r.version.clone()),
+        update_available: status.update_available,
+        update_mandatory: status.update_mandatory,
+        minimum_allowed: product.min_allowed_version.clone(),
+        download_url: release.and_then(|r| r.download_url.clone()),
+    }))
+}
+
+pub async fn latest(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<VersionLatestQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<VersionLatestResponse>, EdgeError> {
+    let Query(query) = query.map_err(|e| EdgeError::invalid("query", e.body_text()))?;
+    let snapshot = app.snapshot()?;
+    app.admit_ip(&snapshot, peer, &headers)?;
+    let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
+    let (product, release) = find(&snapshot, &query.product, channel)?;
+    let release = release.ok_or_else(|| {
+        EdgeError::new(
+            ErrorCode::NotFound,
+            format!("{} has no published release on {channel}", product.slug),
+        )
+    })?;
+    Ok(axum::Json(VersionLatestResponse {
+        product: product.slug.clone(),
+        channel: channel.to_owned(),
+        version: release.version.clone(),
+        download_url: release.download_url.clone(),
+        published_at: release.published_at,
+    }))
+}
+
+fn find<'a>(
+    snapshot: &'a SnapshotState,
+    slug: &str,
+    channel: &str,
+) -> Result<(&'a Product, Option<&'a ChannelRelease>), EdgeError> {
+    let product = snapshot.product_by_slug(slug).ok_or_else(|| EdgeError {
+        field: Some("product".into()),
+        ..EdgeError::new(ErrorCode::ProductNotFound, format!("no product {slug:?}"))
+    })?;
+    Ok((
+        product,
+        product.channels.iter().find(|c| c.channel == channel),
+    ))
+}

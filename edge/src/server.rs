@@ -1,0 +1,220 @@
+//! Running the edge: hyper with both HTTP versions, header and request
+//! timeouts (a slow client cannot hold a connection), the snapshot watcher,
+//! and graceful shutdown (stop accepting, let in-flight requests finish).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use latchkey_shared::TrustedKeys;
+use latchkey_shared::api::ErrorCode;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use crate::config::EdgeConfig;
+use crate::error::EdgeError;
+use crate::limits::RateLimits;
+use crate::routes::{self, AppState};
+use crate::snapshots::{self, SnapshotStore};
+
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// A started edge: its address and how to stop it.
+#[derive(Debug)]
+pub struct RunningEdge {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl RunningEdge {
+    /// Stops accepting, waits for in-flight requests, stops the watcher.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        self.background.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may be installed (tests embedding the edge): keep ours for rendering.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Loads the keys and the snapshot, binds, and serves in the background.
+/// With no valid snapshot the edge still starts but is not ready (`/readyz`
+/// 503, API calls `503 NOT_READY`) until a valid file appears.
+pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
+    let mut trusted = TrustedKeys::new();
+    for path in &config.trusted_keys {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("reading trusted key {}", path.display()))?;
+        trusted
+            .insert_pem(&pem)
+            .with_context(|| format!("loading trusted key {}", path.display()))?;
+    }
+    let store = Arc::new(SnapshotStore::new(config.snapshot.clone(), trusted));
+    match store.load() {
+        Ok(state) => {
+            snapshots::record_loaded(&state);
+            tracing::info!(
+                sequence = state.sequence(),
+                licenses = state.base_license_count(),
+                "snapshot loaded"
+            );
+        }
+        Err(error) => {
+            metrics::counter!("latchkey_edge_snapshot_rejected_total", "reason" => error.reason())
+                .increment(1);
+            tracing::error!(error = %error, "no valid snapshot: not ready until one arrives");
+        }
+    }
+    let initial = config.rate_limit_per_min.unwrap_or(100);
+    let state = AppState {
+        snapshots: store.clone(),
+        limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(initial, initial))),
+        rate_limit_override: config.rate_limit_per_min,
+        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        metrics: metrics_handle(),
+    };
+    let request_timeout = config.request_timeout();
+    let app = routes::router(state.clone(), config.max_body_bytes).layer(middleware::from_fn(
+        move |request: Request, next: Next| timeout(request, next, request_timeout),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let server = tokio::spawn(accept_loop(listener, app, config.header_timeout(), stopped));
+    let limits = state.limits.clone();
+    let background = vec![
+        tokio::spawn(store.watch(Duration::from_millis(config.reload_check_ms))),
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                limits.load().forget_idle();
+            }
+        }),
+    ];
+    tracing::info!(%addr, "edge listening");
+    Ok(RunningEdge {
+        addr,
+        state,
+        stop,
+        server,
+        background,
+    })
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(config: EdgeConfig) -> anyhow::Result<()> {
+    let edge = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    edge.stop().await;
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = app.clone().map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the drain time");
+    }
+}
+
+async fn timeout(request: Request, next: Next, limit: Duration) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            EdgeError::new(ErrorCode::RequestTimeout, "the request took too long").into_response()
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,636 @@
+//! The edge's public API: every verify outcome, the limits, bad input, and
+//! snapshot swaps on a live server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use latchkey_edge::limits::RateLimits;
+use latchkey_edge::routes::{self, AppState};
+use latchkey_edge::server::metrics_handle;
+use latchkey_edge::snapshots::SnapshotStore;
+use latchkey_edge::{EdgeConfig, start};
+use latchkey_shared::api::ErrorCode;
+use latchkey_shared::fingerprint::Fingerprint;
+use latchkey_shared::snapshot::{
+    ChannelRelease, EdgeConfig as SnapshotConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy,
+    Product, RevokedSession, SnapshotBuilder,
+};
+use latchkey_shared::token::{self, SessionClaims};
+use latchkey_shared::{LicenseKey, SigningKeyPair, TrustedKeys};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+fn now() -> i64 {
+    latchkey_edge::snapshots::unix_now()
+}
+
+fn signer() -> SigningKeyPair {
+    SigningKeyPair::from_seed([11; 32])
+}
+
+fn machine() -> Fingerprint {
+    Fingerprint {
+        system_uuid: Some("4c4c4544-0042-3510-8052-b4c04f384d32".into()),
+        cpu_id: Some("BFEBFBFF000906EA".into()),
+        macs: vec!["00:1a:2b:3c:4d:5e".into()],
+        ..Fingerprint::default()
+    }
+}
+
+/// A key per license state, named.
+struct Fixture {
+    dir: PathBuf,
+    keys: std::collections::HashMap<&'static str, String>,
+    revoked_session: Uuid,
+}
+
+fn key(n: u8) -> LicenseKey {
+    LicenseKey::from_entropy([n; 15])
+}
+
+fn entry(n: u8, change: impl FnOnce(&mut LicenseEntry)) -> LicenseEntry {
+    let mut entry = LicenseEntry {
+        key_hash: key(n).hash().0,
+        license_id: Uuid::from_u128(u128::from(n)),
+        status: LicenseStatus::Active,
+        kind: LicenseKind::Full,
+        valid_from: now() - 86_400,
+        valid_until: Some(now() + 86_400),
+        product_id: 1,
+        device_limit: 3,
+        session_limit: 1,
+        usage_exhausted: false,
+        devices: vec![machine().canonicalize().unwrap().digest().to_bytes()],
+        policy: Policy {
+            features: vec!["sync".into()],
+            ..Policy::default()
+        },
+    };
+    change(&mut entry);
+    entry
+}
+
+fn write_snapshot(path: &Path, sequence: u64, extra_license: bool) -> Uuid {
+    let revoked_session = Uuid::from_u128(99);
+    let mut builder = SnapshotBuilder::new(SnapshotConfig::default());
+    let licenses = [
+        entry(1, |_| {}),
+        entry(2, |e| e.status = LicenseStatus::Suspended),
+        entry(3, |e| e.status = LicenseStatus::Revoked),
+        entry(4, |e| e.valid_from = now() + 3600),
+        entry(5, |e| e.valid_until = Some(now() - 60)),
+        entry(6, |e| e.usage_exhausted = true),
+        entry(7, |e| e.product_id = 2),
+    ];
+    for license in licenses
+        .iter()
+        .chain(extra_license.then(|| entry(8, |_| {})).as_ref())
+    {
+        builder.add_license(license).unwrap();
+    }
+    for (id, slug) in [(1, "studio"), (2, "other")] {
+        builder.add_product(Product {
+            id,
+            slug: slug.into(),
+            name: slug.into(),
+            min_allowed_version: Some("2.0.0".into()),
+            channels: vec![ChannelRelease {
+                channel: "stable".into(),
+                version: "2.4.0".into(),
+                download_url: None,
+                published_at: now(),
+            }],
+        });
+    }
+    builder.revoke_session(RevokedSession {
+        session_id: revoked_session,
+        token_expires_at: now() + 3600,
+    });
+    let bytes = builder
+        .seal(&signer(), sequence, now(), now() + 86_400)
+        .unwrap();
+    // Atomic replace, as an operator or the publisher would.
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, bytes).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+    revoked_session
+}
+
+fn fixture(name: &str) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("latchkey-edge-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("trusted.pem"), signer().public_key_pem()).unwrap();
+    let revoked_session = write_snapshot(&dir.join("snapshot.bin"), 1, false);
+    let names = [
+        "valid",
+        "suspended",
+        "revoked",
+        "not_yet_valid",
+        "expired",
+        "exhausted",
+        "other_product",
+    ];
+    let keys = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (*name, key(i as u8 + 1).to_string()))
+        .collect();
+    Fixture {
+        dir,
+        keys,
+        revoked_session,
+    }
+}
+
+fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
+    let trusted = TrustedKeys::new().with(signer().verifying_key());
+    let store = Arc::new(SnapshotStore::new(
+        fixture.dir.join("snapshot.bin"),
+        trusted,
+    ));
+    store.load().unwrap();
+    let state = AppState {
+        snapshots: store,
+        limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(
+            rate_limit, rate_limit,
+        ))),
+        rate_limit_override: Some(rate_limit),
+        trusted_proxies: Arc::new(vec![]),
+        metrics: metrics_handle(),
+    };
+    routes::router(state, 16 * 1024)
+        .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn verify(app: &axum::Router, body: Value) -> (StatusCode, Value) {
+    call(app, "POST", "/api/license/verify", Some(body)).await
+}
+
+#[tokio::test]
+async fn every_verify_outcome_is_reachable() {
+    let fixture = fixture("outcomes");
+    let app = app(&fixture, 1_000_000);
+    let key = |name: &str| fixture.keys[name].clone();
+    let full = json!({ "license_key": key("valid"), "fingerprint": machine(), "product": "studio",
+                       "app_version": "2.4.0", "feature": "sync" });
+    let (status, answer) = verify(&app, full.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["valid"], true, "{answer}");
+    assert_eq!(answer["features"], json!(["sync"]));
+    assert_eq!(answer["snapshot_sequence"], 1);
+
+    let cases: Vec<(Value, ErrorCode)> = vec![
+        (
+            json!({ "license_key": LicenseKey::from_entropy([200; 15]).to_string() }),
+            ErrorCode::LicenseNotFound,
+        ),
+        (
+            json!({ "license_key": key("suspended") }),
+            ErrorCode::LicenseSuspended,
+        ),
+        (
+            json!({ "license_key": key("revoked") }),
+            ErrorCode::LicenseRevoked,
+        ),
+        (
+            json!({ "license_key": key("not_yet_valid") }),
+            ErrorCode::LicenseNotYetValid,
+        ),
+        (
+            json!({ "license_key": key("expired") }),
+            ErrorCode::LicenseExpired,
+        ),
+        (
+            json!({ "license_key": key("valid"), "product": "other" }),
+            ErrorCode::ProductMismatch,
+        ),
+        (
+            json!({ "license_key": key("valid"), "fingerprint": { "cpu_id": "another", "macs": ["02:00:00:00:00:09"] } }),
+            ErrorCode::FingerprintMismatch,
+        ),
+        (
+            json!({ "license_key": key("valid"), "app_version": "1.9.9" }),
+            ErrorCode::VersionNotAllowed,
+        ),
+        (
+            json!({ "license_key": key("exhausted") }),
+            ErrorCode::UsageLimitReached,
+        ),
+        (
+            json!({ "license_key": key("valid"), "feature": "teams" }),
+            ErrorCode::FeatureNotAllowed,
+        ),
+    ];
+    for (body, code) in cases {
+        let (status, answer) = verify(&app, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(answer["valid"], false, "{body}");
+        assert_eq!(answer["code"], json!(code.as_str()), "{body} -> {answer}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_input_gets_its_code_and_field() {
+    let fixture = fixture("malformed");
+    let app = app(&fixture, 1_000_000);
+    let valid = fixture.keys["valid"].clone();
+    let cases: Vec<(Value, StatusCode, ErrorCode, &str)> = vec![
+        (
+            json!({ "license_key": "ABCDE-12345" }),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidLicenseKey,
+            "license_key",
+        ),
+        (
+            json!({ "license_key": 42 }),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "license_key",
+        ),
+        (
+            json!({ "license_key": valid, "surprise": true }),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "surprise",
+        ),
+        (
+            json!({ "license_key": valid, "fingerprint": { "macs": ["zz"] } }),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "fingerprint.macs[0]",
+        ),
+        (
+            json!({ "license_key": valid, "app_version": "banana" }),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidVersion,
+            "app_version",
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (got, answer) = verify(&app, body.clone()).await;
+        assert_eq!(
+            (got, answer["code"].clone()),
+            (status, json!(code.as_str())),
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["field"], json!(field), "{body} -> {answer}");
+    }
+
+    let huge = json!({ "license_key": "x".repeat(20_000) });
+    let (status, answer) = verify(&app, huge).await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("PAYLOAD_TOO_LARGE"))
+    );
+
+    let request = Request::post("/api/license/verify")
+        .body(Body::from("{"))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let request = Request::post("/api/license/verify")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"license_key\": "))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let (status, answer) = call(&app, "GET", "/api/license/nowhere", None).await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("NOT_FOUND"))
+    );
+    let (status, _) = call(&app, "GET", "/api/license/verify", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let (status, answer) = call(
+        &app,
+        "POST",
+        "/api/license/activate",
+        Some(json!({ "license_key": valid, "fingerprint": machine() })),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("CONTROL_UNAVAILABLE")
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_hundred_and_first_request_of_a_key_in_a_minute_is_refused() {
+    let fixture = fixture("limits");
+    let app = app(&fixture, 100);
+    let body = json!({ "license_key": fixture.keys["valid"] });
+    for i in 0..100 {
+        let (status, _) = verify(&app, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "request {i}");
+    }
+    let request = Request::post("/api/license/verify")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+}
+
+#[tokio::test]
+async fn info_version_and_heartbeat_answer_from_the_snapshot() {
+    let fixture = fixture("reads");
+    let app = app(&fixture, 1_000_000);
+    let (status, info) = call(
+        &app,
+        "GET",
+        &format!("/api/license/info/{}", fixture.keys["valid"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (info["product"].clone(), info["devices_used"].clone()),
+        (json!("studio"), json!(1))
+    );
+    assert!(
+        info.get("key_hash").is_none() && info.get("license_id").is_none(),
+        "no key material: {info}"
+    );
+
+    let (_, check) = call(
+        &app,
+        "POST",
+        "/api/version/check",
+        Some(json!({ "product": "studio", "version": "1.0" })),
+    )
+    .await;
+    assert_eq!(
+        (check["update_mandatory"].clone(), check["latest"].clone()),
+        (json!(true), json!("2.4.0"))
+    );
+    let (status, latest) = call(&app, "GET", "/api/version/latest?product=studio", None).await;
+    assert_eq!(
+        (status, latest["version"].clone()),
+        (StatusCode::OK, json!("2.4.0"))
+    );
+    let (status, missing) = call(&app, "GET", "/api/version/latest?product=nothing", None).await;
+    assert_eq!(
+        (status, missing["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("PRODUCT_NOT_FOUND"))
+    );
+
+    let claims = |session_id| SessionClaims {
+        session_id,
+        license_id: Uuid::from_u128(1),
+        key_hash: key(1).hash(),
+        fingerprint: machine().canonicalize().unwrap().hash(),
+        issued_at: now(),
+        expires_at: now() + 3600,
+    };
+    let live = token::sign(&claims(Uuid::from_u128(5)), &signer());
+    let (status, beat) = call(
+        &app,
+        "POST",
+        "/api/license/session/heartbeat",
+        Some(json!({ "session_token": live })),
+    )
+    .await;
+    assert_eq!(
+        (status, beat["next_heartbeat_secs"].clone()),
+        (StatusCode::OK, json!(900))
+    );
+    let ended = token::sign(&claims(fixture.revoked_session), &signer());
+    let (status, beat) = call(
+        &app,
+        "POST",
+        "/api/license/session/heartbeat",
+        Some(json!({ "session_token": ended })),
+    )
+    .await;
+    assert_eq!(
+        (status, beat["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("SESSION_REVOKED"))
+    );
+    let forged = token::sign(
+        &claims(Uuid::from_u128(5)),
+        &SigningKeyPair::from_seed([1; 32]),
+    );
+    let (status, beat) = call(
+        &app,
+        "POST",
+        "/api/license/session/heartbeat",
+        Some(json!({ "session_token": forged })),
+    )
+    .await;
+    assert_eq!(
+        (status, beat["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("INVALID_TOKEN"))
+    );
+}
+
+/// A live server on loopback: one HTTP/1.1 keep-alive client connection.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        Self { sender }
+    }
+
+    async fn verify(&mut self, license_key: &str) -> (StatusCode, Value) {
+        let request = Request::post("/api/license/verify")
+            .header(header::HOST, "edge")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({ "license_key": license_key }).to_string(),
+            ))
+            .unwrap();
+        self.sender.ready().await.unwrap();
+        let response = self.sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+fn config(fixture: &Fixture) -> EdgeConfig {
+    EdgeConfig {
+        snapshot: fixture.dir.join("snapshot.bin"),
+        trusted_keys: vec![fixture.dir.join("trusted.pem")],
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        rate_limit_per_min: Some(1_000_000_000),
+        trusted_proxies: vec![],
+        max_body_bytes: 16 * 1024,
+        header_timeout_secs: 10,
+        request_timeout_secs: 15,
+        reload_check_ms: 20,
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_swap_under_load_loses_no_request() {
+    let fixture = fixture("swap");
+    let edge = start(config(&fixture)).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let highest = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (stop, highest, key) =
+                (stop.clone(), highest.clone(), fixture.keys["valid"].clone());
+            let addr = edge.addr;
+            tokio::spawn(async move {
+                let mut client = Client::connect(addr).await;
+                let mut answered = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let (status, answer) = client.verify(&key).await;
+                    assert_eq!(status, StatusCode::OK, "{answer}");
+                    assert_eq!(answer["valid"], true, "{answer}");
+                    highest.fetch_max(
+                        answer["snapshot_sequence"].as_u64().unwrap(),
+                        Ordering::Relaxed,
+                    );
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    for sequence in 2..=6 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        write_snapshot(
+            &fixture.dir.join("snapshot.bin"),
+            sequence,
+            sequence % 2 == 0,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        answered += client.await.unwrap();
+    }
+    assert!(answered > 100, "only {answered} requests answered");
+    assert_eq!(
+        highest.load(Ordering::Relaxed),
+        6,
+        "the newest snapshot was swapped in under load"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_or_rolled_back_files_are_refused_while_the_old_one_serves() {
+    let fixture = fixture("refuse");
+    let path = fixture.dir.join("snapshot.bin");
+    write_snapshot(&path, 5, false);
+    let edge = start(config(&fixture)).await.unwrap();
+    let mut client = Client::connect(edge.addr).await;
+    let key = fixture.keys["valid"].clone();
+    assert_eq!(client.verify(&key).await.1["snapshot_sequence"], 5);
+
+    let mut tampered = std::fs::read(&path).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x40;
+    std::fs::write(&path, &tampered).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        client.verify(&key).await.1["snapshot_sequence"],
+        5,
+        "a tampered file is refused"
+    );
+
+    write_snapshot(&path, 3, true);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, answer) = client.verify(&key).await;
+    assert_eq!(
+        (status, answer["snapshot_sequence"].clone()),
+        (StatusCode::OK, json!(5)),
+        "a rollback is refused"
+    );
+
+    let metrics = edge.state.metrics.render();
+    assert!(
+        metrics.contains("latchkey_edge_snapshot_rejected_total{reason=\"bad_signature\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("latchkey_edge_snapshot_rejected_total{reason=\"not_newer\"}"),
+        "{metrics}"
+    );
+
+    write_snapshot(&path, 7, true);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        client.verify(&key).await.1["snapshot_sequence"],
+        7,
+        "a good newer file is taken"
+    );
+    edge.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_valid_snapshot_the_edge_is_not_ready() {
+    let fixture = fixture("unready");
+    std::fs::write(fixture.dir.join("snapshot.bin"), b"not a snapshot").unwrap();
+    let edge = start(config(&fixture)).await.unwrap();
+    let mut client = Client::connect(edge.addr).await;
+    let (status, answer) = client.verify(&fixture.keys["valid"]).await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("NOT_READY"))
+    );
+    write_snapshot(&fixture.dir.join("snapshot.bin"), 1, false);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, _) = client.verify(&fixture.keys["valid"]).await;
+    assert_eq!(status, StatusCode::OK);
+    edge.stop().await;
+}
