@@ -7,6 +7,7 @@
 //! no web framework, database driver or network stack.
 
 pub mod api;
+mod digest;
 pub mod fingerprint;
 pub mod key;
 pub mod signing;

@@ -280,15 +280,7 @@ pub(crate) async fn end_all_for_license(
     license_id: Uuid,
     reason: &str,
 ) -> DomainResult<()> {
-    let ended: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE sessions SET ended_at = now(), end_reason = $2
-          WHERE license_id = $1 AND ended_at IS NULL RETURNING id",
-    )
-    .bind(license_id)
-    .bind(reason)
-    .fetch_all(&mut *conn)
-    .await?;
-    push_ended(conn, &ended).await
+    end_all_where(conn, "license_id", license_id, reason).await
 }
 
 pub(crate) async fn end_all_for_device(
@@ -296,11 +288,20 @@ pub(crate) async fn end_all_for_device(
     device_id: Uuid,
     reason: &str,
 ) -> DomainResult<()> {
-    let ended: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE sessions SET ended_at = now(), end_reason = $2
-          WHERE device_id = $1 AND ended_at IS NULL RETURNING id",
-    )
-    .bind(device_id)
+    end_all_where(conn, "device_id", device_id, reason).await
+}
+
+/// Ends every open session whose `column` (a constant, never input) is `id`.
+async fn end_all_where(
+    conn: &mut PgConnection,
+    column: &'static str,
+    id: Uuid,
+    reason: &str,
+) -> DomainResult<()> {
+    let ended: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE {column} = $1 AND ended_at IS NULL RETURNING id"
+    ))
+    .bind(id)
     .bind(reason)
     .fetch_all(&mut *conn)
     .await?;
