@@ -634,3 +634,38 @@ async fn without_a_valid_snapshot_the_edge_is_not_ready() {
     assert_eq!(status, StatusCode::OK);
     edge.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_client_endpoint() {
+    let fixture = fixture("openapi");
+    let app = app(&fixture, 1_000_000);
+    let (status, document) = call(&app, "GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/license/verify",
+        "/api/license/info/{license_key}",
+        "/api/version/check",
+        "/api/version/latest",
+        "/api/license/session/heartbeat",
+        "/api/license/activate",
+        "/api/license/deactivate",
+        "/api/license/transfer",
+        "/api/license/lease",
+        "/api/license/session/start",
+        "/api/license/session/end",
+    ] {
+        assert!(document["paths"].get(path).is_some(), "{path} missing");
+    }
+    for schema in [
+        "VerifyRequest",
+        "VerifyResponse",
+        "ErrorBody",
+        "ErrorCode",
+        "Fingerprint",
+    ] {
+        assert!(
+            document["components"]["schemas"].get(schema).is_some(),
+            "{schema} missing"
+        );
+    }
+}

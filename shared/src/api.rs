@@ -28,6 +28,7 @@ use crate::snapshot::{LicenseKind, LicenseStatus};
 /// Stable, machine-readable error codes. The wire form is the
 /// SCREAMING_SNAKE_CASE name; it never changes once released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -81,6 +82,7 @@ pub enum Fault {
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -242,6 +244,7 @@ impl ErrorBody {
 // ---- licenses and devices ----
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     pub license_key: String,
@@ -259,6 +262,7 @@ pub struct ActivateRequest {
 
 /// What happened to the seat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActivationOutcome {
     /// A new seat was taken.
@@ -272,6 +276,7 @@ pub enum ActivationOutcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivateResponse {
     pub outcome: ActivationOutcome,
     pub device_id: Uuid,
@@ -283,6 +288,7 @@ pub struct ActivateResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateRequest {
     pub license_key: String,
@@ -290,6 +296,7 @@ pub struct DeactivateRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeactivateResponse {
     pub device_id: Uuid,
     pub devices_used: u32,
@@ -298,6 +305,7 @@ pub struct DeactivateResponse {
 
 /// Moves a seat from a device to the machine asking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     pub license_key: String,
@@ -311,6 +319,7 @@ pub struct TransferRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     pub license_key: String,
@@ -328,6 +337,7 @@ pub struct VerifyRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse {
     pub valid: bool,
     /// Why not valid.
@@ -348,6 +358,7 @@ pub struct VerifyResponse {
 
 /// What a client may see of its own license: no key material, no customer data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseInfo {
     pub status: LicenseStatus,
     pub kind: LicenseKind,
@@ -363,6 +374,7 @@ pub struct LicenseInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub license_key: String,
@@ -370,6 +382,7 @@ pub struct LeaseRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseResponse {
     pub lease: String,
     pub valid_until: i64,
@@ -378,6 +391,7 @@ pub struct LeaseResponse {
 // ---- sessions ----
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionStartRequest {
     pub license_key: String,
@@ -390,6 +404,7 @@ pub struct SessionStartRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionStartResponse {
     pub session_id: Uuid,
     /// Session token (`lk1.sess...`), sent with every heartbeat.
@@ -402,6 +417,7 @@ pub struct SessionStartResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     pub session_token: String,
@@ -410,6 +426,7 @@ pub struct HeartbeatRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatResponse {
     pub session_id: Uuid,
     pub next_heartbeat_secs: u32,
@@ -417,12 +434,14 @@ pub struct HeartbeatResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionEndRequest {
     pub session_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionEndResponse {
     pub session_id: Uuid,
     pub ended: bool,
@@ -431,6 +450,7 @@ pub struct SessionEndResponse {
 // ---- versions ----
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VersionCheckRequest {
     pub product: String,
@@ -440,6 +460,7 @@ pub struct VersionCheckRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionCheckResponse {
     pub product: String,
     pub channel: String,
@@ -453,6 +474,7 @@ pub struct VersionCheckResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VersionLatestQuery {
     pub product: String,
@@ -461,6 +483,7 @@ pub struct VersionLatestQuery {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionLatestResponse {
     pub product: String,
     pub channel: String,

@@ -51,6 +51,7 @@ const FINGERPRINT_CONTEXT: &str = "latchkey 2026-11 fingerprint v1";
 const COMPONENT_CONTEXT: &str = "latchkey 2026-11 fingerprint component v1";
 
 /// The components a client reports, as it reports them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
@@ -99,6 +100,7 @@ pub struct DeviceDigest {
 }
 
 /// The signals of the matching rule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
@@ -109,6 +111,7 @@ pub enum Signal {
 }
 
 /// The outcome of comparing a stored device with the machine asking.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum MatchVerdict {

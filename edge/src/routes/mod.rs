@@ -6,6 +6,7 @@
 
 mod forwarded;
 mod health;
+mod openapi;
 mod session;
 mod verify;
 mod version;
@@ -66,6 +67,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::document))
         .fallback(|| async { EdgeError::new(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             EdgeError::new(ErrorCode::MethodNotAllowed, "method not allowed here")

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use latchkey_shared::api::{ErrorCode, HeartbeatRequest, HeartbeatResponse};
+use latchkey_shared::api::{ErrorBody, ErrorCode, HeartbeatRequest, HeartbeatResponse};
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::token::{self, SessionClaims, TokenError};
 
@@ -14,6 +14,9 @@ use crate::error::EdgeError;
 use crate::extract::Json;
 use crate::snapshots::unix_now;
 
+#[utoipa::path(post, path = "/api/license/session/heartbeat", tag = "sessions", request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 401, description = "Invalid session token", body = ErrorBody),
+              (status = 403, description = "Session revoked or expired, or license not usable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn heartbeat(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
-use latchkey_shared::api::{ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
+use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
 use latchkey_shared::snapshot::{LicenseStatus, SnapshotState};
 use latchkey_shared::{KeyHash, LicenseKey, MatchVerdict, version};
 
@@ -13,6 +13,8 @@ use crate::error::EdgeError;
 use crate::extract::Json;
 use crate::snapshots::unix_now;
 
+#[utoipa::path(post, path = "/api/license/verify", tag = "licenses", request_body = VerifyRequest,
+    responses((status = 200, description = "The verdict; `valid: false` carries the reason code", body = VerifyResponse), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn verify(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -26,6 +28,9 @@ pub async fn verify(
     Ok(axum::Json(decide(&snapshot, &hash, &request, unix_now())?))
 }
 
+#[utoipa::path(get, path = "/api/license/info/{license_key}", tag = "licenses",
+    params(("license_key" = String, Path, description = "The license key")),
+    responses((status = 200, body = LicenseInfo), (status = 404, description = "Unknown license", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn info(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use latchkey_shared::api::{
-    ErrorCode, VersionCheckRequest, VersionCheckResponse, VersionLatestQuery, VersionLatestResponse,
+    ErrorBody, ErrorCode, VersionCheckRequest, VersionCheckResponse, VersionLatestQuery,
+    VersionLatestResponse,
 };
 use latchkey_shared::snapshot::{ChannelRelease, Product, SnapshotState};
 use latchkey_shared::version;
@@ -16,6 +17,8 @@ use crate::extract::Json;
 
 const DEFAULT_CHANNEL: &str = "stable";
 
+#[utoipa::path(post, path = "/api/version/check", tag = "versions", request_body = VersionCheckRequest,
+    responses((status = 200, body = VersionCheckResponse), (status = 404, description = "Unknown product", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn check(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -48,6 +51,9 @@ pub async fn check(
     }))
 }
 
+#[utoipa::path(get, path = "/api/version/latest", tag = "versions",
+    params(("product" = String, Query, description = "Product slug"), ("channel" = Option<String>, Query, description = "Release channel (default stable)")),
+    responses((status = 200, body = VersionLatestResponse), (status = 404, description = "Unknown product or no release", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn latest(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

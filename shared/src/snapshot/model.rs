@@ -9,6 +9,7 @@ use crate::key::KeyHash;
 
 /// Whether control lets the license be used. Expiry is not a status: it
 /// follows from the validity window and the clock.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug,
     Clone,
@@ -30,6 +31,7 @@ pub enum LicenseStatus {
     Revoked = 2,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(
     Debug,
     Clone,
