@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Latchkey locally with demo data: the control plane's admin API on
-# PostgreSQL, demo licenses, and a signed snapshot verified as an edge does.
-# Ctrl-C stops it. (The edges' HTTP API and the QUIC link come with later work.)
+# PostgreSQL with demo licenses, and an edge answering the client API from a
+# signed snapshot exported from it. Ctrl-C stops both. (Until the QUIC link
+# exists, the edge learns of changes when the snapshot file is re-exported.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -47,14 +48,31 @@ echo "== control: a signed full snapshot of the database"
 echo "== edge: verify it as an edge does at start, and look a demo license up"
 "$bin/latchkey-edge" inspect --snapshot "$data/snapshot.bin" --trusted-key "$public" --key "$key"
 
+edge_addr="${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}"
+"$bin/latchkey-edge" serve --snapshot "$data/snapshot.bin" --trusted-key "$public" --listen "$edge_addr" \
+  > "$data/edge.log" 2>&1 &
+edge_pid=$!
+trap 'kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null' EXIT
+suspended=$(grep -m1 ' suspended$' "$data/demo-licenses.txt" | awk '{print $1}')
+
 api="http://$LATCHKEY_LISTEN_ADDR/admin/api/v1"
 cat <<TRY
 
-Latchkey control is starting on http://$LATCHKEY_LISTEN_ADDR (Ctrl-C stops it).
+Latchkey control is starting on http://$LATCHKEY_LISTEN_ADDR, an edge on http://$edge_addr
+(log in $data/edge.log). Ctrl-C stops both.
 Demo license keys (key, kind, state): $data/demo-licenses.txt
 Admin API key: $api_key
 
-Try it from another terminal:
+Try the client API on the edge from another terminal:
+  curl -s -X POST http://$edge_addr/api/license/verify -H 'content-type: application/json' \
+      -d '{"license_key":"$key","product":"studio","app_version":"2.4.0","feature":"sync"}'
+  curl -s -X POST http://$edge_addr/api/license/verify -H 'content-type: application/json' \
+      -d '{"license_key":"$suspended"}'
+  curl -s -X POST http://$edge_addr/api/version/check -H 'content-type: application/json' \
+      -d '{"product":"studio","version":"1.9.0"}'
+  curl -s http://$edge_addr/metrics | grep ^latchkey_edge
+
+and the admin API on control:
   TOKEN=\$(curl -s -X POST $api/auth/token -H 'content-type: application/json' \\
       -d '{"api_key":"$api_key"}' | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
   curl -s $api/customers -H "authorization: Bearer \$TOKEN"
@@ -65,4 +83,4 @@ Try it from another terminal:
   psql "$DATABASE_URL" -c 'SELECT at, request_id, action, entity_kind FROM audit_log ORDER BY id DESC LIMIT 5'
 
 TRY
-exec "$bin/latchkey-control" serve
+"$bin/latchkey-control" serve
