@@ -17,7 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use latchkey_shared::TrustedKeys;
 use latchkey_shared::api::ErrorCode;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -55,7 +55,17 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Request latency as a real histogram (aggregatable across edges), 50 µs to 1 s.
+            let buckets = [
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("latchkey_edge_request_duration_seconds".into()),
+                    &buckets,
+                )
+                .expect("buckets are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may be installed (tests embedding the edge): keep ours for rendering.
             let _ = metrics::set_global_recorder(recorder);
