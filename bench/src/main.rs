@@ -3,8 +3,11 @@
 //! Every scenario works in a database of its own, created and dropped here.
 
 mod activations;
+mod baseline_postgres;
+mod ceiling;
 mod scratch;
 mod snapshot_build;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +39,17 @@ enum Scenario {
     /// Time to build and sign a full snapshot of N licenses from PostgreSQL,
     /// beside only streaming the same rows.
     SnapshotBuild(snapshot_build::Args),
+    /// Verify requests per second and latency of the edge (`latchkey-edge
+    /// serve`), beside a bare hyper server (the ceiling) and a server
+    /// answering from one PostgreSQL query per request (the seed's way).
+    Verify(verify::Args),
+    /// The `verify` ceiling: a bare hyper server answering every request
+    /// with a fixed JSON (started by `verify`, one process per server).
+    #[command(hide = true)]
+    CeilingServer(ceiling::Args),
+    /// The `verify` PostgreSQL reference server (started by `verify`).
+    #[command(hide = true)]
+    BaselinePostgresServer(baseline_postgres::Args),
 }
 
 #[tokio::main]
@@ -44,5 +58,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Activations(args) => activations::run(&cli.database_url, args).await,
         Scenario::SnapshotBuild(args) => snapshot_build::run(&cli.database_url, args).await,
+        Scenario::Verify(args) => verify::run(&cli.database_url, args).await,
+        Scenario::CeilingServer(args) => ceiling::serve(args).await,
+        Scenario::BaselinePostgresServer(args) => {
+            baseline_postgres::serve(&cli.database_url, args).await
+        }
     }
 }
