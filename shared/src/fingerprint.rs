@@ -99,6 +99,15 @@ pub struct DeviceDigest {
     pub macs: [u32; DIGEST_MACS],
 }
 
+/// A fingerprint's component hashes, computed once: comparing with each of
+/// a license's devices then costs no hashing.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    digest: DeviceDigest,
+    /// Hashes of every reported MAC (the digest keeps three).
+    mac_hashes: Vec<u32>,
+}
+
 /// The signals of the matching rule.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,8 +163,12 @@ impl Fingerprint {
         }
         let mut macs = Vec::with_capacity(self.macs.len());
         for (i, mac) in self.macs.iter().enumerate() {
-            let field = format!("fingerprint.macs[{i}]");
-            let mac = canonical_hex(mac, 12, &field, "expected a MAC address")?;
+            let mac = canonical_hex(mac, 12, "", "expected a MAC address").map_err(|e| {
+                FingerprintError {
+                    field: format!("fingerprint.macs[{i}]"),
+                    ..e
+                }
+            })?;
             if !is_placeholder_hex(&mac) {
                 macs.push(mac);
             }
@@ -221,11 +234,26 @@ impl CanonicalFingerprint {
     }
 
     pub fn digest(&self) -> DeviceDigest {
+        self.matcher().digest
+    }
+
+    /// Applies the matching rule (module docs) to a stored device.
+    pub fn compare(&self, stored: &DeviceDigest) -> MatchVerdict {
+        self.matcher().compare(stored)
+    }
+
+    /// The component hashes, computed once for comparing with many devices.
+    pub fn matcher(&self) -> Matcher {
+        let mac_hashes: Vec<u32> = self
+            .macs
+            .iter()
+            .map(|mac| component_hash("mac", mac))
+            .collect();
         let mut macs = [0u32; DIGEST_MACS];
-        for (slot, mac) in macs.iter_mut().zip(&self.macs) {
-            *slot = component_hash("mac", mac);
+        for (slot, hash) in macs.iter_mut().zip(&mac_hashes) {
+            *slot = *hash;
         }
-        DeviceDigest {
+        let digest = DeviceDigest {
             system_uuid: self
                 .system_uuid
                 .as_deref()
@@ -236,54 +264,8 @@ impl CanonicalFingerprint {
                 .map_or(0, |c| component_hash("cpu", c)),
             extra: self.extra_hash(),
             macs,
-        }
-    }
-
-    /// Applies the matching rule (module docs) to a stored device.
-    pub fn compare(&self, stored: &DeviceDigest) -> MatchVerdict {
-        let mine = self.digest();
-        if mine == *stored {
-            return MatchVerdict::Exact;
-        }
-        let mut agreed = Vec::with_capacity(4);
-        let mut changed = Vec::with_capacity(4);
-        let mut signal = |signal: Signal, a: u32, b: u32| {
-            if a != 0 && b != 0 {
-                if a == b {
-                    agreed.push(signal)
-                } else {
-                    changed.push(signal)
-                }
-            }
         };
-        signal(Signal::SystemUuid, mine.system_uuid, stored.system_uuid);
-        signal(Signal::CpuId, mine.cpu_id, stored.cpu_id);
-        signal(Signal::Extra, mine.extra, stored.extra);
-        // The network signal compares every MAC the machine reports with the
-        // (up to three) the device kept.
-        if !self.macs.is_empty() && stored.macs[0] != 0 {
-            let overlap = self
-                .macs
-                .iter()
-                .map(|m| component_hash("mac", m))
-                .any(|h| stored.macs.contains(&h));
-            if overlap {
-                agreed.push(Signal::Network)
-            } else {
-                changed.push(Signal::Network)
-            }
-        }
-        match changed.as_slice() {
-            [] if agreed.len() >= 2 => MatchVerdict::Changed {
-                agreed,
-                changed: None,
-            },
-            [one] if agreed.len() >= 2 => MatchVerdict::Changed {
-                agreed,
-                changed: Some(*one),
-            },
-            _ => MatchVerdict::Different,
-        }
+        Matcher { digest, mac_hashes }
     }
 
     fn extra_hash(&self) -> u32 {
@@ -303,6 +285,55 @@ impl CanonicalFingerprint {
             + usize::from(self.cpu_id.is_some())
             + usize::from(!self.macs.is_empty())
             + usize::from(!self.extra.is_empty())
+    }
+}
+
+impl Matcher {
+    pub fn digest(&self) -> DeviceDigest {
+        self.digest
+    }
+
+    /// Applies the matching rule (module docs) to a stored device.
+    pub fn compare(&self, stored: &DeviceDigest) -> MatchVerdict {
+        let mine = self.digest;
+        if mine == *stored {
+            return MatchVerdict::Exact;
+        }
+        let mut agreed = Vec::with_capacity(4);
+        let mut changed = Vec::with_capacity(4);
+        let mut signal = |signal: Signal, a: u32, b: u32| {
+            if a != 0 && b != 0 {
+                if a == b {
+                    agreed.push(signal)
+                } else {
+                    changed.push(signal)
+                }
+            }
+        };
+        signal(Signal::SystemUuid, mine.system_uuid, stored.system_uuid);
+        signal(Signal::CpuId, mine.cpu_id, stored.cpu_id);
+        signal(Signal::Extra, mine.extra, stored.extra);
+        // The network signal compares every MAC the machine reports with the
+        // (up to three) the device kept.
+        if !self.mac_hashes.is_empty() && stored.macs[0] != 0 {
+            let overlap = self.mac_hashes.iter().any(|h| stored.macs.contains(h));
+            if overlap {
+                agreed.push(Signal::Network)
+            } else {
+                changed.push(Signal::Network)
+            }
+        }
+        match changed.as_slice() {
+            [] if agreed.len() >= 2 => MatchVerdict::Changed {
+                agreed,
+                changed: None,
+            },
+            [one] if agreed.len() >= 2 => MatchVerdict::Changed {
+                agreed,
+                changed: Some(*one),
+            },
+            _ => MatchVerdict::Different,
+        }
     }
 }
 

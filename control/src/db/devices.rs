@@ -351,9 +351,10 @@ pub(crate) fn find_device<'a>(
     if let Some(device) = devices.iter().find(|d| d.fingerprint_hash == hash.0) {
         return Some((device, MatchVerdict::Exact));
     }
+    let matcher = fingerprint.matcher();
     devices.iter().find_map(|device| {
         let digest: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
-        let verdict = fingerprint.compare(&DeviceDigest::from_bytes(&digest));
+        let verdict = matcher.compare(&DeviceDigest::from_bytes(&digest));
         verdict.is_same_machine().then_some((device, verdict))
     })
 }

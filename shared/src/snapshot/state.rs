@@ -283,9 +283,10 @@ impl<'a> LicenseView<'a> {
 
     /// The best verdict of the matching rule over the activated devices.
     pub fn match_device(&self, fingerprint: &CanonicalFingerprint) -> MatchVerdict {
+        let matcher = fingerprint.matcher();
         let mut best = MatchVerdict::Different;
         for bytes in self.devices() {
-            match fingerprint.compare(&DeviceDigest::from_bytes(bytes)) {
+            match matcher.compare(&DeviceDigest::from_bytes(bytes)) {
                 MatchVerdict::Exact => return MatchVerdict::Exact,
                 changed @ MatchVerdict::Changed { .. } => best = changed,
                 MatchVerdict::Different => {}
