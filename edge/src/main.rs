@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use latchkey_shared::snapshot::{Opened, SnapshotBuffer, SnapshotState, open};
 use latchkey_shared::{LicenseKey, TrustedKeys};
 
+// glibc malloc's arena locks showed up in profiles of the verify path under
+// load (every request allocates a little); mimalloc keeps per-thread heaps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "latchkey-edge",
