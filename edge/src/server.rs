@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
-use crate::routes::{self, AppState};
+use crate::routes::{self, AppState, Shared};
 use crate::snapshots::{self, SnapshotStore};
 
 /// How long in-flight requests get to finish after shutdown begins.
@@ -103,13 +103,13 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         }
     }
     let initial = config.rate_limit_per_min.unwrap_or(100);
-    let state = AppState {
+    let state = AppState::new(Shared {
         snapshots: store.clone(),
         limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(initial, initial))),
         rate_limit_override: config.rate_limit_per_min,
-        trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+        trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics_handle(),
-    };
+    });
     let request_timeout = config.request_timeout();
     let app = routes::router(state.clone(), config.max_body_bytes).layer(middleware::from_fn(
         move |request: Request, next: Next| timeout(request, next, request_timeout),

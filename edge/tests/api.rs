@@ -13,7 +13,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use latchkey_edge::limits::RateLimits;
-use latchkey_edge::routes::{self, AppState};
+use latchkey_edge::routes::{self, AppState, Shared};
 use latchkey_edge::server::metrics_handle;
 use latchkey_edge::snapshots::SnapshotStore;
 use latchkey_edge::{EdgeConfig, start};

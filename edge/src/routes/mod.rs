@@ -32,20 +32,43 @@ use crate::error::EdgeError;
 use crate::limits::RateLimits;
 use crate::snapshots::SnapshotStore;
 
-/// What every handler shares. Cheap to clone.
+/// What every handler shares: one `Arc`, so the per-request clone the
+/// `State` extractor makes is a single reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub snapshots: Arc<SnapshotStore>,
     pub limits: Arc<ArcSwap<RateLimits>>,
     /// Replaces the snapshot's limits when set.
     pub rate_limit_override: Option<u32>,
-    pub trusted_proxies: Arc<Vec<IpAddr>>,
+    pub trusted_proxies: Vec<IpAddr>,
     pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
             .field("snapshot", &self.snapshots.path())
             .finish_non_exhaustive()
     }
