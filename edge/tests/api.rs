@@ -159,15 +159,15 @@ fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
         trusted,
     ));
     store.load().unwrap();
-    let state = AppState {
+    let state = AppState::new(Shared {
         snapshots: store,
         limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(
             rate_limit, rate_limit,
         ))),
         rate_limit_override: Some(rate_limit),
-        trusted_proxies: Arc::new(vec![]),
+        trusted_proxies: vec![],
         metrics: metrics_handle(),
-    };
+    });
     routes::router(state, 16 * 1024)
         .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
 }
