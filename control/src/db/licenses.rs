@@ -565,7 +565,12 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
     super::sessions::end_all_for_license(&mut tx, id, "license").await?;
-    sqlx::query("UPDATE resources SET status = 'available', license_id = NULL, allocated_at = NULL WHERE license_id = $1")
+    // The license's resources go back to the pool, with the history a release writes.
+    sqlx::query(
+        "WITH freed AS (UPDATE resources SET status = 'available', license_id = NULL, allocated_at = NULL
+                         WHERE license_id = $1 RETURNING id)
+         INSERT INTO resource_history (resource_id, action, license_id) SELECT id, 'released', $1 FROM freed",
+    )
         .bind(id)
         .execute(&mut *tx)
         .await?;
