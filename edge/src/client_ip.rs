@@ -3,7 +3,29 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use latchkey_shared::api::ErrorCode;
+
+use crate::error::EdgeError;
+use crate::routes::AppState;
+
+/// The caller's IP as an extractor: reads the headers in place (the
+/// `HeaderMap` extractor would copy them on every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = EdgeError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, EdgeError> {
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| EdgeError::new(ErrorCode::Internal, "the peer address is unknown"))?;
+        Ok(Self(client_ip(peer, &parts.headers, &app.trusted_proxies)))
+    }
+}
 
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
     let peer = peer.ip();

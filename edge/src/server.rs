@@ -2,19 +2,21 @@
 //! timeouts (a slow client cannot hold a connection), the snapshot watcher,
 //! and graceful shutdown (stop accepting, let in-flight requests finish).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::{self, Next};
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use latchkey_shared::TrustedKeys;
 use latchkey_shared::api::ErrorCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -25,6 +27,7 @@ use tower::ServiceExt;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
+use crate::observe::{self, Endpoint};
 use crate::routes::{self, AppState, Shared};
 use crate::snapshots::{self, SnapshotStore};
 
@@ -110,17 +113,22 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics_handle(),
     });
-    let request_timeout = config.request_timeout();
-    let app = routes::router(state.clone(), config.max_body_bytes).layer(middleware::from_fn(
-        move |request: Request, next: Next| timeout(request, next, request_timeout),
-    ));
+    let app = routes::router(state.clone(), config.max_body_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(accept_loop(listener, app, config.header_timeout(), stopped));
+    let server = tokio::spawn(accept_loop(
+        listener,
+        app,
+        Timeouts {
+            header: config.header_timeout(),
+            request: config.request_timeout(),
+        },
+        stopped,
+    ));
     let limits = state.limits.clone();
     let background = vec![
         tokio::spawn(store.watch(Duration::from_millis(config.reload_check_ms))),
@@ -151,17 +159,26 @@ pub async fn serve(config: EdgeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// To read a request's headers; also how long an idle keep-alive
+    /// connection stays open.
+    header: Duration,
+    /// From the headers read to the answer written.
+    request: Duration,
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     app: axum::Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(timeouts.header);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -180,11 +197,9 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = app.clone().map_request(move |mut request: Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request
-                });
-                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let app = app.clone();
+                let service = service_fn(move |request| answer(app.clone(), request, peer, timeouts.request));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
                     let _ = connection.await;
@@ -202,13 +217,27 @@ async fn accept_loop(
     }
 }
 
-async fn timeout(request: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
+/// One request through the router, under the request timeout, counted and
+/// timed. Done here rather than as router middleware: no boxed future and
+/// no registry lookup per request.
+async fn answer(
+    app: axum::Router,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Result<Response, Infallible> {
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let endpoint = Endpoint::of(request.uri().path());
+    let started = Instant::now();
+    let response = match tokio::time::timeout(limit, app.oneshot(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
         Err(_) => {
             EdgeError::new(ErrorCode::RequestTimeout, "the request took too long").into_response()
         }
-    }
+    };
+    observe::record(endpoint, response.status(), started.elapsed());
+    Ok(response)
 }
 
 async fn shutdown_signal() {

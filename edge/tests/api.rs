@@ -564,6 +564,26 @@ async fn a_snapshot_swap_under_load_loses_no_request() {
         6,
         "the newest snapshot was swapped in under load"
     );
+    let metrics = edge.state.metrics.render();
+    let counted: u64 = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("latchkey_edge_requests_total{")
+                && line.contains(r#"endpoint="/api/license/verify""#)
+                && line.contains(r#"status="200""#)
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no verify counter in\n{metrics}"));
+    assert!(
+        counted >= answered,
+        "{counted} counted, {answered} answered"
+    );
+    assert!(
+        metrics.contains(
+            r#"latchkey_edge_request_duration_seconds_bucket{endpoint="/api/license/verify""#
+        ),
+        "{metrics}"
+    );
     edge.stop().await;
 }
 

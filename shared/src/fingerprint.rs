@@ -393,12 +393,19 @@ fn canonical_hex(
     field: &str,
     what: &'static str,
 ) -> Result<String, FingerprintError> {
-    let hex: String = raw
-        .chars()
-        .filter(|c| !matches!(c, ':' | '-' | '.' | ' ' | '{' | '}'))
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if hex.len() != digits || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Byte by byte into one right-sized buffer: this runs on every verify
+    // that carries a fingerprint.
+    let mut hex = String::with_capacity(digits);
+    for byte in raw.bytes() {
+        match byte {
+            b':' | b'-' | b'.' | b' ' | b'{' | b'}' => {}
+            _ if byte.is_ascii_hexdigit() && hex.len() < digits => {
+                hex.push(char::from(byte.to_ascii_lowercase()));
+            }
+            _ => return Err(error(field, what)),
+        }
+    }
+    if hex.len() != digits {
         return Err(error(field, what));
     }
     Ok(hex)

@@ -11,23 +11,18 @@ mod session;
 mod verify;
 mod version;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use latchkey_shared::KeyHash;
 use latchkey_shared::api::ErrorCode;
 use latchkey_shared::snapshot::SnapshotState;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::client_ip::client_ip;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
 use crate::snapshots::SnapshotStore;
@@ -95,7 +90,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(|| async {
             EdgeError::new(ErrorCode::MethodNotAllowed, "method not allowed here")
         })
-        .layer(middleware::from_fn(observe))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -109,13 +103,7 @@ impl AppState {
     }
 
     /// Applies the per-client-IP limit.
-    pub fn admit_ip(
-        &self,
-        snapshot: &SnapshotState,
-        peer: SocketAddr,
-        headers: &HeaderMap,
-    ) -> Result<(), EdgeError> {
-        let ip = client_ip(peer, headers, &self.trusted_proxies);
+    pub fn admit_ip(&self, snapshot: &SnapshotState, ip: IpAddr) -> Result<(), EdgeError> {
         self.current_limits(snapshot).check_ip(ip).map_err(limited)
     }
 
@@ -150,65 +138,4 @@ impl AppState {
 fn limited(wait: std::time::Duration) -> EdgeError {
     metrics::counter!("latchkey_edge_rate_limited_total").increment(1);
     EdgeError::rate_limited(wait.as_secs_f64().ceil() as u64)
-}
-
-/// Counts every answer by endpoint and status, and times it. Labels are
-/// static strings: no allocation on the request path.
-async fn observe(request: Request, next: Next) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| endpoint_label(p.as_str()));
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = status_label(response.status().as_u16());
-    metrics::counter!("latchkey_edge_requests_total", "endpoint" => endpoint, "status" => status)
-        .increment(1);
-    metrics::histogram!("latchkey_edge_request_duration_seconds", "endpoint" => endpoint)
-        .record(started.elapsed().as_secs_f64());
-    response
-}
-
-const ROUTES: [&str; 15] = [
-    "/api/license/verify",
-    "/api/license/info/{license_key}",
-    "/api/version/check",
-    "/api/version/latest",
-    "/api/license/session/heartbeat",
-    "/api/license/activate",
-    "/api/license/deactivate",
-    "/api/license/transfer",
-    "/api/license/lease",
-    "/api/license/session/start",
-    "/api/license/session/end",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/openapi.json",
-];
-
-fn endpoint_label(path: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .find(|route| **route == path)
-        .copied()
-        .unwrap_or("other")
-}
-
-fn status_label(status: u16) -> &'static str {
-    match status {
-        200 => "200",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        415 => "415",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        _ => "other",
-    }
 }

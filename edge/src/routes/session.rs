@@ -1,15 +1,13 @@
 //! `POST /api/license/session/heartbeat`: the token is checked offline with
 //! the trusted keys, its session against the snapshot's revocations.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use latchkey_shared::api::{ErrorBody, ErrorCode, HeartbeatRequest, HeartbeatResponse};
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::token::{self, SessionClaims, TokenError};
 
 use super::AppState;
+use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
 use crate::snapshots::unix_now;
@@ -19,12 +17,11 @@ use crate::snapshots::unix_now;
               (status = 403, description = "Session revoked or expired, or license not usable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn heartbeat(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Json(request): Json<HeartbeatRequest>,
 ) -> Result<axum::Json<HeartbeatResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
-    app.admit_ip(&snapshot, peer, &headers)?;
+    app.admit_ip(&snapshot, ip)?;
     let now = unix_now();
     let claims: SessionClaims = token::verify(&request.session_token, app.snapshots.trusted(), now)
         .map_err(|error| match error {

@@ -1,14 +1,12 @@
 //! `POST /api/license/verify` and `GET /api/license/info/{license_key}`.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
 use latchkey_shared::snapshot::{LicenseStatus, SnapshotState};
 use latchkey_shared::{KeyHash, LicenseKey, MatchVerdict, version};
 
 use super::AppState;
+use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
 use crate::snapshots::unix_now;
@@ -17,12 +15,11 @@ use crate::snapshots::unix_now;
     responses((status = 200, description = "The verdict; `valid: false` carries the reason code", body = VerifyResponse), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn verify(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Json(request): Json<VerifyRequest>,
 ) -> Result<axum::Json<VerifyResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
-    app.admit_ip(&snapshot, peer, &headers)?;
+    app.admit_ip(&snapshot, ip)?;
     let hash = parse_key(&request.license_key)?.hash();
     app.admit_key(&snapshot, &hash)?;
     Ok(axum::Json(decide(&snapshot, &hash, &request, unix_now())?))
@@ -33,12 +30,11 @@ pub async fn verify(
     responses((status = 200, body = LicenseInfo), (status = 404, description = "Unknown license", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn info(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Path(license_key): Path<String>,
 ) -> Result<axum::Json<LicenseInfo>, EdgeError> {
     let snapshot = app.snapshot()?;
-    app.admit_ip(&snapshot, peer, &headers)?;
+    app.admit_ip(&snapshot, ip)?;
     let hash = parse_key(&license_key)?.hash();
     app.admit_key(&snapshot, &hash)?;
     let license = snapshot

@@ -1,9 +1,6 @@
 //! `POST /api/version/check` and `GET /api/version/latest`.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use latchkey_shared::api::{
     ErrorBody, ErrorCode, VersionCheckRequest, VersionCheckResponse, VersionLatestQuery,
     VersionLatestResponse,
@@ -12,6 +9,7 @@ use latchkey_shared::snapshot::{ChannelRelease, Product, SnapshotState};
 use latchkey_shared::version;
 
 use super::AppState;
+use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
 
@@ -21,12 +19,11 @@ const DEFAULT_CHANNEL: &str = "stable";
     responses((status = 200, body = VersionCheckResponse), (status = 404, description = "Unknown product", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn check(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     Json(request): Json<VersionCheckRequest>,
 ) -> Result<axum::Json<VersionCheckResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
-    app.admit_ip(&snapshot, peer, &headers)?;
+    app.admit_ip(&snapshot, ip)?;
     let channel = request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let (product, release) = find(&snapshot, &request.product, channel)?;
     let minimum = product.min_allowed_version.as_deref();
@@ -56,13 +53,12 @@ pub async fn check(
     responses((status = 200, body = VersionLatestResponse), (status = 404, description = "Unknown product or no release", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
 pub async fn latest(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     query: Result<Query<VersionLatestQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<VersionLatestResponse>, EdgeError> {
     let Query(query) = query.map_err(|e| EdgeError::invalid("query", e.body_text()))?;
     let snapshot = app.snapshot()?;
-    app.admit_ip(&snapshot, peer, &headers)?;
+    app.admit_ip(&snapshot, ip)?;
     let channel = query.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let (product, release) = find(&snapshot, &query.product, channel)?;
     let release = release.ok_or_else(|| {
