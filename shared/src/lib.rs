@@ -10,6 +10,7 @@ pub mod api;
 mod digest;
 pub mod fingerprint;
 pub mod key;
+pub mod link;
 pub mod signing;
 pub mod snapshot;
 pub mod token;

@@ -574,11 +574,12 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM licenses WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    outbox::push(&mut tx, EntityKind::License, &id.to_string()).await?;
+    let key_hash: Vec<u8> =
+        sqlx::query_scalar("DELETE FROM licenses WHERE id = $1 RETURNING key_hash")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    outbox::push_removed_license(&mut tx, id, &key_hash).await?;
     let change = Change {
         action: "license.delete",
         entity_kind: "license",

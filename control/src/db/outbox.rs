@@ -14,7 +14,7 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::License => "license",
             Self::Product => "product",
@@ -35,5 +35,22 @@ pub async fn push(
         .bind(entity_id)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// A deleted license: its key hash travels in the row, since no license row
+/// is left to read it from.
+pub async fn push_removed_license(
+    conn: &mut PgConnection,
+    license_id: uuid::Uuid,
+    key_hash: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO snapshot_outbox (entity_kind, entity_id, key_hash) VALUES ('license', $1, $2)",
+    )
+    .bind(license_id.to_string())
+    .bind(key_hash)
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -29,7 +29,7 @@ pub struct BuiltSnapshot {
 }
 
 #[derive(sqlx::FromRow)]
-struct LicenseRow {
+pub(crate) struct LicenseRow {
     id: Uuid,
     key_hash: Vec<u8>,
     #[sqlx(try_from = "String")]
@@ -56,6 +56,14 @@ pub const LICENSE_ROWS: &str = "WITH d AS (SELECT license_id, array_agg(digest O
             l.session_limit, l.allow_session_takeover, l.grace_period_secs, l.features, l.usage_limits,
             l.usage_exhausted, coalesce(d.digests, '{}') AS digests
        FROM licenses l LEFT JOIN d ON d.license_id = l.id";
+
+/// The licenses named in `$1` (uuid[]), in the shape of [`LICENSE_ROWS`].
+pub(crate) const LICENSES_BY_ID: &str = "SELECT l.id, l.key_hash, l.status, l.kind, l.valid_from, l.valid_until, l.product_id, l.device_limit,
+            l.session_limit, l.allow_session_takeover, l.grace_period_secs, l.features, l.usage_limits,
+            l.usage_exhausted,
+            coalesce((SELECT array_agg(digest ORDER BY first_seen_at) FROM devices
+                       WHERE license_id = l.id AND status = 'active'), '{}') AS digests
+       FROM licenses l WHERE l.id = ANY($1)";
 
 /// The edge settings stored in `settings` under `edge_config`, or the defaults.
 pub async fn edge_config(pool: &PgPool) -> DomainResult<EdgeConfig> {
@@ -131,7 +139,7 @@ pub async fn build_full(
     })
 }
 
-fn entry(row: LicenseRow) -> DomainResult<LicenseEntry> {
+pub(crate) fn entry(row: LicenseRow) -> DomainResult<LicenseEntry> {
     let corrupt = |what: &str| DomainError::Internal(format!("license {}: {what}", row.id));
     let key_hash: [u8; 32] = row
         .key_hash

@@ -1,0 +1,129 @@
+//! Edges known to control: enrolment with a one-time token, identity by the
+//! hash of the edge's link certificate, revocation, and what each holds.
+
+use rand_core::{OsRng, RngCore};
+use serde::Serialize;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{DomainError, DomainResult};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Edge {
+    pub id: Uuid,
+    pub name: String,
+    pub enrolled_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub last_seen_at: Option<OffsetDateTime>,
+    pub snapshot_sequence: Option<i64>,
+    pub version: Option<String>,
+}
+
+/// A new edge and the one-time token it enrols with (shown once).
+#[derive(Debug)]
+pub struct Created {
+    pub edge: Edge,
+    pub enrol_token: String,
+}
+
+/// Why an edge is not let in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this edge identity is not enrolled and no valid enrolment token was given")]
+    Unknown,
+    #[error("this edge has been revoked")]
+    Revoked,
+}
+
+const COLUMNS: &str = "id, name, enrolled_at, revoked_at, last_seen_at, snapshot_sequence, version";
+
+pub async fn create(pool: &PgPool, name: &str) -> DomainResult<Created> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(DomainError::invalid("name", "1 to 64 characters"));
+    }
+    let mut secret = [0u8; 24];
+    OsRng.fill_bytes(&mut secret);
+    let enrol_token = format!("lke_{}", hex::encode(secret));
+    let edge = sqlx::query_as(&format!(
+        "INSERT INTO edges (name, enrol_token_hash) VALUES ($1, $2) RETURNING {COLUMNS}"
+    ))
+    .bind(name)
+    .bind(token_hash(&enrol_token))
+    .fetch_one(pool)
+    .await?;
+    Ok(Created { edge, enrol_token })
+}
+
+/// The edge presenting `identity` (the hash of its certificate). An unknown
+/// identity is enrolled when it brings an unused token, which is then spent.
+pub async fn admit(
+    pool: &PgPool,
+    identity: &[u8; 32],
+    enrol_token: Option<&str>,
+    version: &str,
+) -> DomainResult<Result<Edge, Refusal>> {
+    let known: Option<Edge> = sqlx::query_as(&format!(
+        "UPDATE edges SET last_seen_at = now(), version = $2 WHERE identity_hash = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(&identity[..])
+    .bind(version)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(edge) = known {
+        return Ok(if edge.revoked_at.is_some() {
+            Err(Refusal::Revoked)
+        } else {
+            Ok(edge)
+        });
+    }
+    let Some(token) = enrol_token else {
+        return Ok(Err(Refusal::Unknown));
+    };
+    let enrolled: Option<Edge> = sqlx::query_as(&format!(
+        "UPDATE edges SET identity_hash = $1, enrol_token_hash = NULL, enrolled_at = now(),
+                          last_seen_at = now(), version = $3
+          WHERE enrol_token_hash = $2 AND revoked_at IS NULL
+          RETURNING {COLUMNS}"
+    ))
+    .bind(&identity[..])
+    .bind(token_hash(token))
+    .bind(version)
+    .fetch_optional(pool)
+    .await?;
+    Ok(enrolled.ok_or(Refusal::Unknown))
+}
+
+/// The edge now serves `sequence`.
+pub async fn applied(pool: &PgPool, edge_id: Uuid, sequence: u64) -> DomainResult<()> {
+    sqlx::query(
+        "UPDATE edges SET snapshot_sequence = $2, applied_at = now(), last_seen_at = now() WHERE id = $1",
+    )
+    .bind(edge_id)
+    .bind(sequence as i64)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn revoke(pool: &PgPool, edge_id: Uuid) -> DomainResult<Edge> {
+    sqlx::query_as(&format!(
+        "UPDATE edges SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(edge_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| DomainError::NotFound { entity: "edge" })
+}
+
+pub async fn list(pool: &PgPool) -> DomainResult<Vec<Edge>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM edges ORDER BY name"))
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    blake3::hash(token.as_bytes()).as_bytes().to_vec()
+}

@@ -1,0 +1,169 @@
+//! Client calls forwarded by edges, decided here by the same services (and
+//! the same single transactions) as everywhere else in control.
+
+use std::net::IpAddr;
+
+use latchkey_shared::api::{ErrorBody, ErrorCode, SessionEndResponse};
+use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
+use latchkey_shared::link::{Call, Reply};
+use latchkey_shared::token::{self, SessionClaims, TokenError};
+use latchkey_shared::{LicenseKey, TrustedKeys};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::context::{Actor, ActorKind, RequestContext};
+use crate::db::devices::{self, LeaseIssuer, SeatRequest};
+use crate::db::sessions::{self, SessionSettings, StartRequest};
+use crate::error::DomainError;
+
+/// What deciding a call needs.
+#[derive(Debug)]
+pub struct Deciders {
+    pub pool: PgPool,
+    pub issuer: LeaseIssuer,
+    pub sessions: SessionSettings,
+    /// To read the session tokens control itself signed.
+    pub trusted: TrustedKeys,
+}
+
+/// Decides one call from the edge `edge_id`.
+pub async fn decide(deciders: &Deciders, edge_id: Uuid, call: Call) -> Reply {
+    match answer(deciders, edge_id, call).await {
+        Ok(reply) => reply,
+        Err(refusal) => Reply::Refused(refusal),
+    }
+}
+
+async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorBody> {
+    let pool = &d.pool;
+    match call {
+        Call::Activate { request, client_ip } => {
+            let ctx = context(edge_id, client_ip);
+            let seat = SeatRequest {
+                key: key(&request.license_key)?,
+                fingerprint: fingerprint(&request.fingerprint)?,
+                device_name: request.device_name,
+                app_version: request.app_version,
+                ip: client_ip,
+                idempotency_key: request.idempotency_key,
+            };
+            devices::activate(pool, &ctx, &d.issuer, &seat)
+                .await
+                .map(Reply::Activated)
+                .map_err(body)
+        }
+        Call::Deactivate { request } => {
+            let ctx = context(edge_id, None);
+            let key = key(&request.license_key)?;
+            let fingerprint = fingerprint(&request.fingerprint)?;
+            devices::deactivate(pool, &ctx, &key, &fingerprint)
+                .await
+                .map(Reply::Deactivated)
+                .map_err(body)
+        }
+        Call::Transfer { request, client_ip } => {
+            let ctx = context(edge_id, client_ip);
+            let seat = SeatRequest {
+                key: key(&request.license_key)?,
+                fingerprint: fingerprint(&request.fingerprint)?,
+                device_name: request.device_name,
+                app_version: None,
+                ip: client_ip,
+                idempotency_key: request.idempotency_key,
+            };
+            devices::transfer(pool, &ctx, &d.issuer, request.from_device_id, &seat)
+                .await
+                .map(Reply::Activated)
+                .map_err(body)
+        }
+        Call::Lease { request } => {
+            let key = key(&request.license_key)?;
+            let fingerprint = fingerprint(&request.fingerprint)?;
+            devices::refresh_lease(pool, &d.issuer, &key, &fingerprint)
+                .await
+                .map(Reply::Lease)
+                .map_err(body)
+        }
+        Call::SessionStart { request, client_ip } => {
+            let ctx = context(edge_id, client_ip);
+            let start = StartRequest {
+                key: key(&request.license_key)?,
+                fingerprint: fingerprint(&request.fingerprint)?,
+                app_version: request.app_version,
+                take_over: request.take_over,
+                ip: client_ip,
+                edge_id: Some(edge_id),
+            };
+            sessions::start(pool, &ctx, &d.sessions, &start)
+                .await
+                .map(Reply::SessionStarted)
+                .map_err(body)
+        }
+        Call::SessionEnd { request } => {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let claims: SessionClaims = token::verify(&request.session_token, &d.trusted, now)
+                .map_err(|error| match error {
+                    TokenError::Expired { .. } => {
+                        ErrorBody::new(ErrorCode::SessionExpired, "the session token has expired")
+                    }
+                    other => ErrorBody {
+                        field: Some("session_token".into()),
+                        ..ErrorBody::new(ErrorCode::InvalidToken, other.to_string())
+                    },
+                })?;
+            let ended = sessions::end(pool, claims.session_id, "client")
+                .await
+                .map_err(body)?;
+            Ok(Reply::SessionEnded(SessionEndResponse {
+                session_id: claims.session_id,
+                ended,
+            }))
+        }
+    }
+}
+
+/// Calls from an edge are audited as the client, seen through that edge.
+fn context(edge_id: Uuid, client_ip: Option<IpAddr>) -> RequestContext {
+    RequestContext {
+        request_id: Uuid::new_v4().to_string(),
+        actor: Actor {
+            kind: ActorKind::Client,
+            id: Some(edge_id.to_string()),
+            name: Some("edge".into()),
+        },
+        ip: client_ip,
+        user_agent: None,
+    }
+}
+
+fn key(text: &str) -> Result<LicenseKey, ErrorBody> {
+    text.parse()
+        .map_err(|error: latchkey_shared::key::KeyParseError| ErrorBody {
+            field: Some("license_key".into()),
+            ..ErrorBody::new(ErrorCode::InvalidLicenseKey, error.to_string())
+        })
+}
+
+fn fingerprint(fingerprint: &Fingerprint) -> Result<CanonicalFingerprint, ErrorBody> {
+    fingerprint.canonicalize().map_err(|error| ErrorBody {
+        field: Some(error.field.clone()),
+        ..ErrorBody::new(ErrorCode::InvalidRequest, error.reason)
+    })
+}
+
+/// A refusal as the client sees it; internal causes are logged, not sent.
+fn body(error: DomainError) -> ErrorBody {
+    let code = error.code();
+    let message = match &error {
+        DomainError::Database(_) | DomainError::Internal(_) => {
+            tracing::error!(%error, "forwarded call failed");
+            "internal error".to_owned()
+        }
+        other => other.to_string(),
+    };
+    ErrorBody {
+        field: error.field().map(str::to_owned),
+        ..ErrorBody::new(code, message)
+    }
+}

@@ -1,0 +1,98 @@
+//! The control end of the edge link (QUIC, mutual TLS): edges enrol and
+//! connect here, receive the published snapshot chain, and forward the
+//! client calls control decides. See `latchkey_shared::link` for the
+//! messages.
+
+mod calls;
+pub mod chain;
+pub mod publisher;
+mod server;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use latchkey_shared::{SigningKeyPair, TrustedKeys};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use calls::Deciders;
+pub use server::{CLOSE_PROTOCOL, CLOSE_REFUSED};
+
+use crate::db::devices::LeaseIssuer;
+use crate::db::sessions::SessionSettings;
+
+/// What the link needs to run.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    pub listen: SocketAddr,
+    pub signer: SigningKeyPair,
+    pub default_grace_secs: i64,
+    pub heartbeat_interval_secs: u32,
+    pub session_token_ttl_secs: i64,
+    pub publisher: publisher::PublisherSettings,
+}
+
+/// A running link: its address and its tasks.
+#[derive(Debug)]
+pub struct RunningLink {
+    pub addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningLink {
+    pub fn stop(self) {
+        self.endpoint.close(0u32.into(), b"control stopping");
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// Starts the publisher (it waits for the lock), the chain follower and the
+/// QUIC server. `dir` holds control's link certificate.
+pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result<RunningLink> {
+    let (cert, key) = tls::load_or_create(dir)?;
+    let endpoint = quinn::Endpoint::server(tls::server_config(cert, key)?, settings.listen)
+        .with_context(|| format!("binding the link on {}", settings.listen))?;
+    let addr = endpoint.local_addr()?;
+    let mut trusted = TrustedKeys::new();
+    trusted
+        .insert_pem(&settings.signer.public_key_pem())
+        .context("trusting our own signing key")?;
+    let (chain_tx, chain_rx) = watch::channel(Arc::new(chain::Chain::default()));
+    let shared = Arc::new(server::Shared {
+        pool: pool.clone(),
+        chain: chain_rx,
+        deciders: Deciders {
+            pool: pool.clone(),
+            issuer: LeaseIssuer {
+                signer: settings.signer.clone(),
+                default_grace_secs: settings.default_grace_secs,
+            },
+            sessions: SessionSettings {
+                signer: settings.signer.clone(),
+                heartbeat_interval_secs: settings.heartbeat_interval_secs,
+                token_ttl_secs: settings.session_token_ttl_secs,
+            },
+            trusted,
+        },
+    });
+    let tasks = vec![
+        tokio::spawn(publisher::run(
+            pool.clone(),
+            settings.signer,
+            settings.publisher,
+        )),
+        tokio::spawn(chain::follow(pool, chain_tx)),
+        tokio::spawn(server::accept_loop(endpoint.clone(), shared)),
+    ];
+    tracing::info!(%addr, "edge link listening");
+    Ok(RunningLink {
+        addr,
+        endpoint,
+        tasks,
+    })
+}

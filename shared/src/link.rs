@@ -1,0 +1,97 @@
+//! The edge–control link: what travels over QUIC between them.
+//!
+//! Every message has a stream of its own, so QUIC's stream end is the
+//! message end and no framing is needed:
+//! - edge → control, bidirectional, first: [`Hello`], answered by [`Welcome`];
+//! - control → edge, unidirectional: the bytes of one signed snapshot (full
+//!   or delta), in sequence order;
+//! - edge → control, unidirectional: [`Applied`] once a snapshot is in use;
+//! - edge → control, bidirectional: one [`Call`] answered by one [`Reply`].
+//!
+//! Control messages are JSON (small, and the client API types are serde
+//! types already); snapshots travel as their signed bytes.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::{
+    ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, ErrorBody,
+    LeaseRequest, LeaseResponse, SessionEndRequest, SessionEndResponse, SessionStartRequest,
+    SessionStartResponse, TransferRequest,
+};
+
+/// The one application protocol of the link.
+pub const ALPN: &[u8] = b"latchkey-link/1";
+/// The name control's link certificate is issued for and edges check.
+pub const SERVER_NAME: &str = "latchkey-control";
+/// Largest control message (a [`Call`] or [`Reply`]), in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest snapshot an edge accepts over the link, in bytes.
+pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024 - 1;
+
+/// The edge introduces itself. Its identity is its TLS client certificate;
+/// an edge control does not know yet presents a one-time enrolment token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub name: String,
+    pub version: String,
+    /// The snapshot sequence the edge serves now (from its cache).
+    pub held_sequence: Option<u64>,
+    #[serde(default)]
+    pub enrol_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Welcome {
+    Accepted { edge_id: Uuid },
+    Refused { reason: String },
+}
+
+/// The edge serves this snapshot sequence now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub sequence: u64,
+}
+
+/// A client call control decides, with what the edge knows of the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    Activate {
+        request: ActivateRequest,
+        client_ip: Option<IpAddr>,
+    },
+    Deactivate {
+        request: DeactivateRequest,
+    },
+    Transfer {
+        request: TransferRequest,
+        client_ip: Option<IpAddr>,
+    },
+    Lease {
+        request: LeaseRequest,
+    },
+    SessionStart {
+        request: SessionStartRequest,
+        client_ip: Option<IpAddr>,
+    },
+    SessionEnd {
+        request: SessionEndRequest,
+    },
+}
+
+/// Control's answer to a [`Call`]: the response the client gets, or the
+/// refusal with its code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Activated(ActivateResponse),
+    Deactivated(DeactivateResponse),
+    Lease(LeaseResponse),
+    SessionStarted(SessionStartResponse),
+    SessionEnded(SessionEndResponse),
+    Refused(ErrorBody),
+}
