@@ -7,9 +7,15 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeConfig {
-    /// The signed full snapshot to serve; reloaded when the file changes.
-    #[arg(long, env = "LATCHKEY_EDGE_SNAPSHOT")]
-    pub snapshot: PathBuf,
+    /// A signed full snapshot file to serve, reloaded when it changes; for an
+    /// edge without a link to control (with `--control`, snapshots come over
+    /// the link and are cached in `--data-dir`).
+    #[arg(
+        long,
+        env = "LATCHKEY_EDGE_SNAPSHOT",
+        required_unless_present = "control"
+    )]
+    pub snapshot: Option<PathBuf>,
     /// Trusted public key (SPKI PEM) for snapshots and session tokens; repeat for rotation.
     #[arg(
         long = "trusted-key",
@@ -42,6 +48,36 @@ pub struct EdgeConfig {
     /// How often the snapshot file is checked for a new version.
     #[arg(long, env = "LATCHKEY_EDGE_RELOAD_CHECK_MS", default_value_t = 1000)]
     pub reload_check_ms: u64,
+    #[command(flatten)]
+    pub link: LinkConfig,
+}
+
+/// The link to control.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LinkConfig {
+    /// Control's link address (QUIC).
+    #[arg(
+        long,
+        env = "LATCHKEY_EDGE_CONTROL",
+        requires_all = ["control_cert", "data_dir"],
+        conflicts_with = "snapshot"
+    )]
+    pub control: Option<SocketAddr>,
+    /// Control's link certificate (PEM), pinned.
+    #[arg(long, env = "LATCHKEY_EDGE_CONTROL_CERT")]
+    pub control_cert: Option<PathBuf>,
+    /// Where the edge keeps its link identity and its snapshot cache.
+    #[arg(long, env = "LATCHKEY_EDGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This edge's name, as enrolled in control.
+    #[arg(long, env = "LATCHKEY_EDGE_NAME", default_value = "edge")]
+    pub name: String,
+    /// The one-time token from `latchkey-control edges create` (first start only).
+    #[arg(long, env = "LATCHKEY_EDGE_ENROL_TOKEN")]
+    pub enrol_token: Option<String>,
+    /// A forwarded call not answered by control within this gets `503 CONTROL_UNAVAILABLE`.
+    #[arg(long, env = "LATCHKEY_EDGE_CALL_TIMEOUT_MS", default_value_t = 5000)]
+    pub call_timeout_ms: u64,
 }
 
 impl EdgeConfig {

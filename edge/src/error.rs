@@ -39,6 +39,18 @@ impl EdgeError {
     }
 }
 
+/// Control's refusal, relayed as it was decided.
+impl From<ErrorBody> for EdgeError {
+    fn from(body: ErrorBody) -> Self {
+        Self {
+            code: body.code,
+            message: body.message,
+            field: body.field,
+            retry_after: None,
+        }
+    }
+}
+
 impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod link;
 pub mod observe;
 pub mod routes;
 pub mod server;

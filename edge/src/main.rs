@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the public license API from a snapshot file (reloaded when it changes).
-    Serve(latchkey_edge::EdgeConfig),
+    Serve(Box<latchkey_edge::EdgeConfig>),
     /// Verify a snapshot file against trusted public keys and describe it.
     Inspect {
         /// The signed snapshot file.
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
             tracing_subscriber::fmt().with_env_filter(filter).init();
-            latchkey_edge::serve(config).await
+            latchkey_edge::serve(*config).await
         }
         Command::Inspect {
             snapshot,

@@ -27,6 +27,7 @@ use tower::ServiceExt;
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
+use crate::link::{self, Link};
 use crate::observe::{self, Endpoint};
 use crate::routes::{self, AppState, Shared};
 use crate::snapshots::{self, SnapshotStore};
@@ -89,8 +90,23 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             .insert_pem(&pem)
             .with_context(|| format!("loading trusted key {}", path.display()))?;
     }
-    let store = Arc::new(SnapshotStore::new(config.snapshot.clone(), trusted));
-    match store.load() {
+    let (store, link) = match (&config.snapshot, &config.link.data_dir) {
+        (Some(file), _) => (SnapshotStore::new(file.clone(), trusted), None),
+        (None, Some(dir)) => (
+            SnapshotStore::cached_in(dir, trusted),
+            Some(Arc::new(Link::new(Duration::from_millis(
+                config.link.call_timeout_ms,
+            )))),
+        ),
+        (None, None) => anyhow::bail!("give --snapshot, or --control with --data-dir"),
+    };
+    let store = Arc::new(store);
+    let loaded = if link.is_some() {
+        store.load_cache()
+    } else {
+        store.load()
+    };
+    match loaded {
         Ok(state) => {
             snapshots::record_loaded(&state);
             tracing::info!(
@@ -98,6 +114,9 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
                 licenses = state.base_license_count(),
                 "snapshot loaded"
             );
+        }
+        Err(error) if link.is_some() => {
+            tracing::info!(error = %error, "no cached snapshot: not ready until control sends one");
         }
         Err(error) => {
             metrics::counter!("latchkey_edge_snapshot_rejected_total", "reason" => error.reason())
@@ -112,6 +131,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         rate_limit_override: config.rate_limit_per_min,
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics_handle(),
+        link: link.clone(),
     });
     let app = routes::router(state.clone(), config.max_body_bytes);
 
@@ -130,16 +150,17 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         stopped,
     ));
     let limits = state.limits.clone();
-    let background = vec![
-        tokio::spawn(store.watch(Duration::from_millis(config.reload_check_ms))),
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                ticks.tick().await;
-                limits.load().forget_idle();
-            }
-        }),
-    ];
+    let mut background = vec![tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticks.tick().await;
+            limits.load().forget_idle();
+        }
+    })];
+    background.push(match link {
+        Some(link) => tokio::spawn(link::run(link, config.link.clone(), store)),
+        None => tokio::spawn(store.watch(Duration::from_millis(config.reload_check_ms))),
+    });
     tracing::info!(%addr, "edge listening");
     Ok(RunningEdge {
         addr,

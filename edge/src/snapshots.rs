@@ -4,6 +4,11 @@
 //! a reload builds the new view aside and swaps the pointer, so in-flight
 //! requests finish on the old one and none is ever answered from a half
 //! loaded file. A file that fails any check leaves the current view serving.
+//!
+//! Behind a link, snapshots arrive as bytes (a full one or a delta on the
+//! sequence held); each verified one is also written to the cache directory
+//! (the full file and the deltas after it), which an edge starts from while
+//! control is out of reach.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +16,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use latchkey_shared::TrustedKeys;
-use latchkey_shared::snapshot::{OpenError, Opened, SnapshotBuffer, SnapshotState, open};
+use latchkey_shared::snapshot::{
+    OpenError, Opened, SnapshotBuffer, SnapshotKind, SnapshotState, open,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -20,8 +27,8 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("refused {path}: {source}")]
-    Refused { path: PathBuf, source: OpenError },
+    #[error("refused {from}: {source}")]
+    Refused { from: String, source: OpenError },
     #[error("{0} holds a delta; an edge loads full snapshots from files")]
     Delta(PathBuf),
 }
@@ -50,20 +57,36 @@ impl LoadError {
 
 #[derive(Debug)]
 pub struct SnapshotStore {
+    /// The full snapshot file: given, or the cache's.
     path: PathBuf,
+    /// Behind a link: where received deltas are cached beside `path`.
+    deltas_dir: Option<PathBuf>,
     trusted: TrustedKeys,
     current: ArcSwapOption<SnapshotState>,
     /// (modified time, length) of the file last looked at.
     seen: std::sync::Mutex<Option<(SystemTime, u64)>>,
+    /// One received snapshot at a time: each builds on the one before.
+    receiving: std::sync::Mutex<()>,
 }
 
 impl SnapshotStore {
+    /// Serves the full snapshot file at `path`.
     pub fn new(path: PathBuf, trusted: TrustedKeys) -> Self {
         Self {
             path,
+            deltas_dir: None,
             trusted,
             current: ArcSwapOption::empty(),
             seen: std::sync::Mutex::new(None),
+            receiving: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Serves what arrives over the link, cached in `dir`.
+    pub fn cached_in(dir: &Path, trusted: TrustedKeys) -> Self {
+        Self {
+            deltas_dir: Some(dir.join("deltas")),
+            ..Self::new(dir.join("snapshot.lks"), trusted)
         }
     }
 
@@ -92,7 +115,7 @@ impl SnapshotStore {
         let held = self.current().map(|state| state.sequence());
         let opened =
             open(bytes, &self.trusted, held, unix_now()).map_err(|source| LoadError::Refused {
-                path: self.path.clone(),
+                from: self.path.display().to_string(),
                 source,
             })?;
         let Opened::Full(full) = opened else {
@@ -101,6 +124,99 @@ impl SnapshotStore {
         let state = Arc::new(SnapshotState::new(full));
         self.current.store(Some(state.clone()));
         Ok(state)
+    }
+
+    /// Loads the cached full snapshot and replays the cached deltas on it,
+    /// as far as they chain.
+    pub fn load_cache(&self) -> Result<Arc<SnapshotState>, LoadError> {
+        let mut state = self.load()?;
+        let Some(dir) = &self.deltas_dir else {
+            return Ok(state);
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| Some(e.ok()?.path())).collect())
+            .unwrap_or_default();
+        // Zero-padded sequence numbers: name order is sequence order.
+        files.sort();
+        for file in files {
+            let applied = SnapshotBuffer::read_file(&file)
+                .map_err(|source| LoadError::Io {
+                    path: file.clone(),
+                    source,
+                })
+                .and_then(|bytes| self.apply(bytes, &file.display().to_string()));
+            match applied {
+                Ok(next) => state = next,
+                Err(error) => {
+                    tracing::warn!(%error, "cached delta not applied; control will resend");
+                    break;
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Verifies and swaps in a snapshot received over the link (a full one
+    /// or a delta on the held sequence), then caches it.
+    pub fn receive(&self, bytes: &[u8]) -> Result<Arc<SnapshotState>, LoadError> {
+        let buffer = SnapshotBuffer::from_slice(bytes).map_err(|source| LoadError::Io {
+            path: PathBuf::from("<link>"),
+            source,
+        })?;
+        let state = self.apply(buffer, "the link")?;
+        if let Err(error) = self.cache(&state, bytes) {
+            metrics::counter!("latchkey_edge_snapshot_cache_errors_total").increment(1);
+            tracing::warn!(%error, "snapshot not cached; serving it anyway");
+        }
+        Ok(state)
+    }
+
+    fn apply(&self, bytes: SnapshotBuffer, from: &str) -> Result<Arc<SnapshotState>, LoadError> {
+        let _one_at_a_time = self.receiving.lock().expect("not poisoned");
+        let current = self.current();
+        let refused = |source| LoadError::Refused {
+            from: from.to_owned(),
+            source,
+        };
+        let opened = open(
+            bytes,
+            &self.trusted,
+            current.as_ref().map(|s| s.sequence()),
+            unix_now(),
+        )
+        .map_err(refused)?;
+        let state = match (opened, current) {
+            (Opened::Full(full), _) => SnapshotState::new(full),
+            (Opened::Delta(delta), Some(current)) => current.apply(delta).map_err(refused)?,
+            // `open` refuses a delta when nothing is held; kept total here.
+            (Opened::Delta(delta), None) => {
+                let base = match delta.meta.kind {
+                    SnapshotKind::Delta { base } => base,
+                    SnapshotKind::Full => delta.meta.sequence,
+                };
+                return Err(refused(OpenError::WrongBase { base, held: None }));
+            }
+        };
+        let state = Arc::new(state);
+        self.current.store(Some(state.clone()));
+        Ok(state)
+    }
+
+    /// A full snapshot replaces the cache; a delta joins it.
+    fn cache(&self, state: &SnapshotState, bytes: &[u8]) -> std::io::Result<()> {
+        let Some(deltas) = &self.deltas_dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(deltas)?;
+        if state.sequence() == state.base_sequence() {
+            write_atomically(&self.path, bytes)?;
+            for entry in std::fs::read_dir(deltas)? {
+                std::fs::remove_file(entry?.path())?;
+            }
+        } else {
+            write_atomically(&deltas.join(format!("{:020}.lks", state.sequence())), bytes)?;
+        }
+        Ok(())
     }
 
     /// Whether the file changed since it was last looked at.
@@ -143,6 +259,13 @@ pub fn record_loaded(state: &SnapshotState) {
         .set(state.data_created_at() as f64);
     metrics::gauge!("latchkey_edge_snapshot_licenses").set(state.base_license_count() as f64);
     metrics::counter!("latchkey_edge_snapshot_loaded_total").increment(1);
+}
+
+/// Written aside and renamed: a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let aside = path.with_extension("partial");
+    std::fs::write(&aside, bytes)?;
+    std::fs::rename(&aside, path)
 }
 
 fn file_stamp(path: &Path) -> std::io::Result<(SystemTime, u64)> {

@@ -167,6 +167,7 @@ fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
         rate_limit_override: Some(rate_limit),
         trusted_proxies: vec![],
         metrics: metrics_handle(),
+        link: None,
     });
     routes::router(state, 16 * 1024)
         .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
@@ -504,7 +505,7 @@ impl Client {
 
 fn config(fixture: &Fixture) -> EdgeConfig {
     EdgeConfig {
-        snapshot: fixture.dir.join("snapshot.bin"),
+        snapshot: Some(fixture.dir.join("snapshot.bin")),
         trusted_keys: vec![fixture.dir.join("trusted.pem")],
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         rate_limit_per_min: Some(1_000_000_000),
@@ -513,6 +514,7 @@ fn config(fixture: &Fixture) -> EdgeConfig {
         header_timeout_secs: 10,
         request_timeout_secs: 15,
         reload_check_ms: 20,
+        link: Default::default(),
     }
 }
 

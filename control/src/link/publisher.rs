@@ -64,7 +64,7 @@ async fn acquire(pool: &PgPool) -> DomainResult<Option<PoolConnection<Postgres>>
         .await?;
     // The lock lives as long as this connection; leaving the pool with it
     // would hand the lock to whoever borrows the connection next.
-    Ok(held.then(|| conn))
+    Ok(held.then_some(conn))
 }
 
 async fn publish_while_held(

@@ -1,87 +1,188 @@
-//! The state-changing calls. Control decides them in one transaction; until
-//! the link to control carries them, the edge validates the request (so a
-//! client learns of a malformed one at once) and answers `503
-//! CONTROL_UNAVAILABLE`, which clients retry with backoff.
+//! The state-changing calls. Control decides them in one transaction: the
+//! edge validates the request (a client learns of a malformed one at once),
+//! applies its rate limits, forwards the call over the link and relays
+//! control's answer. No link, or no answer in time: `503
+//! CONTROL_UNAVAILABLE`, which clients retry with backoff (an activation
+//! retried with its idempotency key takes one seat, however often it comes).
 
+use axum::extract::State;
 use latchkey_shared::api::{
     ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, ErrorBody, ErrorCode,
     LeaseRequest, LeaseResponse, SessionEndRequest, SessionEndResponse, SessionStartRequest,
     SessionStartResponse, TransferRequest,
 };
 use latchkey_shared::fingerprint::Fingerprint;
+use latchkey_shared::link::{Call, Reply};
 
+use super::AppState;
 use super::verify::parse_key;
+use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
 
-fn unavailable() -> EdgeError {
+fn unavailable(why: impl std::fmt::Display) -> EdgeError {
     EdgeError::new(
         ErrorCode::ControlUnavailable,
-        "control cannot be reached from this edge; retry later",
+        format!("control cannot be reached from this edge ({why}); retry later"),
     )
 }
 
-fn check(license_key: &str, fingerprint: &Fingerprint) -> Result<(), EdgeError> {
-    parse_key(license_key)?;
+/// Rate limits, then the license key and fingerprint checks.
+fn admit(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    license_key: &str,
+    fingerprint: &Fingerprint,
+) -> Result<(), EdgeError> {
+    let key = parse_key(license_key)?;
     fingerprint
         .canonicalize()
         .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
+    if let Some(snapshot) = app.snapshots.current() {
+        app.admit_ip(&snapshot, ip)?;
+        app.admit_key(&snapshot, &key.hash())?;
+    }
     Ok(())
+}
+
+/// Forwards the call and hands back control's answer of the expected kind.
+async fn forward<T>(
+    app: &AppState,
+    call: Call,
+    expected: fn(Reply) -> Result<T, Reply>,
+) -> Result<axum::Json<T>, EdgeError> {
+    let link = app
+        .link
+        .as_ref()
+        .ok_or_else(|| unavailable("this edge has no link configured"))?;
+    let reply = link.call(&call).await.map_err(unavailable)?;
+    match expected(reply) {
+        Ok(answer) => Ok(axum::Json(answer)),
+        Err(Reply::Refused(body)) => Err(EdgeError::from(body)),
+        Err(other) => {
+            tracing::error!(reply = ?other, "control answered a call with another kind of reply");
+            Err(EdgeError::new(
+                ErrorCode::Internal,
+                "unexpected answer from control",
+            ))
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/api/license/activate", tag = "licenses", request_body = ActivateRequest,
     responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn activate(Json(request): Json<ActivateRequest>) -> EdgeError {
-    check(&request.license_key, &request.fingerprint)
-        .err()
-        .unwrap_or_else(unavailable)
+pub async fn activate(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<ActivateRequest>,
+) -> Result<axum::Json<ActivateResponse>, EdgeError> {
+    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let call = Call::Activate {
+        request,
+        client_ip: Some(ip),
+    };
+    forward(&app, call, |reply| match reply {
+        Reply::Activated(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/license/deactivate", tag = "licenses", request_body = DeactivateRequest,
     responses((status = 200, description = "Decided by control", body = DeactivateResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn deactivate(Json(request): Json<DeactivateRequest>) -> EdgeError {
-    check(&request.license_key, &request.fingerprint)
-        .err()
-        .unwrap_or_else(unavailable)
+pub async fn deactivate(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<DeactivateRequest>,
+) -> Result<axum::Json<DeactivateResponse>, EdgeError> {
+    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    forward(&app, Call::Deactivate { request }, |reply| match reply {
+        Reply::Deactivated(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/license/transfer", tag = "licenses", request_body = TransferRequest,
     responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn transfer(Json(request): Json<TransferRequest>) -> EdgeError {
-    check(&request.license_key, &request.fingerprint)
-        .err()
-        .unwrap_or_else(unavailable)
+pub async fn transfer(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<TransferRequest>,
+) -> Result<axum::Json<ActivateResponse>, EdgeError> {
+    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let call = Call::Transfer {
+        request,
+        client_ip: Some(ip),
+    };
+    forward(&app, call, |reply| match reply {
+        Reply::Activated(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/license/lease", tag = "licenses", request_body = LeaseRequest,
     responses((status = 200, description = "Decided by control", body = LeaseResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn lease(Json(request): Json<LeaseRequest>) -> EdgeError {
-    check(&request.license_key, &request.fingerprint)
-        .err()
-        .unwrap_or_else(unavailable)
+pub async fn lease(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<LeaseRequest>,
+) -> Result<axum::Json<LeaseResponse>, EdgeError> {
+    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    forward(&app, Call::Lease { request }, |reply| match reply {
+        Reply::Lease(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/license/session/start", tag = "sessions", request_body = SessionStartRequest,
     responses((status = 200, description = "Decided by control", body = SessionStartResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn session_start(Json(request): Json<SessionStartRequest>) -> EdgeError {
-    check(&request.license_key, &request.fingerprint)
-        .err()
-        .unwrap_or_else(unavailable)
+pub async fn session_start(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<SessionStartRequest>,
+) -> Result<axum::Json<SessionStartResponse>, EdgeError> {
+    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let call = Call::SessionStart {
+        request,
+        client_ip: Some(ip),
+    };
+    forward(&app, call, |reply| match reply {
+        Reply::SessionStarted(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/license/session/end", tag = "sessions", request_body = SessionEndRequest,
     responses((status = 200, description = "Decided by control", body = SessionEndResponse), (status = 400, body = ErrorBody),
               (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
-pub async fn session_end(Json(request): Json<SessionEndRequest>) -> EdgeError {
+pub async fn session_end(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(request): Json<SessionEndRequest>,
+) -> Result<axum::Json<SessionEndResponse>, EdgeError> {
     if request.session_token.is_empty()
         || request.session_token.len() > latchkey_shared::token::MAX_TOKEN_LEN
     {
-        return EdgeError::invalid("session_token", "expected a session token");
+        return Err(EdgeError::invalid(
+            "session_token",
+            "expected a session token",
+        ));
     }
-    unavailable()
+    if let Some(snapshot) = app.snapshots.current() {
+        app.admit_ip(&snapshot, ip)?;
+    }
+    forward(&app, Call::SessionEnd { request }, |reply| match reply {
+        Reply::SessionEnded(answer) => Ok(answer),
+        other => Err(other),
+    })
+    .await
 }

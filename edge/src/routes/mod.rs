@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
+use crate::link::Link;
 use crate::snapshots::SnapshotStore;
 
 /// What every handler shares: one `Arc`, so the per-request clone the
@@ -39,6 +40,8 @@ pub struct Shared {
     pub rate_limit_override: Option<u32>,
     pub trusted_proxies: Vec<IpAddr>,
     pub metrics: PrometheusHandle,
+    /// The link to control; `None` for an edge serving a snapshot file.
+    pub link: Option<Arc<Link>>,
 }
 
 impl AppState {
