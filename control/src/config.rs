@@ -42,6 +42,10 @@ pub struct Config {
     pub jwt_ttl_secs: u64,
     /// The Ed25519 key (PKCS#8 PEM) snapshots and leases are signed with.
     pub signing_key_path: Option<PathBuf>,
+    /// Where edges connect (QUIC); no link when unset. Needs `signing_key_path`.
+    pub link_listen_addr: Option<SocketAddr>,
+    /// Where control keeps its link certificate (edges pin it).
+    pub link_dir: PathBuf,
     pub heartbeat_interval_secs: u64,
     pub session_token_ttl_secs: u64,
     pub heartbeat_retention_months: u32,
@@ -136,6 +140,10 @@ impl Config {
             max_body_bytes: merged.max_body_bytes.unwrap_or(defaults.max_body_bytes),
             jwt_ttl_secs: merged.jwt_ttl_secs.unwrap_or(defaults.jwt_ttl_secs),
             signing_key_path: merged.signing_key_path,
+            link_listen_addr: merged.link_listen_addr,
+            link_dir: merged
+                .link_dir
+                .unwrap_or_else(|| PathBuf::from(".data/link")),
             heartbeat_interval_secs: merged
                 .heartbeat_interval_secs
                 .unwrap_or(defaults.heartbeat_interval_secs),
@@ -195,6 +203,12 @@ impl Config {
                 "must be longer than heartbeat_interval_secs and at most 30 days (2592000)",
             );
         }
+        if self.link_listen_addr.is_some() && self.signing_key_path.is_none() {
+            return invalid(
+                "link_listen_addr",
+                "the edge link publishes signed snapshots: set signing_key_path too",
+            );
+        }
         if !(1..=120).contains(&self.heartbeat_retention_months) {
             return invalid("heartbeat_retention_months", "must be between 1 and 120");
         }
@@ -232,6 +246,8 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("jwt_ttl_secs", &self.jwt_ttl_secs)
             .field("signing_key_path", &self.signing_key_path)
+            .field("link_listen_addr", &self.link_listen_addr)
+            .field("link_dir", &self.link_dir)
             .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
             .field("session_token_ttl_secs", &self.session_token_ttl_secs)
             .field(
@@ -300,6 +316,8 @@ struct Layer {
     max_body_bytes: Option<usize>,
     jwt_ttl_secs: Option<u64>,
     signing_key_path: Option<PathBuf>,
+    link_listen_addr: Option<SocketAddr>,
+    link_dir: Option<PathBuf>,
     heartbeat_interval_secs: Option<u64>,
     session_token_ttl_secs: Option<u64>,
     heartbeat_retention_months: Option<u32>,
@@ -344,6 +362,8 @@ impl Layer {
             max_body_bytes: parse(lookup("max_body_bytes"))?,
             jwt_ttl_secs: parse(lookup("jwt_ttl_secs"))?,
             signing_key_path: lookup("signing_key_path").map(|(_, value)| value.into()),
+            link_listen_addr: parse(lookup("link_listen_addr"))?,
+            link_dir: lookup("link_dir").map(|(_, value)| value.into()),
             heartbeat_interval_secs: parse(lookup("heartbeat_interval_secs"))?,
             session_token_ttl_secs: parse(lookup("session_token_ttl_secs"))?,
             heartbeat_retention_months: parse(lookup("heartbeat_retention_months"))?,
@@ -364,6 +384,8 @@ impl Layer {
             max_body_bytes: self.max_body_bytes.or(below.max_body_bytes),
             jwt_ttl_secs: self.jwt_ttl_secs.or(below.jwt_ttl_secs),
             signing_key_path: self.signing_key_path.or(below.signing_key_path),
+            link_listen_addr: self.link_listen_addr.or(below.link_listen_addr),
+            link_dir: self.link_dir.or(below.link_dir),
             heartbeat_interval_secs: self
                 .heartbeat_interval_secs
                 .or(below.heartbeat_interval_secs),

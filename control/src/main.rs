@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Edges: enrolment tokens, list, revoke.
+    Edges {
+        #[command(subcommand)]
+        command: EdgesCommand,
+    },
     /// Signing keys for snapshots and offline leases.
     Keys {
         #[command(subcommand)]
@@ -114,6 +119,30 @@ enum SnapshotCommand {
         signing_key: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgesCommand {
+    /// Register an edge and print its one-time enrolment token (shown once;
+    /// give it to the edge with --enrol-token on its first start).
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List edges: enrolled, revoked, last seen, snapshot sequence held.
+    List {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Refuse an edge from now on (its next connection is turned away).
+    Revoke {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        id: uuid::Uuid,
     },
 }
 
@@ -251,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
                 started.elapsed()
             );
         }
+        Command::Edges { command } => edges(command).await?,
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => {
@@ -298,4 +328,27 @@ async fn serve() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
     }
     latchkey_control::http::serve(config).await
+}
+
+async fn edges(command: EdgesCommand) -> anyhow::Result<()> {
+    match command {
+        EdgesCommand::Create { database_url, name } => {
+            let pool = db::connect(&database_url, 1).await?;
+            let created = db::edges::create(&pool, &name).await?;
+            println!("edge {} ({})", created.edge.name, created.edge.id);
+            println!("enrolment token (shown once): {}", created.enrol_token);
+        }
+        EdgesCommand::List { database_url } => {
+            let pool = db::connect(&database_url, 1).await?;
+            for edge in db::edges::list(&pool).await? {
+                println!("{}", serde_json::to_string(&edge)?);
+            }
+        }
+        EdgesCommand::Revoke { database_url, id } => {
+            let pool = db::connect(&database_url, 1).await?;
+            let edge = db::edges::revoke(&pool, id).await?;
+            println!("edge {} revoked", edge.name);
+        }
+    }
+    Ok(())
 }

@@ -13,8 +13,11 @@ use crate::error::{DomainError, DomainResult};
 pub struct Edge {
     pub id: Uuid,
     pub name: String,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub enrolled_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<OffsetDateTime>,
     pub snapshot_sequence: Option<i64>,
     pub version: Option<String>,

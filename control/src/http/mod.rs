@@ -139,6 +139,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             partitions_ahead_months: 3,
         },
     );
+    let link = match config.link_listen_addr {
+        Some(listen) => Some(start_link(pool.clone(), &config, listen)?),
+        None => None,
+    };
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -147,9 +151,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("serving HTTP")?;
     jobs.iter().for_each(JoinHandle::abort);
+    if let Some(link) = link {
+        link.stop();
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn start_link(
+    pool: PgPool,
+    config: &Config,
+    listen: SocketAddr,
+) -> anyhow::Result<crate::link::RunningLink> {
+    let key_path = config
+        .signing_key_path
+        .as_deref()
+        .context("the edge link needs signing_key_path")?;
+    let settings = crate::link::LinkSettings {
+        listen,
+        signer: crate::keys::load(key_path)?,
+        default_grace_secs: crate::link::DEFAULT_GRACE_SECS,
+        heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs).unwrap_or(u32::MAX),
+        session_token_ttl_secs: i64::try_from(config.session_token_ttl_secs).unwrap_or(i64::MAX),
+        publisher: crate::link::publisher::PublisherSettings::default(),
+    };
+    crate::link::start(pool, &config.link_dir, settings)
 }
 
 async fn shutdown_signal() {

@@ -25,6 +25,10 @@ pub use server::{CLOSE_PROTOCOL, CLOSE_REFUSED};
 use crate::db::devices::LeaseIssuer;
 use crate::db::sessions::SessionSettings;
 
+/// The offline grace of a lease when the license does not set one: the
+/// product's 7 days.
+pub const DEFAULT_GRACE_SECS: i64 = 7 * 86_400;
+
 /// What the link needs to run.
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
