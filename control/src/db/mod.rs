@@ -6,6 +6,7 @@ pub mod audit;
 pub mod customers;
 pub mod devices;
 pub mod flags;
+pub mod ingest;
 pub mod licenses;
 pub mod outbox;
 pub mod partitions;
