@@ -63,7 +63,9 @@ edge_addr="${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}"
 "$bin/latchkey-edge" serve --snapshot "$data/snapshot.bin" --trusted-key "$public" --listen "$edge_addr" \
   > "$data/edge.log" 2>&1 &
 edge_pid=$!
-trap 'kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null; stop_private_pg' EXIT
+# The private cluster first: under `set -e` a failing `kill` (the edge already
+# gone after its own Ctrl-C) ends the trap.
+trap 'stop_private_pg; kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null' EXIT
 suspended=$(grep -m1 ' suspended$' "$data/demo-licenses.txt" | awk '{print $1}')
 
 api="http://$LATCHKEY_LISTEN_ADDR/admin/api/v1"
