@@ -87,6 +87,9 @@ impl Prepared {
                 index,
                 at_micros: record.at_micros,
             })?;
+            // UTC months match the partition bounds: the bounds are dates
+            // read in the creating session's time zone, and sqlx sessions
+            // (the migration's, the job's, ours) are always UTC.
             months.insert(at.date().replace_day(1).expect("every month has a day 1"));
             if let Some(session) = record.session_id {
                 let entry = latest.entry(session).or_insert(record.at_micros);
