@@ -5,6 +5,7 @@
 mod activations;
 mod baseline_postgres;
 mod ceiling;
+mod ingest_db;
 mod scratch;
 mod snapshot_build;
 mod verify;
@@ -36,6 +37,10 @@ enum Scenario {
     /// full rule (license lock, device limit, lease signing, audit, outbox),
     /// beside bare write transactions (lock a row, insert one) from as many clients.
     Activations(activations::Args),
+    /// Usage records per second through the control ingest (batch id once,
+    /// binary COPY, session heartbeat times) from concurrent edges, beside a
+    /// plain binary COPY of as many rows from as many connections.
+    IngestDb(ingest_db::Args),
     /// Time to build and sign a full snapshot of N licenses from PostgreSQL,
     /// beside only streaming the same rows.
     SnapshotBuild(snapshot_build::Args),
@@ -57,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Activations(args) => activations::run(&cli.database_url, args).await,
+        Scenario::IngestDb(args) => ingest_db::run(&cli.database_url, args).await,
         Scenario::SnapshotBuild(args) => snapshot_build::run(&cli.database_url, args).await,
         Scenario::Verify(args) => verify::run(&cli.database_url, args).await,
         Scenario::CeilingServer(args) => ceiling::serve(args).await,

@@ -3,11 +3,22 @@
 # PostgreSQL with demo licenses, and an edge answering the client API from a
 # signed snapshot exported from it. Ctrl-C stops both. (Until the QUIC link
 # exists, the edge learns of changes when the snapshot file is re-exported.)
+# PostgreSQL: DATABASE_URL, else the server at LATCHKEY_PG_SERVER, else a
+# private cluster this script starts (and stops) under .data/pg.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 data=.data
 mkdir -p "$data/keys"
+# Without DATABASE_URL or LATCHKEY_PG_SERVER, a private cluster in .data/pg
+# (deploy/local/postgres.sh); stopped on exit only if this run started it.
+private_pg=
+stop_private_pg() { if [ -n "$private_pg" ]; then deploy/local/postgres.sh stop || true; fi; }
+if [ -z "${DATABASE_URL:-}" ] && [ -z "${LATCHKEY_PG_SERVER:-}" ]; then
+  deploy/local/postgres.sh status >/dev/null || private_pg=1
+  LATCHKEY_PG_SERVER=$(deploy/local/postgres.sh start)
+  trap stop_private_pg EXIT
+fi
 server_url="${LATCHKEY_PG_SERVER:-postgres://postgres@127.0.0.1:5432/postgres}"
 export DATABASE_URL="${DATABASE_URL:-${server_url%/*}/latchkey_demo}"
 export LATCHKEY_LISTEN_ADDR="${LATCHKEY_LISTEN_ADDR:-127.0.0.1:8080}"
@@ -52,7 +63,9 @@ edge_addr="${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}"
 "$bin/latchkey-edge" serve --snapshot "$data/snapshot.bin" --trusted-key "$public" --listen "$edge_addr" \
   > "$data/edge.log" 2>&1 &
 edge_pid=$!
-trap 'kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null' EXIT
+# The private cluster first: under `set -e` a failing `kill` (the edge already
+# gone after its own Ctrl-C) ends the trap.
+trap 'stop_private_pg; kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null' EXIT
 suspended=$(grep -m1 ' suspended$' "$data/demo-licenses.txt" | awk '{print $1}')
 
 api="http://$LATCHKEY_LISTEN_ADDR/admin/api/v1"

@@ -1,7 +1,8 @@
 //! The vocabulary Latchkey's edge, control, bench and client applications
 //! share: license keys and their hashes, hardware fingerprints and the
 //! matching rule, signed snapshots, offline leases and session tokens, the
-//! public API types with their error codes, and version comparison.
+//! public API types with their error codes, version comparison, and the usage
+//! records edges ship to control.
 //!
 //! Architecture invariant: this crate does no I/O of its own and depends on
 //! no web framework, database driver or network stack.
@@ -14,6 +15,7 @@ pub mod link;
 pub mod signing;
 pub mod snapshot;
 pub mod token;
+pub mod usage;
 pub mod version;
 
 pub use fingerprint::{
@@ -21,3 +23,4 @@ pub use fingerprint::{
 };
 pub use key::{KeyHash, LicenseKey};
 pub use signing::{KeyId, SigningKeyPair, TrustedKeys};
+pub use usage::{UsageBatch, UsageKind, UsageRecord};

@@ -7,6 +7,7 @@ pub mod customers;
 pub mod devices;
 pub mod edges;
 pub mod flags;
+pub mod ingest;
 pub mod licenses;
 pub mod outbox;
 pub mod partitions;

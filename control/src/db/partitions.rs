@@ -1,9 +1,10 @@
 //! Monthly partitions of `license_heartbeats`: created ahead, retired when
 //! older than the retention.
 //!
-//! The ingest never creates partitions on its hot path: the maintenance job
-//! keeps the current month and `months_ahead` more in place, and runs often
-//! enough (hourly) that a month boundary is never missed.
+//! The maintenance job keeps the current month and `months_ahead` more in
+//! place, and runs often enough (hourly) that a month boundary is never
+//! missed. The ingest creates a partition itself only for records outside
+//! those months, and remembers the months it has seen (`ingest::KnownPartitions`).
 
 use sqlx::PgPool;
 use time::{Date, Month};
