@@ -74,6 +74,10 @@ impl Stack {
                 name: name.to_owned(),
                 enrol_token,
                 call_timeout_ms: 5_000,
+                usage_batch_records: 1_000,
+                usage_flush_ms: 50,
+                usage_queue_records: 100_000,
+                usage_spool_mb: 16,
             },
         })
         .await
@@ -432,4 +436,141 @@ async fn an_edge_restarted_while_control_is_down_serves_from_its_cache(pool: PgP
         )
     );
     restarted.stop().await;
+}
+
+/// `latchkey-control serve` as a real process, on this test's database.
+struct ControlProcess {
+    child: std::process::Child,
+}
+
+impl ControlProcess {
+    fn spawn(pool: &PgPool, dir: &Path, signing_key: &Path, link: SocketAddr) -> Self {
+        let database = pool.connect_options().get_database().unwrap().to_owned();
+        let base = std::env::var("DATABASE_URL").unwrap();
+        let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+        let log = std::fs::File::create(dir.join("control.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey-control"))
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("SECRET_KEY", "s".repeat(48))
+            .env("JWT_SECRET", "j".repeat(48))
+            .env("LATCHKEY_LISTEN_ADDR", "127.0.0.1:0")
+            .env("LATCHKEY_DATABASE_MAX_CONNECTIONS", "4")
+            .env("LATCHKEY_SIGNING_KEY_PATH", signing_key)
+            .env("LATCHKEY_LINK_LISTEN_ADDR", link.to_string())
+            .env("LATCHKEY_LINK_DIR", dir.join("control"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_udp_port() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn heartbeat_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM license_heartbeats WHERE kind = 'heartbeat'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn usage_accepted_by_edges_lands_exactly_once_across_a_control_kill(pool: PgPool) {
+    let dir = std::env::temp_dir().join(format!("latchkey-usage-test-{}", Uuid::new_v4()));
+    let keys = latchkey_control::keys::generate(&dir.join("keys")).unwrap();
+    let link_addr = free_udp_port();
+    let (license_id, key) = one_license(&pool, 1).await;
+    let control = ControlProcess::spawn(&pool, &dir, &keys.private_pem, link_addr);
+    let cert = dir.join("control").join(link::tls::CERT_FILE);
+    wait_for(Duration::from_secs(30), || cert.exists())
+        .await
+        .expect("control made its link certificate");
+    std::fs::copy(&keys.public_pem, dir.join("trusted.pem")).unwrap();
+    let stack = Stack {
+        dir: dir.clone(),
+        pool: pool.clone(),
+        link: None,
+        link_addr,
+    };
+    let edges = [
+        stack.edge("edge-a", true).await,
+        stack.edge("edge-b", true).await,
+    ];
+    wait_for(Duration::from_secs(30), || {
+        edges.iter().all(|e| status_on(e, &key).is_some())
+    })
+    .await
+    .expect("both edges are served by the control process");
+
+    // A steady stream of heartbeats into both edges; control dies midway.
+    let mut accepted = 0u64;
+    let mut control = Some(control);
+    for round in 0..60 {
+        for edge in &edges {
+            let usage = edge.state.usage.as_ref().unwrap();
+            for _ in 0..100 {
+                usage.record(latchkey_edge::usage::now(
+                    latchkey_shared::usage::UsageKind::Heartbeat,
+                    license_id,
+                    Some(Uuid::new_v4()),
+                ));
+                accepted += 1;
+            }
+        }
+        if round == 20 {
+            control.take().unwrap().kill();
+        }
+        if round == 40 {
+            control = Some(ControlProcess::spawn(
+                &pool,
+                &dir,
+                &keys.private_pem,
+                link_addr,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let rows = heartbeat_rows(&pool).await;
+        let queued: usize = edges
+            .iter()
+            .map(|e| e.state.usage.as_ref().unwrap().queued_records())
+            .sum();
+        if rows as u64 == accepted && queued == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{rows} rows for {accepted} accepted records, {queued} still queued"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing more arrives later: exactly once, not at least once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(heartbeat_rows(&pool).await as u64, accepted);
+    for edge in edges {
+        edge.stop().await;
+    }
+    drop(control);
 }

@@ -78,6 +78,42 @@ pub struct LinkConfig {
     /// A forwarded call not answered by control within this gets `503 CONTROL_UNAVAILABLE`.
     #[arg(long, env = "LATCHKEY_EDGE_CALL_TIMEOUT_MS", default_value_t = 5000)]
     pub call_timeout_ms: u64,
+    /// Usage records per batch sent to control.
+    #[arg(
+        long,
+        env = "LATCHKEY_EDGE_USAGE_BATCH_RECORDS",
+        default_value_t = 5000
+    )]
+    pub usage_batch_records: usize,
+    /// A usage batch is cut at least this often.
+    #[arg(long, env = "LATCHKEY_EDGE_USAGE_FLUSH_MS", default_value_t = 1000)]
+    pub usage_flush_ms: u64,
+    /// Usage records held in memory while control is away; then the spool.
+    #[arg(
+        long,
+        env = "LATCHKEY_EDGE_USAGE_QUEUE_RECORDS",
+        default_value_t = 1_000_000
+    )]
+    pub usage_queue_records: usize,
+    /// Disk spool (in the data directory) for usage beyond the queue; 0: none.
+    #[arg(long, env = "LATCHKEY_EDGE_USAGE_SPOOL_MB", default_value_t = 256)]
+    pub usage_spool_mb: u64,
+}
+
+impl LinkConfig {
+    pub fn usage(&self) -> crate::usage::UsageSettings {
+        crate::usage::UsageSettings {
+            batch_records: self.usage_batch_records.max(1),
+            flush_every: Duration::from_millis(self.usage_flush_ms.max(10)),
+            queue_records: self.usage_queue_records,
+            spool_dir: self
+                .data_dir
+                .as_ref()
+                .filter(|_| self.usage_spool_mb > 0)
+                .map(|dir| dir.join("spool")),
+            spool_max_bytes: self.usage_spool_mb * 1024 * 1024,
+        }
+    }
 }
 
 impl EdgeConfig {

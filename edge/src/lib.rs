@@ -18,6 +18,7 @@ pub mod observe;
 pub mod routes;
 pub mod server;
 pub mod snapshots;
+pub mod usage;
 
 pub use config::EdgeConfig;
 pub use server::{RunningEdge, serve, start};

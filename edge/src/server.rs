@@ -31,9 +31,12 @@ use crate::link::{self, Link};
 use crate::observe::{self, Endpoint};
 use crate::routes::{self, AppState, Shared};
 use crate::snapshots::{self, SnapshotStore};
+use crate::usage::{self, Usage};
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long queued usage gets to reach control at shutdown before it is spooled.
+const USAGE_DRAIN: Duration = Duration::from_secs(5);
 
 /// A started edge: its address and how to stop it.
 #[derive(Debug)]
@@ -46,10 +49,14 @@ pub struct RunningEdge {
 }
 
 impl RunningEdge {
-    /// Stops accepting, waits for in-flight requests, stops the watcher.
+    /// Stops accepting, waits for in-flight requests, hands control the
+    /// usage recorded (or spools it), stops the background tasks.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        if let Some(usage) = &self.state.usage {
+            usage.drain(USAGE_DRAIN).await;
+        }
         self.background.iter().for_each(JoinHandle::abort);
     }
 }
@@ -101,6 +108,9 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         (None, None) => anyhow::bail!("give --snapshot, or --control with --data-dir"),
     };
     let store = Arc::new(store);
+    let usage = link
+        .as_ref()
+        .map(|_| Arc::new(Usage::new(config.link.usage())));
     let loaded = if link.is_some() {
         store.load_cache()
     } else {
@@ -132,6 +142,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         trusted_proxies: config.trusted_proxies.clone(),
         metrics: metrics_handle(),
         link: link.clone(),
+        usage: usage.clone(),
     });
     let app = routes::router(state.clone(), config.max_body_bytes);
 
@@ -157,10 +168,16 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             limits.load().forget_idle();
         }
     })];
-    background.push(match link {
-        Some(link) => tokio::spawn(link::run(link, config.link.clone(), store)),
-        None => tokio::spawn(store.watch(Duration::from_millis(config.reload_check_ms))),
-    });
+    match (link, &usage) {
+        (Some(link), Some(usage)) => {
+            background.push(tokio::spawn(usage::cut_periodically(usage.clone())));
+            background.push(tokio::spawn(usage::send(usage.clone(), link.clone())));
+            background.push(tokio::spawn(link::run(link, config.link.clone(), store)));
+        }
+        _ => background.push(tokio::spawn(
+            store.watch(Duration::from_millis(config.reload_check_ms)),
+        )),
+    }
     tracing::info!(%addr, "edge listening");
     Ok(RunningEdge {
         addr,

@@ -168,6 +168,7 @@ fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
         trusted_proxies: vec![],
         metrics: metrics_handle(),
         link: None,
+        usage: None,
     });
     routes::router(state, 16 * 1024)
         .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))

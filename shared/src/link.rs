@@ -6,7 +6,8 @@
 //! - control → edge, unidirectional: the bytes of one signed snapshot (full
 //!   or delta), in sequence order;
 //! - edge → control, unidirectional: [`Applied`] once a snapshot is in use;
-//! - edge → control, bidirectional: one [`Call`] answered by one [`Reply`].
+//! - edge → control, bidirectional: one [`Call`] answered by one [`Reply`]
+//!   (usage batches too: the reply comes once the batch is committed).
 //!
 //! Control messages are JSON (small, and the client API types are serde
 //! types already); snapshots travel as their signed bytes.
@@ -21,6 +22,7 @@ use crate::api::{
     LeaseRequest, LeaseResponse, SessionEndRequest, SessionEndResponse, SessionStartRequest,
     SessionStartResponse, TransferRequest,
 };
+use crate::usage::UsageBatch;
 
 /// The one application protocol of the link.
 pub const ALPN: &[u8] = b"latchkey-link/1";
@@ -81,6 +83,8 @@ pub enum Call {
     SessionEnd {
         request: SessionEndRequest,
     },
+    /// Usage records; control fills in the edge id it knows the link by.
+    Usage(UsageBatch),
 }
 
 /// Control's answer to a [`Call`]: the response the client gets, or the
@@ -93,5 +97,10 @@ pub enum Reply {
     Lease(LeaseResponse),
     SessionStarted(SessionStartResponse),
     SessionEnded(SessionEndResponse),
+    /// The batch is stored (now, or by an earlier delivery): forget it.
+    UsageCommitted {
+        batch_id: Uuid,
+        duplicate: bool,
+    },
     Refused(ErrorBody),
 }

@@ -78,6 +78,27 @@ pub struct UsageRecord {
 /// Records an edge ships together; control commits a `batch_id` once, so
 /// the edge resends the same batch, with the same id, until it is
 /// acknowledged.
+impl UsageRecord {
+    /// One occurrence of `kind` at `at_micros`, without the optional details.
+    pub fn new(
+        kind: UsageKind,
+        at_micros: i64,
+        license_id: Uuid,
+        session_id: Option<Uuid>,
+    ) -> Self {
+        Self {
+            at_micros,
+            license_id,
+            device_id: None,
+            session_id,
+            kind,
+            count: NonZeroU32::MIN,
+            app_version: None,
+            ip: None,
+        }
+    }
+}
+
 #[derive(
     Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
 )]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::context::{Actor, ActorKind, RequestContext};
 use crate::db::devices::{self, LeaseIssuer, SeatRequest};
+use crate::db::ingest::{self, IngestError, IngestOutcome, KnownPartitions};
 use crate::db::sessions::{self, SessionSettings, StartRequest};
 use crate::error::DomainError;
 
@@ -25,6 +26,8 @@ pub struct Deciders {
     pub sessions: SessionSettings,
     /// To read the session tokens control itself signed.
     pub trusted: TrustedKeys,
+    /// Heartbeat partitions known to exist (usage ingest).
+    pub partitions: KnownPartitions,
 }
 
 /// Decides one call from the edge `edge_id`.
@@ -99,6 +102,27 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                 .await
                 .map(Reply::SessionStarted)
                 .map_err(body)
+        }
+        Call::Usage(mut batch) => {
+            // The link knows which edge sent it; the batch does not decide.
+            batch.edge_id = edge_id;
+            match ingest::ingest_batch(pool, &d.partitions, &batch).await {
+                Ok(outcome) => Ok(Reply::UsageCommitted {
+                    batch_id: batch.batch_id,
+                    duplicate: outcome == IngestOutcome::Duplicate,
+                }),
+                Err(IngestError::Invalid(invalid)) => Err(ErrorBody {
+                    field: Some("records".into()),
+                    ..ErrorBody::new(ErrorCode::InvalidRequest, invalid.to_string())
+                }),
+                Err(IngestError::Database(error)) => {
+                    tracing::error!(%error, batch = %batch.batch_id, "usage batch not stored; the edge resends it");
+                    Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        "usage batch not stored",
+                    ))
+                }
+            }
         }
         Call::SessionEnd { request } => {
             let now = OffsetDateTime::now_utc().unix_timestamp();

@@ -82,6 +82,7 @@ pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result
                 token_ttl_secs: settings.session_token_ttl_secs,
             },
             trusted,
+            partitions: crate::db::ingest::KnownPartitions::new(),
         },
     });
     let tasks = vec![

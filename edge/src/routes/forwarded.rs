@@ -6,6 +6,7 @@
 //! retried with its idempotency key takes one seat, however often it comes).
 
 use axum::extract::State;
+use latchkey_shared::LicenseKey;
 use latchkey_shared::api::{
     ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, ErrorBody, ErrorCode,
     LeaseRequest, LeaseResponse, SessionEndRequest, SessionEndResponse, SessionStartRequest,
@@ -13,12 +14,17 @@ use latchkey_shared::api::{
 };
 use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::link::{Call, Reply};
+use latchkey_shared::token::{self, SessionClaims};
+use latchkey_shared::usage::{UsageKind, UsageRecord};
+use uuid::Uuid;
 
 use super::AppState;
 use super::verify::parse_key;
 use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
+use crate::snapshots::unix_now;
+use crate::usage;
 
 fn unavailable(why: impl std::fmt::Display) -> EdgeError {
     EdgeError::new(
@@ -43,6 +49,29 @@ fn admit(
         app.admit_key(&snapshot, &key.hash())?;
     }
     Ok(())
+}
+
+/// Counts an event control decided in the usage stream (the license found
+/// through the edge's snapshot).
+fn record(
+    app: &AppState,
+    kind: UsageKind,
+    license_key: &str,
+    device_id: Option<Uuid>,
+    session_id: Option<Uuid>,
+) {
+    let (Some(usage), Some(snapshot)) = (&app.usage, app.snapshots.current()) else {
+        return;
+    };
+    let Ok(key) = license_key.parse::<LicenseKey>() else {
+        return;
+    };
+    if let Some(license) = snapshot.license(&key.hash()) {
+        usage.record(UsageRecord {
+            device_id,
+            ..usage::now(kind, license.license_id(), session_id)
+        });
+    }
 }
 
 /// Forwards the call and hands back control's answer of the expected kind.
@@ -78,15 +107,24 @@ pub async fn activate(
     Json(request): Json<ActivateRequest>,
 ) -> Result<axum::Json<ActivateResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let license_key = request.license_key.clone();
     let call = Call::Activate {
         request,
         client_ip: Some(ip),
     };
-    forward(&app, call, |reply| match reply {
+    let answer = forward(&app, call, |reply| match reply {
         Reply::Activated(answer) => Ok(answer),
         other => Err(other),
     })
-    .await
+    .await?;
+    record(
+        &app,
+        UsageKind::Activation,
+        &license_key,
+        Some(answer.device_id),
+        None,
+    );
+    Ok(answer)
 }
 
 #[utoipa::path(post, path = "/api/license/deactivate", tag = "licenses", request_body = DeactivateRequest,
@@ -150,15 +188,24 @@ pub async fn session_start(
     Json(request): Json<SessionStartRequest>,
 ) -> Result<axum::Json<SessionStartResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let license_key = request.license_key.clone();
     let call = Call::SessionStart {
         request,
         client_ip: Some(ip),
     };
-    forward(&app, call, |reply| match reply {
+    let answer = forward(&app, call, |reply| match reply {
         Reply::SessionStarted(answer) => Ok(answer),
         other => Err(other),
     })
-    .await
+    .await?;
+    record(
+        &app,
+        UsageKind::SessionStart,
+        &license_key,
+        None,
+        Some(answer.session_id),
+    );
+    Ok(answer)
 }
 
 #[utoipa::path(post, path = "/api/license/session/end", tag = "sessions", request_body = SessionEndRequest,
@@ -169,9 +216,7 @@ pub async fn session_end(
     ClientIp(ip): ClientIp,
     Json(request): Json<SessionEndRequest>,
 ) -> Result<axum::Json<SessionEndResponse>, EdgeError> {
-    if request.session_token.is_empty()
-        || request.session_token.len() > latchkey_shared::token::MAX_TOKEN_LEN
-    {
+    if request.session_token.is_empty() || request.session_token.len() > token::MAX_TOKEN_LEN {
         return Err(EdgeError::invalid(
             "session_token",
             "expected a session token",
@@ -180,9 +225,19 @@ pub async fn session_end(
     if let Some(snapshot) = app.snapshots.current() {
         app.admit_ip(&snapshot, ip)?;
     }
-    forward(&app, Call::SessionEnd { request }, |reply| match reply {
+    let claims: Option<SessionClaims> =
+        token::verify(&request.session_token, app.snapshots.trusted(), unix_now()).ok();
+    let answer = forward(&app, Call::SessionEnd { request }, |reply| match reply {
         Reply::SessionEnded(answer) => Ok(answer),
         other => Err(other),
     })
-    .await
+    .await?;
+    if let (Some(usage), Some(claims)) = (&app.usage, claims) {
+        usage.record(usage::now(
+            UsageKind::SessionEnd,
+            claims.license_id,
+            Some(claims.session_id),
+        ));
+    }
+    Ok(answer)
 }

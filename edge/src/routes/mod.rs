@@ -27,6 +27,7 @@ use crate::error::EdgeError;
 use crate::limits::RateLimits;
 use crate::link::Link;
 use crate::snapshots::SnapshotStore;
+use crate::usage::Usage;
 
 /// What every handler shares: one `Arc`, so the per-request clone the
 /// `State` extractor makes is a single reference count.
@@ -42,6 +43,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// The link to control; `None` for an edge serving a snapshot file.
     pub link: Option<Arc<Link>>,
+    /// Usage records for control; `None` without a link.
+    pub usage: Option<Arc<Usage>>,
 }
 
 impl AppState {

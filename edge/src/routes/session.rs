@@ -5,12 +5,14 @@ use axum::extract::State;
 use latchkey_shared::api::{ErrorBody, ErrorCode, HeartbeatRequest, HeartbeatResponse};
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::token::{self, SessionClaims, TokenError};
+use latchkey_shared::usage::UsageKind;
 
 use super::AppState;
 use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
 use crate::snapshots::unix_now;
+use crate::usage;
 
 #[utoipa::path(post, path = "/api/license/session/heartbeat", tag = "sessions", request_body = HeartbeatRequest,
     responses((status = 200, body = HeartbeatResponse), (status = 401, description = "Invalid session token", body = ErrorBody),
@@ -65,6 +67,13 @@ pub async fn heartbeat(
         return Err(EdgeError::new(
             ErrorCode::LicenseExpired,
             "the license has expired",
+        ));
+    }
+    if let Some(usage) = &app.usage {
+        usage.record(usage::now(
+            UsageKind::Heartbeat,
+            claims.license_id,
+            Some(claims.session_id),
         ));
     }
     Ok(axum::Json(HeartbeatResponse {

@@ -22,7 +22,11 @@ pub async fn verify(
     app.admit_ip(&snapshot, ip)?;
     let hash = parse_key(&request.license_key)?.hash();
     app.admit_key(&snapshot, &hash)?;
-    Ok(axum::Json(decide(&snapshot, &hash, &request, unix_now())?))
+    let answer = decide(&snapshot, &hash, &request, unix_now())?;
+    if let (Some(usage), Some(license)) = (&app.usage, snapshot.license(&hash)) {
+        usage.verified(license.license_id());
+    }
+    Ok(axum::Json(answer))
 }
 
 #[utoipa::path(get, path = "/api/license/info/{license_key}", tag = "licenses",
