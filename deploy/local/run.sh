@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs Latchkey locally with demo data: the control plane's admin API on
-# PostgreSQL with demo licenses, and an edge answering the client API from a
-# signed snapshot exported from it. Ctrl-C stops both. (Until the QUIC link
-# exists, the edge learns of changes when the snapshot file is re-exported.)
+# Runs Latchkey locally with demo data: the control plane (admin API, snapshot
+# publisher, edge link) on PostgreSQL with demo licenses, and two edges
+# answering the client API, connected to control over QUIC. Ctrl-C stops
+# everything it started.
 # PostgreSQL: DATABASE_URL, else the server at LATCHKEY_PG_SERVER, else a
 # private cluster this script starts (and stops) under .data/pg.
 set -euo pipefail
@@ -54,46 +54,76 @@ fi
 api_key=$(awk '{print $NF}' "$data/api-key.txt")
 key=$(head -n1 "$data/demo-licenses.txt" | awk '{print $1}')
 
-echo "== control: a signed full snapshot of the database"
-"$bin/latchkey-control" snapshot export --out "$data/snapshot.bin"
-echo "== edge: verify it as an edge does at start, and look a demo license up"
-"$bin/latchkey-edge" inspect --snapshot "$data/snapshot.bin" --trusted-key "$public" --key "$key"
+link_addr="${LATCHKEY_LINK_LISTEN_ADDR:-127.0.0.1:7443}"
+export LATCHKEY_LINK_LISTEN_ADDR="$link_addr" LATCHKEY_LINK_DIR="$data/link"
+for edge in edge-1 edge-2; do
+  # A one-time enrolment token per edge; once enrolled, the edge's own
+  # identity in $data/<edge>/ is what control knows it by.
+  if [ ! -f "$data/$edge.token" ]; then
+    "$bin/latchkey-control" edges create --name "$edge" | awk '/token/ {print $NF}' > "$data/$edge.token"
+  fi
+done
 
-edge_addr="${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}"
-"$bin/latchkey-edge" serve --snapshot "$data/snapshot.bin" --trusted-key "$public" --listen "$edge_addr" \
-  > "$data/edge.log" 2>&1 &
-edge_pid=$!
-# The private cluster first: under `set -e` a failing `kill` (the edge already
-# gone after its own Ctrl-C) ends the trap.
-trap 'stop_private_pg; kill "$edge_pid" 2>/dev/null; wait "$edge_pid" 2>/dev/null' EXIT
+pids=()
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_private_pg
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+"$bin/latchkey-control" serve > "$data/control.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do [ -f "$data/link/link-cert.pem" ] && break; sleep 0.1; done
+edge_addrs=("${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}" "${LATCHKEY_EDGE2_LISTEN:-127.0.0.1:8444}")
+for n in 1 2; do
+  "$bin/latchkey-edge" serve --control "$link_addr" --control-cert "$data/link/link-cert.pem" \
+    --data-dir "$data/edge-$n" --name "edge-$n" --enrol-token "$(cat "$data/edge-$n.token")" \
+    --trusted-key "$public" --listen "${edge_addrs[$((n - 1))]}" > "$data/edge-$n.log" 2>&1 &
+  pids+=($!)
+done
+for addr in "${edge_addrs[@]}"; do
+  for _ in $(seq 1 300); do curl -sf "http://$addr/readyz" >/dev/null && break; sleep 0.1; done
+done
+edge1="http://${edge_addrs[0]}"; edge2="http://${edge_addrs[1]}"
 suspended=$(grep -m1 ' suspended$' "$data/demo-licenses.txt" | awk '{print $1}')
+license_id=$(psql "$DATABASE_URL" -tAc "SELECT id FROM licenses WHERE key_prefix = '${key:0:5}' LIMIT 1")
+machine='{"system_uuid":"4c4c4544-0042-3510-8052-b2c04f4e3232","cpu_id":"BFEBFBFF000906EA","macs":["a4:bb:6d:12:34:56"]}'
 
 api="http://$LATCHKEY_LISTEN_ADDR/admin/api/v1"
 cat <<TRY
 
-Latchkey control is starting on http://$LATCHKEY_LISTEN_ADDR, an edge on http://$edge_addr
-(log in $data/edge.log). Ctrl-C stops both.
+Latchkey is running: control on http://$LATCHKEY_LISTEN_ADDR (edge link on $link_addr, QUIC),
+edges on $edge1 and $edge2. Logs: $data/control.log, $data/edge-1.log, $data/edge-2.log.
+Ctrl-C stops everything this started.
 Demo license keys (key, kind, state): $data/demo-licenses.txt
 Admin API key: $api_key
 
-Try the client API on the edge from another terminal:
-  curl -s -X POST http://$edge_addr/api/license/verify -H 'content-type: application/json' \
-      -d '{"license_key":"$key","product":"studio","app_version":"2.4.0","feature":"sync"}'
-  curl -s -X POST http://$edge_addr/api/license/verify -H 'content-type: application/json' \
+Try the client API from another terminal (either edge answers; changes go through control):
+  curl -s -X POST $edge1/api/license/activate -H 'content-type: application/json' \
+      -d '{"license_key":"$key","fingerprint":$machine,"idempotency_key":"first-run"}'
+  curl -s -X POST $edge2/api/license/verify -H 'content-type: application/json' \
+      -d '{"license_key":"$key","fingerprint":$machine,"product":"studio","app_version":"2.4.0","feature":"sync"}'
+  curl -s -X POST $edge1/api/license/session/start -H 'content-type: application/json' \
+      -d '{"license_key":"$key","fingerprint":$machine}'
+  curl -s -X POST $edge2/api/license/verify -H 'content-type: application/json' \
       -d '{"license_key":"$suspended"}'
-  curl -s -X POST http://$edge_addr/api/version/check -H 'content-type: application/json' \
+  curl -s -X POST $edge1/api/version/check -H 'content-type: application/json' \
       -d '{"product":"studio","version":"1.9.0"}'
-  curl -s http://$edge_addr/metrics | grep ^latchkey_edge
+  curl -s $edge1/metrics | grep ^latchkey_edge
 
-and the admin API on control:
+and the admin API on control (a suspension reaches both edges in milliseconds):
   TOKEN=\$(curl -s -X POST $api/auth/token -H 'content-type: application/json' \\
       -d '{"api_key":"$api_key"}' | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
-  curl -s $api/customers -H "authorization: Bearer \$TOKEN"
-  curl -s -X POST $api/customers -H "authorization: Bearer \$TOKEN" \\
-      -H 'content-type: application/json' -d '{"name":"Acme"}'
+  curl -s -X POST $api/licenses/$license_id/suspend -H "authorization: Bearer \$TOKEN"
+  curl -s -X POST $edge2/api/license/verify -H 'content-type: application/json' -d '{"license_key":"$key"}'
   curl -s $api/openapi.json | head -c 300
   # every change is in the audit log, with the request id of the call:
   psql "$DATABASE_URL" -c 'SELECT at, request_id, action, entity_kind FROM audit_log ORDER BY id DESC LIMIT 5'
+  # usage from the edges lands in the monthly partitions:
+  psql "$DATABASE_URL" -c 'SELECT kind, sum(count) FROM license_heartbeats GROUP BY kind'
 
 TRY
-"$bin/latchkey-control" serve
+wait -n "${pids[@]}"
+echo "a process stopped; see the logs in $data/" >&2
