@@ -10,4 +10,5 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod panel;
 pub mod secrets;
