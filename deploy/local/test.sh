@@ -15,4 +15,14 @@ if ! pg_isready -q -d "$DATABASE_URL" 2>/dev/null; then
 fi
 pg_isready -q -d "$DATABASE_URL" || { echo "PostgreSQL is not reachable at DATABASE_URL" >&2; exit 1; }
 
+# The panel's browser tests drive headless Chromium through chromedriver and
+# fail (not skip) without them; install them on a fresh Debian machine.
+if [ ! -x /usr/bin/chromedriver ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "chromedriver is missing: install the chromium and chromium-driver packages" >&2
+  fi
+fi
+
 cargo test --workspace --locked
