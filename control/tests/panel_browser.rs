@@ -236,6 +236,15 @@ async fn log_in_with_totp_and_watch_the_dashboard_follow_the_api(pool: PgPool) {
         .await
         .parse()
         .unwrap();
+    assert!(
+        browser.find(Locator::Css("#no-2fa")).await.is_err(),
+        "2FA is on: no banner"
+    );
+    // A reload would lose this: the number must change in the page as it is.
+    browser
+        .execute("window.lkMarker = 42;", vec![])
+        .await
+        .unwrap();
     eventually(10, "the live stream", || async {
         text(&browser, "#live-status").await.starts_with("updated")
     })
@@ -279,7 +288,14 @@ async fn log_in_with_totp_and_watch_the_dashboard_follow_the_api(pool: PgPool) {
         text(&browser, "#stat-active_licenses").await == (before + 3).to_string()
     })
     .await;
-    assert_eq!(path(&browser).await, "/", "updated in place, no reload");
+    assert_eq!(
+        browser
+            .execute("return window.lkMarker;", vec![])
+            .await
+            .unwrap(),
+        json!(42),
+        "updated in place, no reload"
+    );
     screenshot(&browser, "dashboard.png").await;
     browser.close().await.unwrap();
 }

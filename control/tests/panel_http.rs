@@ -20,7 +20,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use totp_rs::{Builder, Secret};
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The Redis the login-guard tests share counters through.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
 
 fn app(pool: &PgPool, extra: &[(&str, &str)]) -> axum::Router {
     http::app(AppState::new(pool.clone(), &config(extra)).unwrap())
@@ -31,7 +34,7 @@ fn app_with_redis(pool: &PgPool) -> axum::Router {
     let config = config(&[]);
     let mut state = AppState::new(pool.clone(), &config).unwrap();
     let namespace = format!("latchkey-test-{}", uuid::Uuid::new_v4());
-    let counters = Counters::redis(REDIS_URL, &namespace).unwrap();
+    let counters = Counters::redis(&redis_url(), &namespace).unwrap();
     state.panel = Arc::new(Panel {
         config: config.panel.clone(),
         guard: LoginGuard::with_counters(&config.panel, counters),
@@ -197,8 +200,8 @@ async fn sixth_failed_login_from_one_ip_is_blocked_with_redis(pool: PgPool) {
 #[tokio::test]
 async fn redis_counters_are_shared_between_instances() {
     let namespace = format!("latchkey-test-{}", uuid::Uuid::new_v4());
-    let one = Counters::redis(REDIS_URL, &namespace).unwrap();
-    let two = Counters::redis(REDIS_URL, &namespace).unwrap();
+    let one = Counters::redis(&redis_url(), &namespace).unwrap();
+    let two = Counters::redis(&redis_url(), &namespace).unwrap();
     let window = std::time::Duration::from_secs(60);
     assert_eq!(one.hit("k", window).await.unwrap(), 1);
     assert_eq!(

@@ -15,6 +15,16 @@ if ! pg_isready -q -d "$DATABASE_URL" 2>/dev/null; then
 fi
 pg_isready -q -d "$DATABASE_URL" || { echo "PostgreSQL is not reachable at DATABASE_URL" >&2; exit 1; }
 
+# The panel's login-guard tests also run against Redis at REDIS_URL (default
+# the local server); start this machine's if it is installed and stopped.
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+if command -v redis-cli >/dev/null && ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+  if command -v redis-server >/dev/null; then
+    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' >/dev/null
+    for _ in $(seq 20); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+fi
+
 # The panel's browser tests drive headless Chromium through chromedriver and
 # fail (not skip) without them; install them on a fresh Debian machine.
 if [ ! -x /usr/bin/chromedriver ]; then

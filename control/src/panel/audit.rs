@@ -13,7 +13,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::error::{PanelError, PanelResult};
-use super::pages::Layout;
+use super::pages::{Layout, when};
 use super::session::Viewer;
 use crate::db::audit::{self, AuditEntry, AuditFilter, Cursor};
 use crate::http::AppState;
@@ -84,7 +84,7 @@ pub async fn page(
     let rows = entries
         .into_iter()
         .map(|entry| AuditRow {
-            at: show_time(entry.at),
+            at: when(&entry.at),
             diff: diff(entry.before.as_ref(), entry.after.as_ref()),
             entry,
         })
@@ -196,13 +196,6 @@ fn filter_query(query: &AuditQuery) -> String {
         }
     }
     out.finish()
-}
-
-fn show_time(at: OffsetDateTime) -> String {
-    at.format(format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-    ))
-    .unwrap_or_default()
 }
 
 /// Fields whose value differs between `before` and `after`; a value that is

@@ -3,6 +3,8 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
+use time::OffsetDateTime;
+use time::macros::format_description;
 
 use super::assets;
 use super::session::Viewer;
@@ -38,6 +40,8 @@ pub struct Layout {
     pub csrf: String,
     pub assets: &'static str,
     pub nav: Vec<NavItem>,
+    /// The admin has not turned on two-factor login: every page says so.
+    pub without_2fa: bool,
 }
 
 impl Layout {
@@ -58,8 +62,18 @@ impl Layout {
                     active: href == active,
                 })
                 .collect(),
+            without_2fa: !viewer.session.totp_enabled,
         }
     }
+}
+
+/// A time as pages show it: to the second, in UTC.
+pub fn when(at: &OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Template, WebTemplate)]
