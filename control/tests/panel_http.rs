@@ -318,11 +318,19 @@ async fn totp_enrolment_login_recovery_codes_and_reset(pool: PgPool) {
     assert_eq!(again.get("/").await.location(), "/login/2fa");
     let step = again.get("/login/2fa").await;
     let code = totp.generate_current().to_string();
+    let password_only = again.cookies["lk_session"].clone();
     let passed = again
         .post("/login/2fa", &[("_csrf", &step.csrf()), ("code", &code)])
         .await;
     assert_eq!(passed.location(), "/", "{}", passed.body);
     assert_eq!(again.get("/").await.status, StatusCode::OK);
+    assert_ne!(
+        again.cookies["lk_session"], password_only,
+        "a new session id after 2FA"
+    );
+    let mut stale = Client::new(app.clone(), "192.0.2.56");
+    stale.cookies.insert("lk_session".into(), password_only);
+    assert_eq!(stale.get("/login/2fa").await.location(), "/login");
 
     let mut replay = Client::new(app.clone(), "192.0.2.52");
     replay.login("bob", PASSWORD).await;

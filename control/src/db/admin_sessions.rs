@@ -112,17 +112,21 @@ pub async fn find_live(
         .await?)
 }
 
-/// Marks the second factor passed and audits the completed login.
+/// Marks the second factor passed under a new id (`new_id_hash`): the
+/// cookie that only knew the password is worth nothing afterwards. Audits
+/// the completed login.
 pub async fn pass_second_factor(
     pool: &PgPool,
     ctx: &RequestContext,
     id_hash: &[u8],
+    new_id_hash: &[u8],
     admin_id: Uuid,
     method: &str,
 ) -> DomainResult<()> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE admin_sessions SET mfa_passed = true WHERE id_hash = $1")
+    sqlx::query("UPDATE admin_sessions SET mfa_passed = true, id_hash = $2 WHERE id_hash = $1")
         .bind(id_hash)
+        .bind(new_id_hash)
         .execute(&mut *tx)
         .await?;
     let change = Change {

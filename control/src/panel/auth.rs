@@ -239,9 +239,27 @@ pub async fn second_factor(
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     guard.succeeded(&state.pool, ip, &account.username).await?;
-    admin_sessions::pass_second_factor(&state.pool, &ctx, &session.id_hash, account.id, method)
-        .await?;
-    Ok(Redirect::to("/").into_response())
+    let token = random_token();
+    admin_sessions::pass_second_factor(
+        &state.pool,
+        &ctx,
+        &session.id_hash,
+        &hash_token(&token),
+        account.id,
+        method,
+    )
+    .await?;
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &token,
+            state.panel.config.absolute_timeout_secs,
+            state.panel.config.secure_cookies,
+        ),
+    );
+    Ok(response)
 }
 
 pub async fn logout(viewer: Viewer, State(state): State<AppState>) -> PanelResult<Response> {
