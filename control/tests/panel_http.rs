@@ -563,3 +563,27 @@ async fn failures_spread_over_many_ips_throttle_the_account(pool: PgPool) {
     admin(&pool, "bob", Role::Admin).await;
     owner.logged_in("bob").await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_malformed_form_gets_the_panels_400(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let mut client = Client::new(app(&pool, &[]), "192.0.2.80");
+    let csrf = client.logged_in("alice").await;
+    let reply = client.post("/blocked-ips", &[("_csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error_code(), "INVALID_REQUEST");
+    assert!(reply.body.contains("network"), "{}", reply.body);
+    let bad_network = client
+        .post(
+            "/blocked-ips",
+            &[("_csrf", &csrf), ("network", "not-an-ip"), ("reason", "x")],
+        )
+        .await;
+    assert_eq!(
+        bad_network.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_network.body
+    );
+    assert!(bad_network.body.contains("CIDR"), "{}", bad_network.body);
+}

@@ -5,7 +5,6 @@ use std::sync::LazyLock;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use super::assets;
 use super::csrf::LOGIN_COOKIE;
 use super::error::{PanelError, PanelResult};
+use super::form::Form;
 use super::session::{
     CurrentSession, SESSION_COOKIE, Viewer, hash_token, random_token, set_cookie,
 };

@@ -3,13 +3,13 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::error::PanelResult;
+use super::error::{PanelError, PanelResult};
+use super::form::Form;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
 use crate::db::logins::{self, Block};
@@ -47,16 +47,16 @@ pub async fn add(
 ) -> PanelResult<Response> {
     let reason = form.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(super::error::PanelError::Invalid(format!(
+        return Err(PanelError::Invalid(format!(
             "reason: 1 to {MAX_REASON_CHARS} characters"
         )));
     }
     let expires_at = match form.hours.trim() {
         "" => None,
         hours => {
-            let hours: u16 = hours.parse().map_err(|_| {
-                super::error::PanelError::Invalid("hours: a whole number, or empty".into())
-            })?;
+            let hours: u16 = hours
+                .parse()
+                .map_err(|_| PanelError::Invalid("hours: a whole number, or empty".into()))?;
             Some(OffsetDateTime::now_utc() + time::Duration::hours(i64::from(hours)))
         }
     };

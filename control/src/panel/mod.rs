@@ -23,6 +23,7 @@ pub mod config;
 pub mod csrf;
 pub mod dashboard;
 pub mod error;
+pub mod form;
 pub mod guard;
 pub mod pages;
 pub mod session;

@@ -6,7 +6,6 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -17,6 +16,7 @@ use serde::Deserialize;
 use totp_rs::{Builder, Secret, Totp};
 
 use super::error::{PanelError, PanelResult};
+use super::form::Form;
 use super::pages::Layout;
 use super::session::Viewer;
 use crate::db::admins::{self, AdminAccount};
