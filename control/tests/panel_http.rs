@@ -395,6 +395,15 @@ async fn sessions_end_on_idle_timeout_logout_and_revoke(pool: PgPool) {
         "idle session ended"
     );
 
+    // The absolute limit holds however busy the session is.
+    let mut busy = Client::new(app(&pool, &[]), "192.0.2.63");
+    busy.logged_in("alice").await;
+    sqlx::query("UPDATE admin_sessions SET expires_at = now() - interval '1 second' WHERE revoked_at IS NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(busy.get("/").await.location(), "/login", "absolute timeout");
+
     let app = app(&pool, &[]);
     let mut laptop = Client::new(app.clone(), "192.0.2.61");
     let mut phone = Client::new(app, "192.0.2.62");
@@ -427,6 +436,7 @@ async fn sessions_end_on_idle_timeout_logout_and_revoke(pool: PgPool) {
     assert_eq!(
         actions,
         [
+            "admin.login",
             "admin.login",
             "admin.login",
             "admin.login",
