@@ -16,8 +16,12 @@ fi
 pg_isready -q -d "$DATABASE_URL" || { echo "PostgreSQL is not reachable at DATABASE_URL" >&2; exit 1; }
 
 # The panel's login-guard tests also run against Redis at REDIS_URL (default
-# the local server); start this machine's if it is installed and stopped.
+# the local server); installed with apt-get when missing (as root), started
+# when stopped.
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
 if command -v redis-cli >/dev/null && ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
   if command -v redis-server >/dev/null; then
     redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' >/dev/null
