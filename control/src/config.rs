@@ -18,6 +18,7 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::panel::config::{PanelConfig, PanelLayer};
 use crate::secrets::Secrets;
 
 /// The environment variable naming the optional TOML file.
@@ -50,6 +51,10 @@ pub struct Config {
     pub session_token_ttl_secs: u64,
     pub heartbeat_retention_months: u32,
     pub log_format: LogFormat,
+    /// The admin panel: sessions and the login guard (`[panel]` in the file).
+    pub panel: PanelConfig,
+    /// Redis shared by control replicas (login counters); `None`: in-process.
+    pub redis_url: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -154,6 +159,8 @@ impl Config {
                 .heartbeat_retention_months
                 .unwrap_or(defaults.heartbeat_retention_months),
             log_format: merged.log_format.unwrap_or(LogFormat::Text),
+            panel: merged.panel.unwrap_or_default().resolve(),
+            redis_url: merged.redis_url.map(SecretString::from),
         };
         config.validate()?;
         Ok(config)
@@ -212,6 +219,7 @@ impl Config {
         if !(1..=120).contains(&self.heartbeat_retention_months) {
             return invalid("heartbeat_retention_months", "must be between 1 and 120");
         }
+        self.panel.validate()?;
         if let Some(path) = &self.signing_key_path
             && !path.is_file()
         {
@@ -255,6 +263,8 @@ impl fmt::Debug for Config {
                 &self.heartbeat_retention_months,
             )
             .field("log_format", &self.log_format)
+            .field("panel", &self.panel)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -322,6 +332,8 @@ struct Layer {
     session_token_ttl_secs: Option<u64>,
     heartbeat_retention_months: Option<u32>,
     log_format: Option<LogFormat>,
+    panel: Option<PanelLayer>,
+    redis_url: Option<String>,
 }
 
 impl Layer {
@@ -368,6 +380,8 @@ impl Layer {
             session_token_ttl_secs: parse(lookup("session_token_ttl_secs"))?,
             heartbeat_retention_months: parse(lookup("heartbeat_retention_months"))?,
             log_format: parse(lookup("log_format"))?,
+            panel: PanelLayer::from_env(env)?,
+            redis_url: secret("redis_url"),
         })
     }
 
@@ -394,6 +408,8 @@ impl Layer {
                 .heartbeat_retention_months
                 .or(below.heartbeat_retention_months),
             log_format: self.log_format.or(below.log_format),
+            panel: PanelLayer::stack(self.panel, below.panel),
+            redis_url: self.redis_url.or(below.redis_url),
         }
     }
 }

@@ -11,4 +11,5 @@ pub mod http;
 pub mod jobs;
 pub mod keys;
 pub mod link;
+pub mod panel;
 pub mod secrets;

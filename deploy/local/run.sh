@@ -51,6 +51,11 @@ if [ "$(psql "$server_url" -tAc "SELECT 1 FROM pg_database WHERE datname = '$db_
   "$bin/latchkey-control" demo seed --licenses 100 > "$data/demo-licenses.txt"
   "$bin/latchkey-control" api-keys create --name demo > "$data/api-key.txt"
 fi
+if [ ! -f "$data/admin-login.txt" ]; then
+  admin_password=$(head -c 18 /dev/urandom | base64 -w0 | tr '+/' '-_')
+  LATCHKEY_ADMIN_PASSWORD="$admin_password" "$bin/latchkey-control" admin create --username admin >/dev/null
+  (umask 077; printf 'username: admin\npassword: %s\n' "$admin_password" > "$data/admin-login.txt")
+fi
 api_key=$(awk '{print $NF}' "$data/api-key.txt")
 key=$(head -n1 "$data/demo-licenses.txt" | awk '{print $1}')
 
@@ -99,6 +104,7 @@ edges on $edge1 and $edge2. Logs: $data/control.log, $data/edge-1.log, $data/edg
 Ctrl-C stops everything this started.
 Demo license keys (key, kind, state): $data/demo-licenses.txt
 Admin API key: $api_key
+Admin panel: http://$LATCHKEY_LISTEN_ADDR/ (login in $data/admin-login.txt)
 
 Try the client API from another terminal (either edge answers; changes go through control):
   curl -s -X POST $edge1/api/license/activate -H 'content-type: application/json' \

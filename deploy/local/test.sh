@@ -15,4 +15,28 @@ if ! pg_isready -q -d "$DATABASE_URL" 2>/dev/null; then
 fi
 pg_isready -q -d "$DATABASE_URL" || { echo "PostgreSQL is not reachable at DATABASE_URL" >&2; exit 1; }
 
+# The panel's login-guard tests also run against Redis at REDIS_URL (default
+# the local server); installed with apt-get when missing (as root), started
+# when stopped.
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+if command -v redis-cli >/dev/null && ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+  if command -v redis-server >/dev/null; then
+    redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' >/dev/null
+    for _ in $(seq 20); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+fi
+
+# The panel's browser tests drive headless Chromium through chromedriver and
+# fail (not skip) without them; install them on a fresh Debian machine.
+if [ ! -x /usr/bin/chromedriver ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "chromedriver is missing: install the chromium and chromium-driver packages" >&2
+  fi
+fi
+
 cargo test --workspace --locked

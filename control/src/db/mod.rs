@@ -1,14 +1,17 @@
 //! Everything that speaks SQL. Nothing outside this module does.
 
+pub mod admin_sessions;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod customers;
+pub mod dashboard;
 pub mod devices;
 pub mod edges;
 pub mod flags;
 pub mod ingest;
 pub mod licenses;
+pub mod logins;
 pub mod outbox;
 pub mod partitions;
 pub mod products;

@@ -238,7 +238,7 @@ fn checked(filter: AuditFilter) -> ApiResult<AuditFilter> {
     Ok(filter)
 }
 
-fn to_csv(rows: &[AuditEntry]) -> ApiResult<Vec<u8>> {
+pub fn to_csv(rows: &[AuditEntry]) -> ApiResult<Vec<u8>> {
     let fail = |error: csv::Error| ApiError::internal(format!("writing audit CSV: {error}"));
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(CSV_HEADER).map_err(fail)?;

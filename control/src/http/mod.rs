@@ -65,6 +65,7 @@ pub struct AppState {
     pub secrets: Arc<Secrets>,
     pub tokens: Arc<auth::TokenKeys>,
     pub max_body_bytes: usize,
+    pub panel: Arc<crate::panel::Panel>,
 }
 
 /// The id of the request being answered, put in the request's extensions by
@@ -84,6 +85,7 @@ impl AppState {
             secrets: Arc::new(config.secrets()?),
             tokens: Arc::new(auth::TokenKeys::new(config)),
             max_body_bytes: config.max_body_bytes,
+            panel: Arc::new(crate::panel::Panel::new(config)?),
         })
     }
 }
@@ -106,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .split_for_parts();
     let document = openapi::serve(document);
     router
+        .merge(crate::panel::router(&state))
         .route(&format!("{API_PREFIX}/openapi.json"), get(document))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

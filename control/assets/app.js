@@ -1,0 +1,48 @@
+// Latchkey panel: live dashboard numbers over Server-Sent Events. Pages work
+// without this file; it only keeps the dashboard current.
+(function () {
+  "use strict";
+  function text(value) {
+    return value === null || value === undefined ? "—" : String(value);
+  }
+  function renderEdges(body, edges) {
+    body.replaceChildren();
+    if (edges.length === 0) {
+      var row = body.insertRow();
+      row.className = "empty";
+      var cell = row.insertCell();
+      cell.colSpan = 4;
+      cell.textContent = "No edge is connected.";
+      return;
+    }
+    edges.forEach(function (edge) {
+      var row = body.insertRow();
+      [edge.name, edge.snapshot_sequence, edge.lag, edge.last_seen_at].forEach(function (value) {
+        row.insertCell().textContent = text(value);
+      });
+    });
+  }
+  function start() {
+    var section = document.querySelector("[data-live]");
+    if (!section || !window.EventSource) return;
+    var status = document.getElementById("live-status");
+    var source = new EventSource(section.getAttribute("data-live"));
+    source.addEventListener("open", function () { if (status) status.textContent = "connected"; });
+    source.addEventListener("error", function () { if (status) status.textContent = "reconnecting…"; });
+    source.addEventListener("stats", function (event) {
+      var live = JSON.parse(event.data);
+      Object.keys(live.stats).forEach(function (key) {
+        var element = document.getElementById("stat-" + key);
+        if (element) element.textContent = text(live.stats[key]);
+      });
+      var edges = document.getElementById("edges");
+      if (edges) renderEdges(edges, live.edges);
+      if (status) status.textContent = "updated " + new Date().toLocaleTimeString();
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

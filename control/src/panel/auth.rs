@@ -1,0 +1,293 @@
+//! Login (password, then the second factor when enrolled) and logout.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::LazyLock;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::assets;
+use super::csrf::LOGIN_COOKIE;
+use super::error::{PanelError, PanelResult};
+use super::form::Form;
+use super::session::{
+    CurrentSession, SESSION_COOKIE, Viewer, hash_token, random_token, set_cookie,
+};
+use super::totp;
+use crate::context::{Actor, ActorKind, RequestContext};
+use crate::db::admin_sessions::{self, NewSession};
+use crate::db::admins::{self, AdminAccount};
+use crate::http::AppState;
+use crate::http::auth::client_context;
+
+/// Checked when the username is unknown, so that an unknown name costs what
+/// a wrong password does and the timing tells nothing.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| admins::hash_password("latchkey-timing-equaliser").unwrap_or_default());
+
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    assets: &'static str,
+    csrf: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "login_2fa.html")]
+pub struct SecondFactorPage {
+    assets: &'static str,
+    csrf: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+pub async fn login_page(State(state): State<AppState>, parts: Parts) -> Response {
+    if current(&parts).is_some_and(|session| session.mfa_passed) {
+        return Redirect::to("/").into_response();
+    }
+    login_form(&state, &parts.headers, None, StatusCode::OK)
+}
+
+/// The login page, with the double-submit cookie its form posts back.
+fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let existing = super::session::cookie(headers, LOGIN_COOKIE).map(str::to_owned);
+    let csrf = existing.clone().unwrap_or_else(random_token);
+    let page = LoginPage {
+        assets: assets::version(),
+        csrf: csrf.clone(),
+        error,
+    };
+    let mut response = (status, page).into_response();
+    if existing.is_none() {
+        let cookie = set_cookie(
+            LOGIN_COOKIE,
+            &csrf,
+            state.panel.config.absolute_timeout_secs,
+            state.panel.config.secure_cookies,
+        );
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<LoginForm>,
+) -> PanelResult<Response> {
+    let mut ctx = client_context(&parts);
+    let ip = client_ip(&ctx);
+    let guard = &state.panel.guard;
+    guard.admit(&state.pool, ip, &form.username).await?;
+    let account = match admins::find_by_username(&state.pool, &form.username).await? {
+        Some(account) => Some(account).filter(|account| password_matches(account, &form.password)),
+        None => {
+            admins::verify_password(&form.password, &DUMMY_HASH);
+            None
+        }
+    };
+    let Some(account) = account else {
+        // An automatic block's audit row names the guard, not a person.
+        ctx.actor = Actor::system("login-guard");
+        let blocked = guard
+            .failed(&state.pool, &ctx, ip, &form.username, "bad_credentials")
+            .await?;
+        return Ok(login_form(
+            &state,
+            &parts.headers,
+            Some(failure_message("Wrong username or password.", blocked)),
+            StatusCode::UNAUTHORIZED,
+        ));
+    };
+    guard.succeeded(&state.pool, ip, &account.username).await?;
+    ctx.actor = Actor {
+        kind: ActorKind::Admin,
+        id: Some(account.id.to_string()),
+        name: Some(account.username.clone()),
+    };
+    let token = random_token();
+    let needs_code = account.totp_enabled_at.is_some();
+    admin_sessions::create(
+        &state.pool,
+        &ctx,
+        NewSession {
+            id_hash: &hash_token(&token),
+            admin_id: account.id,
+            csrf_token: &random_token(),
+            mfa_passed: !needs_code,
+            ip: ctx.ip,
+            user_agent: ctx.user_agent.as_deref(),
+            absolute_timeout_secs: state.panel.config.absolute_timeout_secs,
+        },
+    )
+    .await?;
+    admins::record_login(&state.pool, account.id).await?;
+    let target = if needs_code { "/login/2fa" } else { "/" };
+    let mut response = Redirect::to(target).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &token,
+            state.panel.config.absolute_timeout_secs,
+            state.panel.config.secure_cookies,
+        ),
+    );
+    Ok(response)
+}
+
+/// The failure that reaches the limit says so: the next attempt is refused.
+fn failure_message(failure: &str, blocked: bool) -> String {
+    if blocked {
+        format!(
+            "{failure} Too many failed attempts: logins from your address are blocked for a while."
+        )
+    } else {
+        failure.to_owned()
+    }
+}
+
+fn password_matches(account: &AdminAccount, password: &str) -> bool {
+    account.disabled_at.is_none() && admins::verify_password(password, &account.password_hash)
+}
+
+pub async fn second_factor_page(parts: Parts) -> PanelResult<Response> {
+    let session = current(&parts).ok_or(PanelError::LoginRequired)?;
+    if session.mfa_passed {
+        return Ok(Redirect::to("/").into_response());
+    }
+    Ok(SecondFactorPage {
+        assets: assets::version(),
+        csrf: session.csrf_token.clone(),
+        error: None,
+    }
+    .into_response())
+}
+
+/// A six-digit code from the authenticator, or one of the recovery codes.
+pub async fn second_factor(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(form): Form<CodeForm>,
+) -> PanelResult<Response> {
+    let session = current(&parts).ok_or(PanelError::LoginRequired)?;
+    if session.mfa_passed {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let mut ctx = client_context(&parts);
+    let ip = client_ip(&ctx);
+    let guard = &state.panel.guard;
+    guard.admit(&state.pool, ip, &session.username).await?;
+    let account = admins::find(&state.pool, session.admin_id)
+        .await?
+        .ok_or(PanelError::LoginRequired)?;
+    let code: String = form.code.chars().filter(|c| !c.is_whitespace()).collect();
+    let recovery = totp::normalise_recovery_code(&code);
+    let method = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        match totp::matching_step(&state, &account, &code)? {
+            Some(step) if admins::claim_totp_step(&state.pool, account.id, step).await? => {
+                Some("totp")
+            }
+            _ => None,
+        }
+    } else if admins::use_recovery_code(&state.pool, account.id, &recovery).await? {
+        Some("recovery_code")
+    } else {
+        None
+    };
+    ctx.actor = Actor {
+        kind: ActorKind::Admin,
+        id: Some(account.id.to_string()),
+        name: Some(account.username.clone()),
+    };
+    let Some(method) = method else {
+        let blocked = guard
+            .failed(
+                &state.pool,
+                &ctx,
+                ip,
+                &account.username,
+                "bad_second_factor",
+            )
+            .await?;
+        let page = SecondFactorPage {
+            assets: assets::version(),
+            csrf: session.csrf_token.clone(),
+            error: Some(failure_message("That code is not valid.", blocked)),
+        };
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    guard.succeeded(&state.pool, ip, &account.username).await?;
+    let token = random_token();
+    admin_sessions::pass_second_factor(
+        &state.pool,
+        &ctx,
+        &session.id_hash,
+        &hash_token(&token),
+        account.id,
+        method,
+    )
+    .await?;
+    let mut response = Redirect::to("/").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            SESSION_COOKIE,
+            &token,
+            state.panel.config.absolute_timeout_secs,
+            state.panel.config.secure_cookies,
+        ),
+    );
+    Ok(response)
+}
+
+pub async fn logout(viewer: Viewer, State(state): State<AppState>) -> PanelResult<Response> {
+    admin_sessions::revoke(
+        &state.pool,
+        &viewer.ctx,
+        viewer.admin_id(),
+        &viewer.session.id_hash,
+        "admin.logout",
+    )
+    .await?;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, "", 0, state.panel.config.secure_cookies),
+    );
+    Ok(response)
+}
+
+fn current(parts: &Parts) -> Option<std::sync::Arc<admin_sessions::LiveSession>> {
+    parts
+        .extensions
+        .get::<CurrentSession>()
+        .and_then(|current| current.0.clone())
+}
+
+/// The peer address; without one (only in tests without connect info) all
+/// such callers share one counter.
+fn client_ip(ctx: &RequestContext) -> IpAddr {
+    ctx.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}

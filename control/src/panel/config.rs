@@ -1,0 +1,225 @@
+//! The panel's options: the `[panel]` table of the TOML file, or
+//! `LATCHKEY_PANEL_<OPTION>` variables, over the defaults below. Kept apart
+//! from `config.rs` so the panel's knobs live beside the panel.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, ENV_PREFIX};
+
+/// The panel's validated options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelConfig {
+    /// A session unused this long ends.
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after login, used or not.
+    pub absolute_timeout_secs: u64,
+    /// Mark cookies `Secure`: set it whenever the panel is reached over TLS.
+    pub secure_cookies: bool,
+    /// Failed logins from one IP within the window before the IP is blocked
+    /// (an account is throttled after four times as many, from any IPs).
+    pub login_max_failures: u64,
+    pub login_failure_window_secs: u64,
+    /// How long an automatic block lasts.
+    pub login_block_secs: u64,
+    /// Login attempts one IP may make per minute, failed or not.
+    pub login_attempts_per_minute: u64,
+    /// How often the dashboard's live numbers are pushed.
+    pub dashboard_refresh_secs: u64,
+}
+
+impl Default for PanelConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 1_800,
+            absolute_timeout_secs: 43_200,
+            secure_cookies: false,
+            login_max_failures: 5,
+            login_failure_window_secs: 900,
+            login_block_secs: 3_600,
+            login_attempts_per_minute: 20,
+            dashboard_refresh_secs: 2,
+        }
+    }
+}
+
+/// One layer's `[panel]` values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PanelLayer {
+    idle_timeout_secs: Option<u64>,
+    absolute_timeout_secs: Option<u64>,
+    secure_cookies: Option<bool>,
+    login_max_failures: Option<u64>,
+    login_failure_window_secs: Option<u64>,
+    login_block_secs: Option<u64>,
+    login_attempts_per_minute: Option<u64>,
+    dashboard_refresh_secs: Option<u64>,
+}
+
+impl PanelLayer {
+    /// `LATCHKEY_PANEL_<OPTION>`; `None` when no such variable is set.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Result<Option<Self>, ConfigError> {
+        let mut any = false;
+        let mut read = |name: &str| -> Option<(String, String)> {
+            let key = format!("{ENV_PREFIX}PANEL_{}", name.to_ascii_uppercase());
+            let value = env.get(&key)?.trim();
+            any |= !value.is_empty();
+            (!value.is_empty()).then(|| (key, value.to_owned()))
+        };
+        let layer = Self {
+            idle_timeout_secs: parse(read("idle_timeout_secs"))?,
+            absolute_timeout_secs: parse(read("absolute_timeout_secs"))?,
+            secure_cookies: parse(read("secure_cookies"))?,
+            login_max_failures: parse(read("login_max_failures"))?,
+            login_failure_window_secs: parse(read("login_failure_window_secs"))?,
+            login_block_secs: parse(read("login_block_secs"))?,
+            login_attempts_per_minute: parse(read("login_attempts_per_minute"))?,
+            dashboard_refresh_secs: parse(read("dashboard_refresh_secs"))?,
+        };
+        Ok(any.then_some(layer))
+    }
+
+    /// `upper` where it has a value, `lower` elsewhere.
+    pub fn stack(upper: Option<Self>, lower: Option<Self>) -> Option<Self> {
+        let (upper, lower) = match (upper, lower) {
+            (None, lower) => return lower,
+            (upper, None) => return upper,
+            (Some(upper), Some(lower)) => (upper, lower),
+        };
+        Some(Self {
+            idle_timeout_secs: upper.idle_timeout_secs.or(lower.idle_timeout_secs),
+            absolute_timeout_secs: upper.absolute_timeout_secs.or(lower.absolute_timeout_secs),
+            secure_cookies: upper.secure_cookies.or(lower.secure_cookies),
+            login_max_failures: upper.login_max_failures.or(lower.login_max_failures),
+            login_failure_window_secs: upper
+                .login_failure_window_secs
+                .or(lower.login_failure_window_secs),
+            login_block_secs: upper.login_block_secs.or(lower.login_block_secs),
+            login_attempts_per_minute: upper
+                .login_attempts_per_minute
+                .or(lower.login_attempts_per_minute),
+            dashboard_refresh_secs: upper
+                .dashboard_refresh_secs
+                .or(lower.dashboard_refresh_secs),
+        })
+    }
+
+    pub fn resolve(self) -> PanelConfig {
+        let d = PanelConfig::default();
+        PanelConfig {
+            idle_timeout_secs: self.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
+            absolute_timeout_secs: self
+                .absolute_timeout_secs
+                .unwrap_or(d.absolute_timeout_secs),
+            secure_cookies: self.secure_cookies.unwrap_or(d.secure_cookies),
+            login_max_failures: self.login_max_failures.unwrap_or(d.login_max_failures),
+            login_failure_window_secs: self
+                .login_failure_window_secs
+                .unwrap_or(d.login_failure_window_secs),
+            login_block_secs: self.login_block_secs.unwrap_or(d.login_block_secs),
+            login_attempts_per_minute: self
+                .login_attempts_per_minute
+                .unwrap_or(d.login_attempts_per_minute),
+            dashboard_refresh_secs: self
+                .dashboard_refresh_secs
+                .unwrap_or(d.dashboard_refresh_secs),
+        }
+    }
+}
+
+impl PanelConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let rules: [(&str, u64, u64, u64); 7] = [
+            ("panel.idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
+            (
+                "panel.absolute_timeout_secs",
+                self.absolute_timeout_secs,
+                60,
+                30 * 86_400,
+            ),
+            (
+                "panel.login_max_failures",
+                self.login_max_failures,
+                1,
+                1_000,
+            ),
+            (
+                "panel.login_failure_window_secs",
+                self.login_failure_window_secs,
+                1,
+                86_400,
+            ),
+            (
+                "panel.login_block_secs",
+                self.login_block_secs,
+                1,
+                30 * 86_400,
+            ),
+            (
+                "panel.login_attempts_per_minute",
+                self.login_attempts_per_minute,
+                1,
+                10_000,
+            ),
+            (
+                "panel.dashboard_refresh_secs",
+                self.dashboard_refresh_secs,
+                1,
+                3_600,
+            ),
+        ];
+        for (name, value, min, max) in rules {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    message: format!("must be between {min} and {max}"),
+                });
+            }
+        }
+        if self.idle_timeout_secs > self.absolute_timeout_secs {
+            return Err(ConfigError::Invalid {
+                name: "panel.idle_timeout_secs".into(),
+                message: "must not exceed panel.absolute_timeout_secs".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: FromStr>(found: Option<(String, String)>) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    found
+        .map(|(name, value)| {
+            value.parse().map_err(|error: T::Err| ConfigError::Invalid {
+                name,
+                message: format!("cannot parse {value:?}: {error}"),
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_bad_values_are_named() {
+        let env: BTreeMap<String, String> = [("LATCHKEY_PANEL_IDLE_TIMEOUT_SECS", "5")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let config = PanelLayer::from_env(&env).unwrap().unwrap().resolve();
+        assert_eq!(config.idle_timeout_secs, 5);
+        assert_eq!(config.login_max_failures, 5);
+        assert!(PanelLayer::from_env(&BTreeMap::new()).unwrap().is_none());
+
+        let mut bad = PanelConfig::default();
+        bad.idle_timeout_secs = bad.absolute_timeout_secs + 1;
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The admin panel: server-rendered HTML (askama templates compiled into the
+//! binary, `control/templates/`), enhanced with htmx where it helps, every
+//! asset embedded (`assets.rs`).
+//!
+//! Requests pass two layers before a handler: [`session::load`] finds the
+//! session named by the cookie (and restarts its idle clock), then
+//! [`csrf::verify`] checks the token on every state-changing request. Each
+//! handler takes [`session::Viewer`] (anyone logged in) or
+//! [`session::AdminUser`] (role `admin`) as its first argument, so the role
+//! check is in the signature. Every protected route is registered through
+//! [`Routes`], which also lists it: [`protected_routes`] is what the tests
+//! walk to prove that none answers without a session.
+//!
+//! To add a page: a handler in the area's module taking `Viewer` or
+//! `AdminUser`, a template extending `layout.html`, and one line in
+//! [`router`].
+
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod blocked_ips;
+pub mod config;
+pub mod csrf;
+pub mod dashboard;
+pub mod error;
+pub mod form;
+pub mod guard;
+pub mod pages;
+pub mod session;
+pub mod settings;
+pub mod totp;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::handler::Handler;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, post};
+
+use crate::config::{Config, ConfigError};
+use crate::http::AppState;
+use config::PanelConfig;
+use guard::LoginGuard;
+
+/// What the panel keeps beside the shared [`AppState`].
+#[derive(Debug)]
+pub struct Panel {
+    pub config: PanelConfig,
+    pub guard: LoginGuard,
+}
+
+impl Panel {
+    /// Counters in Redis when `REDIS_URL` is set, else in this process.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let guard = LoginGuard::new(&config.panel, config.redis_url.as_ref(), "latchkey").map_err(
+            |error| ConfigError::Invalid {
+                name: "REDIS_URL".into(),
+                message: error.to_string(),
+            },
+        )?;
+        Ok(Self {
+            config: config.panel.clone(),
+            guard,
+        })
+    }
+}
+
+/// One protected route: a method and its path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelRoute {
+    pub method: Method,
+    pub path: &'static str,
+}
+
+/// Registers protected routes and remembers them.
+struct Routes {
+    router: Router<AppState>,
+    listed: Vec<PanelRoute>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            listed: Vec::new(),
+        }
+    }
+
+    fn get<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::GET, path, get(handler))
+    }
+
+    fn post<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, post(handler))
+    }
+
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, route);
+        self.listed.push(PanelRoute { method, path });
+        self
+    }
+}
+
+fn protected() -> Routes {
+    Routes::new()
+        .get("/", dashboard::page)
+        .get("/events/dashboard", dashboard::events)
+        .get("/customers", pages::customers)
+        .get("/licenses", pages::licenses)
+        .get("/sessions", pages::sessions)
+        .get("/resources", pages::resources)
+        .get("/products", pages::products)
+        .get("/leads", pages::leads)
+        .get("/monitoring", pages::monitoring)
+        .get("/audit", audit::page)
+        .get("/audit/export", audit::export)
+        .get("/blocked-ips", blocked_ips::page)
+        .post("/blocked-ips", blocked_ips::add)
+        .post("/blocked-ips/{id}/lift", blocked_ips::lift)
+        .get("/settings", settings::page)
+        .post("/settings/sessions/{id}/revoke", settings::revoke_session)
+        .post(
+            "/settings/admins/{id}/reset-2fa",
+            settings::reset_two_factor,
+        )
+        .get("/settings/2fa", totp::enrol_page)
+        .post("/settings/2fa", totp::confirm)
+        .post("/logout", auth::logout)
+}
+
+/// Every protected route, for tests and docs.
+pub fn protected_routes() -> Vec<PanelRoute> {
+    protected().listed
+}
+
+/// The panel's routes with their layers; merged into the app at `/`.
+pub fn router(state: &AppState) -> Router<AppState> {
+    protected()
+        .router
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route(
+            "/login/2fa",
+            get(auth::second_factor_page).post(auth::second_factor),
+        )
+        .layer(middleware::from_fn(csrf::verify))
+        .layer(middleware::from_fn_with_state(state.clone(), session::load))
+        .layer(middleware::from_fn(page_headers))
+        .route(assets::ROUTE, get(assets::serve))
+}
+
+/// Pages are never framed (clickjacking), load only our own assets, and are
+/// not cached: they show sessions, codes and audit data.
+async fn page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,123 @@
+//! The layout every logged-in page shares (navigation, CSRF token for htmx,
+//! asset URLs) and the areas later issues fill, which say so for now.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::assets;
+use super::session::Viewer;
+
+/// Every area of the panel, in navigation order: `(path, label)`.
+pub const NAVIGATION: [(&str, &str); 10] = [
+    ("/", "Dashboard"),
+    ("/customers", "Customers"),
+    ("/licenses", "Licenses"),
+    ("/sessions", "Sessions"),
+    ("/resources", "Resources"),
+    ("/products", "Products"),
+    ("/leads", "Leads"),
+    ("/monitoring", "Monitoring"),
+    ("/audit", "Audit"),
+    ("/settings", "Settings"),
+];
+
+#[derive(Debug, Clone)]
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+    pub active: bool,
+}
+
+/// What `layout.html` needs from every page.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub title: &'static str,
+    pub username: String,
+    pub role: &'static str,
+    pub is_admin: bool,
+    pub csrf: String,
+    pub assets: &'static str,
+    pub nav: Vec<NavItem>,
+    /// The admin has not turned on two-factor login: every page says so.
+    pub without_2fa: bool,
+}
+
+impl Layout {
+    /// `active` is the navigation path this page belongs to.
+    pub fn new(viewer: &Viewer, title: &'static str, active: &str) -> Self {
+        Self {
+            title,
+            username: viewer.session.username.clone(),
+            role: viewer.role.as_str(),
+            is_admin: viewer.is_admin(),
+            csrf: viewer.session.csrf_token.clone(),
+            assets: assets::version(),
+            nav: NAVIGATION
+                .iter()
+                .map(|&(href, label)| NavItem {
+                    href,
+                    label,
+                    active: href == active,
+                })
+                .collect(),
+            without_2fa: !viewer.session.totp_enabled,
+        }
+    }
+}
+
+/// A time as pages show it: to the second, in UTC.
+pub fn when(at: &OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Template, WebTemplate)]
+#[template(path = "not_yet.html")]
+pub struct NotYet {
+    pub layout: Layout,
+    pub area: &'static str,
+}
+
+fn not_yet(viewer: &Viewer, path: &'static str) -> NotYet {
+    let area = NAVIGATION
+        .iter()
+        .find(|(href, _)| *href == path)
+        .map_or("This area", |(_, label)| label);
+    NotYet {
+        layout: Layout::new(viewer, area, path),
+        area,
+    }
+}
+
+pub async fn customers(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/customers")
+}
+
+pub async fn licenses(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/licenses")
+}
+
+pub async fn sessions(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/sessions")
+}
+
+pub async fn resources(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/resources")
+}
+
+pub async fn products(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/products")
+}
+
+pub async fn leads(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/leads")
+}
+
+pub async fn monitoring(viewer: Viewer) -> NotYet {
+    not_yet(&viewer, "/monitoring")
+}

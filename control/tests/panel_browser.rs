@@ -1,0 +1,367 @@
+//! The admin panel in headless Chromium, driven through chromedriver with
+//! fantoccini: each test starts chromedriver on a free port and a control
+//! server in-process on another, over a fresh database. Screenshots land in
+//! `<target>/screenshots/`.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver`
+//! (`deploy/local/test.sh` installs them); without them these tests fail
+//! with a message saying so.
+
+#[allow(dead_code)]
+mod panel_support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use latchkey_control::db::MIGRATOR;
+use latchkey_control::db::admins::Role;
+use latchkey_control::db::api_keys::{self, Scope};
+use latchkey_control::http::{self, AppState};
+use panel_support::{PASSWORD, admin, config};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use totp_rs::{Builder, Secret};
+use tower::ServiceExt;
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver, killed when the test ends.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_driver() -> Driver {
+    let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| CHROMEDRIVER.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "chromedriver not found at {path}: the panel's browser tests need headless Chromium. \
+         Install it with `apt-get install -y chromium chromium-driver` (deploy/local/test.sh does), \
+         or set CHROMEDRIVER to its path."
+    );
+    let port = free_port();
+    let child = Command::new(&path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {path}: {error}"));
+    let driver = Driver { child, port };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                         "--disable-gpu", "--window-size=1280,900"] }),
+    );
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session from chromedriver")
+}
+
+/// The app served on a free port; answers its base URL.
+async fn serve(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(screenshot_dir().join(name), png).unwrap();
+}
+
+/// The element, once the page has it: a click's navigation is not awaited
+/// by WebDriver.
+async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|error| panic!("{css}: {error}"))
+}
+
+async fn text(browser: &Client, css: &str) -> String {
+    find(browser, css).await.text().await.unwrap()
+}
+
+async fn fill(browser: &Client, css: &str, value: &str) {
+    find(browser, css).await.send_keys(value).await.unwrap();
+}
+
+async fn click(browser: &Client, css: &str) {
+    find(browser, css).await.click().await.unwrap();
+}
+
+async fn path(browser: &Client) -> String {
+    browser.current_url().await.unwrap().path().to_owned()
+}
+
+/// Waits for the browser to arrive at `expected`.
+async fn arrives(browser: &Client, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = path(browser).await;
+        if now == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {now}, expected {expected}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn log_in(browser: &Client, base: &str, username: &str) {
+    browser.goto(&format!("{base}/login")).await.unwrap();
+    fill(browser, "#username", username).await;
+    fill(browser, "#password", PASSWORD).await;
+    click(browser, "#login-submit").await;
+}
+
+/// Polls `check` for up to `secs` seconds.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn log_in_with_totp_and_watch_the_dashboard_follow_the_api(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let state = AppState::new(
+        pool.clone(),
+        &config(&[("LATCHKEY_PANEL_DASHBOARD_REFRESH_SECS", "1")]),
+    )
+    .unwrap();
+    let base = serve(state.clone()).await;
+    let browser = browser(&driver).await;
+
+    browser.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(path(&browser).await, "/login", "no session: the login page");
+    screenshot(&browser, "login.png").await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+
+    // Enrol: read the secret off the page, answer with the current code.
+    browser.goto(&format!("{base}/settings/2fa")).await.unwrap();
+    find(&browser, "#totp-qr").await;
+    screenshot(&browser, "totp_enrol.png").await;
+    let secret = text(&browser, "#totp-secret").await;
+    let totp = Builder::new()
+        .with_secret(Secret::try_from_base32(&secret).unwrap())
+        .build()
+        .unwrap();
+    fill(&browser, "#totp-code", &totp.generate_current().to_string()).await;
+    click(&browser, "#totp-submit").await;
+    let codes = text(&browser, "#recovery-codes").await;
+    assert_eq!(
+        codes.lines().filter(|line| !line.trim().is_empty()).count(),
+        10,
+        "{codes}"
+    );
+
+    // Log out, log in again: password, then a code computed here.
+    click(&browser, "#logout").await;
+    arrives(&browser, "/login").await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/login/2fa").await;
+    fill(&browser, "#code", &totp.generate_current().to_string()).await;
+    click(&browser, "#code-submit").await;
+    arrives(&browser, "/").await;
+
+    // A license created through the admin JSON API shows up in place.
+    let before: u64 = text(&browser, "#stat-active_licenses")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        browser.find(Locator::Css("#no-2fa")).await.is_err(),
+        "2FA is on: no banner"
+    );
+    // A reload would lose this: the number must change in the page as it is.
+    browser
+        .execute("window.lkMarker = 42;", vec![])
+        .await
+        .unwrap();
+    eventually(10, "the live stream", || async {
+        text(&browser, "#live-status").await.starts_with("updated")
+    })
+    .await;
+    let key = api_keys::create_bootstrap(&pool, &state.secrets, "browser-test", &[Scope::All])
+        .await
+        .unwrap()
+        .secret;
+    let api = http::app(state.clone());
+    let call = |uri: &str, body: Value| {
+        Request::post(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let product = api
+        .clone()
+        .oneshot(call(
+            "/admin/api/v1/products",
+            json!({ "slug": "studio", "name": "Studio" }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(product.status(), StatusCode::CREATED);
+    let product: Value = serde_json::from_slice(
+        &axum::body::to_bytes(product.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let created = api
+        .oneshot(call(
+            "/admin/api/v1/licenses",
+            json!({ "product_id": product["id"], "count": 3 }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    eventually(15, "the dashboard to count the new licenses", || async {
+        text(&browser, "#stat-active_licenses").await == (before + 3).to_string()
+    })
+    .await;
+    assert_eq!(
+        browser
+            .execute("return window.lkMarker;", vec![])
+            .await
+            .unwrap(),
+        json!(42),
+        "updated in place, no reload"
+    );
+    screenshot(&browser, "dashboard.png").await;
+    browser.close().await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_idle_session_is_logged_out(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let state = AppState::new(
+        pool.clone(),
+        &config(&[("LATCHKEY_PANEL_IDLE_TIMEOUT_SECS", "3")]),
+    )
+    .unwrap();
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+    browser.goto(&format!("{base}/audit")).await.unwrap();
+    assert_eq!(path(&browser).await, "/audit", "still active");
+    // The dashboard's stream does not count as use: stay on it past the timeout.
+    browser.goto(&format!("{base}/")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    browser.goto(&format!("{base}/settings")).await.unwrap();
+    assert_eq!(path(&browser).await, "/login", "logged out after 3 s idle");
+    browser.close().await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_viewer_cannot_reach_a_mutating_form(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "victor", Role::Viewer).await;
+    let state = AppState::new(pool.clone(), &config(&[])).unwrap();
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "victor").await;
+    arrives(&browser, "/").await;
+    browser.goto(&format!("{base}/blocked-ips")).await.unwrap();
+    find(&browser, "#blocks").await;
+    assert!(
+        browser.find(Locator::Css("#block-form")).await.is_err(),
+        "no form for a viewer"
+    );
+    browser.goto(&format!("{base}/settings")).await.unwrap();
+    find(&browser, "#my-sessions").await;
+    assert!(
+        browser.find(Locator::Css("#admins")).await.is_err(),
+        "no admin management"
+    );
+    // Posting the form by hand, with the session's CSRF token, is refused.
+    let status = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const token = document.querySelector('input[name=_csrf]').value;
+             fetch('/blocked-ips', { method: 'POST',
+               headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-csrf-token': token },
+               body: 'network=10.0.0.0%2F8&reason=nope' })
+             .then(r => done([r.status, r.headers.get('x-error-code')]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!([403, "FORBIDDEN"]));
+    let blocks: i64 = sqlx::query_scalar("SELECT count(*) FROM blocked_ips")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(blocks, 0);
+    browser.close().await.unwrap();
+}

@@ -1,0 +1,200 @@
+//! What the panel's HTTP and browser tests share: configuration, admins,
+//! and a cookie-keeping client that talks to the app with `oneshot`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use latchkey_control::config::Config;
+use latchkey_control::context::RequestContext;
+use latchkey_control::db::admins::{self, Role};
+use sqlx::PgPool;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A valid configuration; `extra` are more `LATCHKEY_*` variables.
+pub fn config(extra: &[(&str, &str)]) -> Config {
+    let env: BTreeMap<String, String> = [
+        ("DATABASE_URL", "postgres://unused.invalid/latchkey"),
+        (
+            "SECRET_KEY",
+            "test-secret-key-test-secret-key-test-secret-key",
+        ),
+        (
+            "JWT_SECRET",
+            "test-jwt-secret-test-jwt-secret-test-jwt-secret",
+        ),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Config::from_layers(None, &env).expect("test configuration is valid")
+}
+
+pub async fn admin(pool: &PgPool, username: &str, role: Role) -> Uuid {
+    admins::create(
+        pool,
+        &RequestContext::system("test"),
+        username,
+        PASSWORD,
+        role,
+    )
+    .await
+    .unwrap()
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    pub fn error_code(&self) -> &str {
+        self.headers
+            .get("x-error-code")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the first `name="_csrf"` field in the page.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"_csrf\" value=\"";
+        let start = self.body.find(marker).expect("page has a CSRF field") + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+/// A browser without JavaScript: keeps cookies, comes from one address.
+pub struct Client {
+    app: Router,
+    pub cookies: BTreeMap<String, String>,
+}
+
+impl Client {
+    pub fn new(app: Router, ip: &str) -> Self {
+        let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+        Self {
+            app: app.layer(MockConnectInfo(addr)),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    pub async fn send(
+        &mut self,
+        method: Method,
+        uri: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> Reply {
+        self.send_with(method, uri, form, &[]).await
+    }
+
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        uri: &str,
+        form: Option<&[(&str, &str)]>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if !self.cookies.is_empty() {
+            let cookie = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header(header::COOKIE, cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = match form {
+            Some(pairs) => {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                let mut encoded = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in pairs {
+                    encoded.append_pair(k, v);
+                }
+                Body::from(encoded.finish())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        for value in headers.get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, uri: &str) -> Reply {
+        self.send(Method::GET, uri, None).await
+    }
+
+    pub async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Reply {
+        self.send(Method::POST, uri, Some(form)).await
+    }
+
+    /// Fetches the login form and posts it.
+    pub async fn login(&mut self, username: &str, password: &str) -> Reply {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let csrf = page.csrf();
+        self.post(
+            "/login",
+            &[
+                ("_csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Logs in with the password (no 2FA enrolled) and returns the
+    /// session's CSRF token.
+    pub async fn logged_in(&mut self, username: &str) -> String {
+        let reply = self.login(username, PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        assert_eq!(reply.location(), "/");
+        let home = self.get("/").await;
+        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+        home.csrf()
+    }
+}
