@@ -85,7 +85,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceiling,edge,baseline-postgres"
+        default_value = "ceiling,verify-work,edge,baseline-postgres"
     )]
     servers: Vec<ServerKind>,
     /// The `latchkey-edge` binary; default: next to this binary.
@@ -110,6 +110,8 @@ pub struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ServerKind {
     Ceiling,
+    /// The ceiling doing the parse/hash/serialize work of a verify.
+    VerifyWork,
     Edge,
     BaselinePostgres,
 }
@@ -118,6 +120,7 @@ impl ServerKind {
     fn name(self) -> &'static str {
         match self {
             Self::Ceiling => "ceiling",
+            Self::VerifyWork => "verify-work",
             Self::Edge => "edge",
             Self::BaselinePostgres => "baseline-postgres",
         }
@@ -263,6 +266,15 @@ async fn race(
                 std::env::current_exe()?,
                 os_args(&["ceiling-server", "--listen", &addr.to_string()]),
             ),
+            ServerKind::VerifyWork => (
+                std::env::current_exe()?,
+                os_args(&[
+                    "ceiling-server",
+                    "--listen",
+                    &addr.to_string(),
+                    "--verify-work",
+                ]),
+            ),
             ServerKind::BaselinePostgres => {
                 let url = pool
                     .context("the baseline needs the scratch database")?
@@ -341,11 +353,24 @@ async fn race(
             .map(|(_, measured, _)| measured.throughput())
     };
     if let Some(edge) = throughput(ServerKind::Edge) {
-        for reference in [ServerKind::Ceiling, ServerKind::BaselinePostgres] {
+        for reference in [
+            ServerKind::Ceiling,
+            ServerKind::VerifyWork,
+            ServerKind::BaselinePostgres,
+        ] {
             if let Some(other) = throughput(reference) {
                 println!("ratio edge / {}: {:.2}", reference.name(), edge / other);
             }
         }
+    }
+    if let (Some(work), Some(ceiling)) = (
+        throughput(ServerKind::VerifyWork),
+        throughput(ServerKind::Ceiling),
+    ) {
+        println!(
+            "ratio verify-work / ceiling: {:.2} (the share any server doing a verify's parse, hash and serialize keeps)",
+            work / ceiling
+        );
     }
     if !problems.is_empty() {
         bail!(
