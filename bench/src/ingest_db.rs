@@ -42,24 +42,24 @@ pub struct Args {
 }
 
 /// What one side of the race did.
-struct Run {
-    records: u64,
+pub(crate) struct Run {
+    pub(crate) records: u64,
     batches: u64,
     elapsed: Duration,
     latency: Histogram<u64>,
 }
 
 impl Run {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
 }
 
 /// Licenses and sessions the generated records name.
-struct World {
-    licenses: Vec<Uuid>,
+pub(crate) struct World {
+    pub(crate) licenses: Vec<Uuid>,
     /// `(session, its license)`, per sender.
-    sessions: Vec<Vec<(Uuid, Uuid)>>,
+    pub(crate) sessions: Vec<Vec<(Uuid, Uuid)>>,
 }
 
 pub async fn run(server_url: &str, args: Args) -> anyhow::Result<()> {
@@ -74,7 +74,7 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         args.tasks > 0 && args.batch_records > 0 && args.licenses > 0,
         "--tasks, --batch-records and --licenses must be positive"
     );
-    let world = Arc::new(seed(pool, args).await?);
+    let world = Arc::new(seed(pool, args.licenses, args.sessions, args.tasks).await?);
     println!(
         "ingest-db: {} senders, batches of {} records, {} licenses, {} sessions, {} s",
         args.tasks, args.batch_records, args.licenses, args.sessions, args.seconds
@@ -96,7 +96,8 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
         "ingest lost or doubled records"
     );
 
-    let reference = reference_side(pool, args, &world, ingest.batches).await?;
+    let reference =
+        reference_side(pool, args.tasks, args.batch_records, &world, ingest.batches).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM license_heartbeats")
         .fetch_one(pool)
         .await?;
@@ -120,8 +121,13 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
 }
 
 /// Licenses through the library, sessions straight in SQL (open, one per
-/// license in turn).
-async fn seed(pool: &PgPool, args: &Args) -> anyhow::Result<World> {
+/// license in turn), the sessions dealt out over `senders`.
+pub(crate) async fn seed(
+    pool: &PgPool,
+    license_count: usize,
+    session_count: usize,
+    senders: usize,
+) -> anyhow::Result<World> {
     let ctx = RequestContext::system("bench");
     let secrets = Secrets::new(&"bench-secret-".repeat(4))?;
     let product_id: i32 = sqlx::query_scalar(
@@ -131,14 +137,14 @@ async fn seed(pool: &PgPool, args: &Args) -> anyhow::Result<World> {
     .await?;
     let template: NewLicense =
         serde_json::from_value(serde_json::json!({ "product_id": product_id }))?;
-    let mut ids = Vec::with_capacity(args.licenses);
-    while ids.len() < args.licenses {
-        let batch = (args.licenses - ids.len()).min(licenses::MAX_BATCH);
+    let mut ids = Vec::with_capacity(license_count);
+    while ids.len() < license_count {
+        let batch = (license_count - ids.len()).min(licenses::MAX_BATCH);
         for created in licenses::create(pool, &ctx, &secrets, &template, batch).await? {
             ids.push(created.license.id);
         }
     }
-    let owners: Vec<Uuid> = (0..args.sessions).map(|i| ids[i % ids.len()]).collect();
+    let owners: Vec<Uuid> = (0..session_count).map(|i| ids[i % ids.len()]).collect();
     let session_ids: Vec<Uuid> = sqlx::query_scalar(
         "INSERT INTO sessions (license_id, token_expires_at)
          SELECT l, now() + interval '1 day' FROM unnest($1::uuid[]) WITH ORDINALITY AS t (l, n)
@@ -148,9 +154,9 @@ async fn seed(pool: &PgPool, args: &Args) -> anyhow::Result<World> {
     .fetch_all(pool)
     .await
     .context("seeding sessions")?;
-    let mut sessions = vec![Vec::new(); args.tasks];
+    let mut sessions = vec![Vec::new(); senders];
     for (i, (session, license)) in session_ids.into_iter().zip(owners).enumerate() {
-        sessions[i % args.tasks].push((session, license));
+        sessions[i % senders].push((session, license));
     }
     Ok(World {
         licenses: ids,
@@ -197,19 +203,20 @@ async fn ingest_side(pool: &PgPool, args: &Args, world: &Arc<World>) -> anyhow::
 
 /// The same records, in as many batches, from as many connections, each
 /// batch one COPY in its own transaction: no batch id, no session update.
-async fn reference_side(
+/// `senders` connections send `batches` of `batch_records` in all.
+pub(crate) async fn reference_side(
     pool: &PgPool,
-    args: &Args,
+    senders: usize,
+    batch_records: usize,
     world: &Arc<World>,
     batches: u64,
 ) -> anyhow::Result<Run> {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..args.tasks)
+    let tasks: Vec<_> = (0..senders)
         .map(|task| {
             let (pool, world) = (pool.clone(), world.clone());
-            let batch_records = args.batch_records;
-            // Task t sends batches t, t + tasks, …: `batches` in all.
-            let mine = (batches + (args.tasks - 1 - task) as u64) / args.tasks as u64;
+            // Task t sends batches t, t + senders, …: `batches` in all.
+            let mine = (batches + (senders - 1 - task) as u64) / senders as u64;
             tokio::spawn(async move {
                 let edge_id = Uuid::new_v4();
                 let mut conn = pool.acquire().await?;
@@ -227,7 +234,7 @@ async fn reference_side(
             })
         })
         .collect();
-    finish(tasks, started, args.batch_records).await
+    finish(tasks, started, batch_records).await
 }
 
 /// A sender's result: batches sent and their latencies.
@@ -287,14 +294,14 @@ fn records(world: &World, task: usize, n: u64, len: usize) -> Vec<UsageRecord> {
 }
 
 /// A cheap, well-mixed deterministic stream (no RNG dependency).
-fn splitmix64(seed: u64) -> u64 {
+pub(crate) fn splitmix64(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-fn report(name: &str, run: &Run) {
+pub(crate) fn report(name: &str, run: &Run) {
     let ms = |q: f64| run.latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "{name}: {} records in {} batches in {:.1} s = {:.0} records/s; per batch p50 {:.1} ms, p99 {:.1} ms",

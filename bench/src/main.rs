@@ -5,9 +5,12 @@
 mod activations;
 mod baseline_postgres;
 mod ceiling;
+mod ingest;
 mod ingest_db;
+mod propagation;
 mod scratch;
 mod snapshot_build;
+mod stack;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +44,14 @@ enum Scenario {
     /// binary COPY, session heartbeat times) from concurrent edges, beside a
     /// plain binary COPY of as many rows from as many connections.
     IngestDb(ingest_db::Args),
+    /// Usage records per second end to end: heartbeats recorded into
+    /// in-process edges, shipped in batches over the QUIC link, ingested by
+    /// control; beside a plain binary COPY of as many rows.
+    Ingest(ingest::Args),
+    /// Time from a committed license change to every in-process edge
+    /// serving it (publisher, signed delta, QUIC), beside PostgreSQL's
+    /// LISTEN/NOTIFY round trip.
+    Propagation(propagation::Args),
     /// Time to build and sign a full snapshot of N licenses from PostgreSQL,
     /// beside only streaming the same rows.
     SnapshotBuild(snapshot_build::Args),
@@ -63,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::Activations(args) => activations::run(&cli.database_url, args).await,
         Scenario::IngestDb(args) => ingest_db::run(&cli.database_url, args).await,
+        Scenario::Ingest(args) => ingest::run(&cli.database_url, args).await,
+        Scenario::Propagation(args) => propagation::run(&cli.database_url, args).await,
         Scenario::SnapshotBuild(args) => snapshot_build::run(&cli.database_url, args).await,
         Scenario::Verify(args) => verify::run(&cli.database_url, args).await,
         Scenario::CeilingServer(args) => ceiling::serve(args).await,
