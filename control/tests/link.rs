@@ -28,6 +28,7 @@ use uuid::Uuid;
 struct Stack {
     dir: PathBuf,
     pool: PgPool,
+    signer: SigningKeyPair,
     link: Option<RunningLink>,
     link_addr: SocketAddr,
 }
@@ -38,13 +39,27 @@ impl Stack {
         std::fs::create_dir_all(&dir).unwrap();
         let signer = SigningKeyPair::generate();
         std::fs::write(dir.join("trusted.pem"), signer.public_key_pem()).unwrap();
-        let running = start_link(&pool, &dir, signer, "127.0.0.1:0".parse().unwrap());
+        let running = start_link(&pool, &dir, signer.clone(), "127.0.0.1:0".parse().unwrap());
         Self {
             link_addr: running.addr,
             dir,
             pool,
+            signer,
             link: Some(running),
         }
+    }
+
+    /// Control's link again on the same address (a restart).
+    fn restart_link(&mut self) {
+        if let Some(link) = self.link.take() {
+            link.stop();
+        }
+        self.link = Some(start_link(
+            &self.pool,
+            &self.dir,
+            self.signer.clone(),
+            self.link_addr,
+        ));
     }
 
     async fn edge(&self, name: &str, enrol: bool) -> RunningEdge {
@@ -57,32 +72,42 @@ impl Stack {
     }
 
     async fn edge_with(&self, name: &str, enrol_token: Option<String>) -> RunningEdge {
-        latchkey_edge::start(EdgeConfig {
-            snapshot: None,
-            trusted_keys: vec![self.dir.join("trusted.pem")],
-            listen: "127.0.0.1:0".parse().unwrap(),
-            rate_limit_per_min: Some(1_000_000),
-            trusted_proxies: vec![],
-            max_body_bytes: 16 * 1024,
-            header_timeout_secs: 10,
-            request_timeout_secs: 15,
-            reload_check_ms: 1000,
-            link: LinkConfig {
-                control: Some(self.link_addr),
-                control_cert: Some(self.dir.join("control").join(link::tls::CERT_FILE)),
-                data_dir: Some(self.dir.join(name)),
-                name: name.to_owned(),
-                enrol_token,
-                call_timeout_ms: 5_000,
-                usage_batch_records: 1_000,
-                usage_flush_ms: 50,
-                usage_queue_records: 100_000,
-                usage_spool_mb: 16,
-            },
-        })
-        .await
-        .unwrap()
+        edge_on(&self.dir, self.link_addr, name, enrol_token).await
     }
+}
+
+/// An edge linked to control at `link`, its files under `dir`.
+async fn edge_on(
+    dir: &Path,
+    link: SocketAddr,
+    name: &str,
+    enrol_token: Option<String>,
+) -> RunningEdge {
+    latchkey_edge::start(EdgeConfig {
+        snapshot: None,
+        trusted_keys: vec![dir.join("trusted.pem")],
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rate_limit_per_min: Some(1_000_000),
+        trusted_proxies: vec![],
+        max_body_bytes: 16 * 1024,
+        header_timeout_secs: 10,
+        request_timeout_secs: 15,
+        reload_check_ms: 1000,
+        link: LinkConfig {
+            control: Some(link),
+            control_cert: Some(dir.join("control").join(link::tls::CERT_FILE)),
+            data_dir: Some(dir.join(name)),
+            name: name.to_owned(),
+            enrol_token,
+            call_timeout_ms: 5_000,
+            usage_batch_records: 1_000,
+            usage_flush_ms: 50,
+            usage_queue_records: 10_000,
+            usage_spool_mb: 16,
+        },
+    })
+    .await
+    .unwrap()
 }
 
 impl Drop for Stack {
@@ -509,6 +534,7 @@ async fn usage_accepted_by_edges_lands_exactly_once_across_a_control_kill(pool: 
     let stack = Stack {
         dir: dir.clone(),
         pool: pool.clone(),
+        signer: SigningKeyPair::generate(),
         link: None,
         link_addr,
     };
@@ -573,4 +599,108 @@ async fn usage_accepted_by_edges_lands_exactly_once_across_a_control_kill(pool: 
         edge.stop().await;
     }
     drop(control);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_replica_that_does_not_publish_relays_the_chain(pool: PgPool) {
+    let stack = Stack::start(pool.clone()).await;
+    let (license_id, key) = one_license(&pool, 1).await;
+    // A second replica on the same database: one of the two holds the
+    // publisher lock, and each serves its own edge.
+    let replica = start_link(
+        &pool,
+        &stack.dir,
+        stack.signer.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let first = stack.edge("edge-a", true).await;
+    let token = edges::create(&pool, "edge-b").await.unwrap().enrol_token;
+    let other = edge_on(&stack.dir, replica.addr, "edge-b", Some(token)).await;
+    wait_for(Duration::from_secs(10), || {
+        [&first, &other]
+            .iter()
+            .all(|e| status_on(e, &key) == Some(LicenseStatus::Active))
+    })
+    .await
+    .expect("both replicas serve their edge");
+    licenses::set_status(
+        &pool,
+        &RequestContext::system("test"),
+        license_id,
+        LicenseStatus::Suspended,
+    )
+    .await
+    .unwrap();
+    let took = wait_for(Duration::from_secs(5), || {
+        [&first, &other]
+            .iter()
+            .all(|e| status_on(e, &key) == Some(LicenseStatus::Suspended))
+    })
+    .await
+    .expect("the change reached the edges of both replicas");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // Advisory locks belong to a database; other tests run in theirs.
+    let publishers: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT pid, classid::text || ':' || objid::text FROM pg_locks
+          WHERE locktype = 'advisory' AND granted
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        publishers.len(),
+        1,
+        "exactly one replica publishes: {publishers:?}"
+    );
+    first.stop().await;
+    other.stop().await;
+    replica.stop();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn usage_beyond_the_queue_is_spooled_and_lands_once_when_control_returns(pool: PgPool) {
+    let mut stack = Stack::start(pool.clone()).await;
+    let (license_id, key) = one_license(&pool, 1).await;
+    let edge = stack.edge("edge-a", true).await;
+    wait_for(Duration::from_secs(10), || status_on(&edge, &key).is_some())
+        .await
+        .expect("the edge is served");
+    stack.link.take().unwrap().stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Control is away: 25 000 records against a queue of 10 000.
+    let usage = edge.state.usage.as_ref().unwrap();
+    for _ in 0..25 {
+        for _ in 0..1_000 {
+            usage.record(latchkey_edge::usage::now(
+                latchkey_shared::usage::UsageKind::Heartbeat,
+                license_id,
+                Some(Uuid::new_v4()),
+            ));
+        }
+        usage.cut();
+    }
+    let spool = stack.dir.join("edge-a").join("spool");
+    let spooled = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert!(spooled > 0, "batches past the queue went to the spool");
+    assert!(usage.queued_records() <= 10_000);
+
+    stack.restart_link();
+    let started = Instant::now();
+    while heartbeat_rows(&pool).await < 25_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of 25000 rows",
+            heartbeat_rows(&pool).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(heartbeat_rows(&pool).await, 25_000);
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        left, 0,
+        "the spool is emptied once its batches are committed"
+    );
+    edge.stop().await;
 }
