@@ -109,6 +109,17 @@ pub async fn applied(pool: &PgPool, edge_id: Uuid, sequence: u64) -> DomainResul
     Ok(())
 }
 
+/// The edge is still connected; `false` once it has been revoked.
+pub async fn seen(pool: &PgPool, edge_id: Uuid) -> DomainResult<bool> {
+    let still: Option<Uuid> = sqlx::query_scalar(
+        "UPDATE edges SET last_seen_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(edge_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(still.is_some())
+}
+
 pub async fn revoke(pool: &PgPool, edge_id: Uuid) -> DomainResult<Edge> {
     sqlx::query_as(&format!(
         "UPDATE edges SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"

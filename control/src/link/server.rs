@@ -18,6 +18,8 @@ use crate::db::edges;
 /// Application close codes the edge can read.
 pub const CLOSE_REFUSED: u32 = 1;
 pub const CLOSE_PROTOCOL: u32 = 2;
+/// How often a connected edge's `last_seen_at` is refreshed.
+const SEEN_EVERY: Duration = Duration::from_secs(10);
 /// The edge must say hello within this.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,6 +106,7 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) -> Result<(),
         result = push(&connection, shared.chain.clone(), hello.held_sequence) => result,
         result = applied(&connection, &shared.pool, edge.id) => result,
         result = answer_calls(&connection, shared.clone(), edge.id) => result,
+        result = keep_seen(&connection, &shared.pool, edge.id) => result,
     };
     tracing::info!(edge = %edge.name, "edge disconnected");
     result
@@ -140,6 +143,24 @@ async fn applied(
         let applied: Applied = serde_json::from_slice(&stream.read_to_end(1024).await?)?;
         edges::applied(pool, edge_id, applied.sequence).await?;
         tracing::debug!(%edge_id, sequence = applied.sequence, "edge applied snapshot");
+    }
+}
+
+/// Keeps `last_seen_at` fresh while the edge is connected (the panel tells
+/// a connected edge from one that went away), and ends the connection of an
+/// edge revoked meanwhile.
+async fn keep_seen(
+    connection: &quinn::Connection,
+    pool: &PgPool,
+    edge_id: Uuid,
+) -> Result<(), LinkError> {
+    let mut ticks = tokio::time::interval(SEEN_EVERY);
+    loop {
+        ticks.tick().await;
+        if !edges::seen(pool, edge_id).await? {
+            connection.close(CLOSE_REFUSED.into(), b"this edge has been revoked");
+            return Err(LinkError::Refused("revoked while connected".into()));
+        }
     }
 }
 
