@@ -343,6 +343,26 @@ async fn activations_through_an_edge_are_decided_by_control_exactly(pool: PgPool
         (StatusCode::OK, json!(true)),
         "{ended}"
     );
+    // The ended session reaches the edge: its heartbeats are refused there.
+    let session_id: Uuid = session["session_id"].as_str().unwrap().parse().unwrap();
+    wait_for(Duration::from_secs(2), || {
+        edge.state
+            .snapshots
+            .current()
+            .is_some_and(|s| s.is_session_revoked(&session_id))
+    })
+    .await
+    .expect("the ended session reached the edge");
+    let (status, beat) = post(
+        &edge,
+        "/api/license/session/heartbeat",
+        json!({ "session_token": session["session_token"] }),
+    )
+    .await;
+    assert_eq!(
+        (status, beat["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("SESSION_REVOKED"))
+    );
     edge.stop().await;
 }
 
