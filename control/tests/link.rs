@@ -285,6 +285,14 @@ async fn activations_through_an_edge_are_decided_by_control_exactly(pool: PgPool
         .expect("the edge serves the license");
 
     let activate = |n: u32, idempotency_key: &str| json!({ "license_key": key, "fingerprint": machine(n), "idempotency_key": idempotency_key });
+    let mut elsewhere = activate(1, "try-0");
+    elsewhere["product"] = json!("another-product");
+    let (status, refused) = post(&edge, "/api/license/activate", elsewhere).await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("PRODUCT_MISMATCH")),
+        "{refused}"
+    );
     let (status, first) = post(&edge, "/api/license/activate", activate(1, "try-1")).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["outcome"], "activated");

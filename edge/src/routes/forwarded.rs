@@ -33,13 +33,13 @@ fn unavailable(why: impl std::fmt::Display) -> EdgeError {
     )
 }
 
-/// Rate limits, then the license key and fingerprint checks.
+/// The license key and fingerprint checks, then the rate limits.
 fn admit(
     app: &AppState,
     ip: std::net::IpAddr,
     license_key: &str,
     fingerprint: &Fingerprint,
-) -> Result<(), EdgeError> {
+) -> Result<LicenseKey, EdgeError> {
     let key = parse_key(license_key)?;
     fingerprint
         .canonicalize()
@@ -48,7 +48,31 @@ fn admit(
         app.admit_ip(&snapshot, ip)?;
         app.admit_key(&snapshot, &key.hash())?;
     }
-    Ok(())
+    Ok(key)
+}
+
+/// An activation for another product than the license's is refused here,
+/// as verify refuses it: the snapshot knows the license's product.
+fn check_product(app: &AppState, key: &LicenseKey, product: Option<&str>) -> Result<(), EdgeError> {
+    let (Some(slug), Some(snapshot)) = (product, app.snapshots.current()) else {
+        return Ok(());
+    };
+    let Some(license) = snapshot.license(&key.hash()) else {
+        return Ok(());
+    };
+    if snapshot
+        .product(license.product_id())
+        .is_some_and(|p| p.slug == slug)
+    {
+        return Ok(());
+    }
+    Err(EdgeError {
+        field: Some("product".into()),
+        ..EdgeError::new(
+            ErrorCode::ProductMismatch,
+            "this license is for another product",
+        )
+    })
 }
 
 /// Counts an event control decided in the usage stream (the license found
@@ -106,7 +130,8 @@ pub async fn activate(
     ClientIp(ip): ClientIp,
     Json(request): Json<ActivateRequest>,
 ) -> Result<axum::Json<ActivateResponse>, EdgeError> {
-    admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    let key = admit(&app, ip, &request.license_key, &request.fingerprint)?;
+    check_product(&app, &key, request.product.as_deref())?;
     let license_key = request.license_key.clone();
     let call = Call::Activate {
         request,
