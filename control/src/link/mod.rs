@@ -4,7 +4,7 @@
 //! messages.
 
 mod calls;
-pub mod chain;
+mod chain;
 pub mod publisher;
 mod server;
 pub mod tls;
@@ -19,8 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use calls::Deciders;
-pub use server::{CLOSE_PROTOCOL, CLOSE_REFUSED};
+use calls::Deciders;
 
 use crate::db::devices::LeaseIssuer;
 use crate::db::sessions::SessionSettings;

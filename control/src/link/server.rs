@@ -16,8 +16,8 @@ use super::tls;
 use crate::db::edges;
 
 /// Application close codes the edge can read.
-pub const CLOSE_REFUSED: u32 = 1;
-pub const CLOSE_PROTOCOL: u32 = 2;
+const CLOSE_REFUSED: u32 = 1;
+const CLOSE_PROTOCOL: u32 = 2;
 /// How often a connected edge's `last_seen_at` is refreshed.
 const SEEN_EVERY: Duration = Duration::from_secs(10);
 /// The edge must say hello within this.
