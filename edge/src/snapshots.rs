@@ -234,7 +234,12 @@ impl SnapshotStore {
             if !self.changed() {
                 continue;
             }
-            match self.load() {
+            // Reading and verifying the file is blocking work: off the workers.
+            let store = self.clone();
+            let Ok(loaded) = tokio::task::spawn_blocking(move || store.load()).await else {
+                continue;
+            };
+            match loaded {
                 Ok(state) => {
                     record_loaded(&state);
                     tracing::info!(

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -52,7 +52,7 @@ pub struct Usage {
 
 #[derive(Debug, Default)]
 struct Queue {
-    batches: VecDeque<UsageBatch>,
+    batches: VecDeque<Arc<UsageBatch>>,
     records: usize,
 }
 
@@ -109,15 +109,15 @@ impl Usage {
             false
         });
         for chunk in records.chunks(self.settings.batch_records.max(1)) {
-            self.enqueue(UsageBatch {
+            self.enqueue(Arc::new(UsageBatch {
                 batch_id: Uuid::new_v4(),
                 edge_id: Uuid::nil(),
                 records: chunk.to_vec(),
-            });
+            }));
         }
     }
 
-    fn enqueue(&self, batch: UsageBatch) {
+    fn enqueue(&self, batch: Arc<UsageBatch>) {
         let records = batch.records.len();
         let overflow = {
             let mut queue = self.queue.lock().expect("not poisoned");
@@ -139,7 +139,7 @@ impl Usage {
     }
 
     /// The queue is full: to the spool, or dropped and counted.
-    fn spill(&self, batch: UsageBatch) {
+    fn spill(&self, batch: Arc<UsageBatch>) {
         let records = batch.records.len() as u64;
         match spool::write(&self.settings, &batch) {
             Ok(()) => {
@@ -172,7 +172,7 @@ impl Usage {
         }
     }
 
-    fn front(&self) -> Option<UsageBatch> {
+    fn front(&self) -> Option<Arc<UsageBatch>> {
         self.queue
             .lock()
             .expect("not poisoned")
@@ -197,7 +197,7 @@ impl Usage {
 }
 
 /// Cuts batches on the flush period.
-pub async fn cut_periodically(usage: std::sync::Arc<Usage>) {
+pub async fn cut_periodically(usage: Arc<Usage>) {
     let mut ticks = tokio::time::interval(usage.settings.flush_every);
     loop {
         ticks.tick().await;
@@ -207,7 +207,7 @@ pub async fn cut_periodically(usage: std::sync::Arc<Usage>) {
 
 /// Sends batches to control, oldest first, spooled ones once the queue is
 /// empty; a batch stays until control says it is committed.
-pub async fn send(usage: std::sync::Arc<Usage>, link: std::sync::Arc<Link>) {
+pub async fn send(usage: Arc<Usage>, link: Arc<Link>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let (batch, spooled) = match usage.front() {
@@ -274,6 +274,8 @@ fn now_micros() -> i64 {
 mod spool {
     use std::path::PathBuf;
 
+    use std::sync::Arc;
+
     use latchkey_shared::usage::UsageBatch;
 
     use super::{UsageSettings, now_micros};
@@ -295,7 +297,7 @@ mod spool {
 
     /// The oldest complete spool file and its batch. An unreadable file is
     /// set aside (renamed `.bad`) so it cannot block the spool.
-    pub fn oldest(settings: &UsageSettings) -> Option<(PathBuf, UsageBatch)> {
+    pub fn oldest(settings: &UsageSettings) -> Option<(PathBuf, Arc<UsageBatch>)> {
         let dir = settings.spool_dir.as_ref()?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .ok()?

@@ -13,6 +13,7 @@
 //! types already); snapshots travel as their signed bytes.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -84,7 +85,8 @@ pub enum Call {
         request: SessionEndRequest,
     },
     /// Usage records; control fills in the edge id it knows the link by.
-    Usage(UsageBatch),
+    /// Shared, not copied: the edge keeps the batch until it is committed.
+    Usage(Arc<UsageBatch>),
 }
 
 /// Control's answer to a [`Call`]: the response the client gets, or the

@@ -108,11 +108,7 @@ pub async fn publish_delta(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(sequence.to_string())
-        .execute(&mut *tx)
-        .await?;
+    notify(&mut *tx).await?;
     tx.commit().await?;
     Ok(Some(Stored {
         sequence,
@@ -163,10 +159,11 @@ pub async fn prune(pool: &PgPool) -> DomainResult<u64> {
 /// The `LISTEN` channel that says a snapshot was published.
 pub const CHANNEL: &str = "latchkey_snapshots";
 
-async fn notify(pool: &PgPool) -> DomainResult<()> {
+/// Wakes the relays (delivered at commit when sent in a transaction).
+async fn notify(executor: impl sqlx::PgExecutor<'_>) -> DomainResult<()> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(CHANNEL)
-        .execute(pool)
+        .execute(executor)
         .await?;
     Ok(())
 }

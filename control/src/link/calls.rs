@@ -103,8 +103,10 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                 .map(Reply::SessionStarted)
                 .map_err(body)
         }
-        Call::Usage(mut batch) => {
+        Call::Usage(batch) => {
             // The link knows which edge sent it; the batch does not decide.
+            // Just decoded, so the `Arc` is not shared: no copy.
+            let mut batch = std::sync::Arc::unwrap_or_clone(batch);
             batch.edge_id = edge_id;
             match ingest::ingest_batch(pool, &d.partitions, &batch).await {
                 Ok(outcome) => Ok(Reply::UsageCommitted {

@@ -116,7 +116,7 @@ async fn session(
     control: SocketAddr,
     config: &LinkConfig,
     link: &Link,
-    store: &SnapshotStore,
+    store: &Arc<SnapshotStore>,
 ) -> anyhow::Result<()> {
     let connection = endpoint.connect(control, SERVER_NAME)?.await?;
     let hello = Hello {
@@ -145,7 +145,10 @@ async fn session(
 }
 
 /// Applies each snapshot control sends, in order, and reports it applied.
-async fn receive_snapshots(connection: &quinn::Connection, store: &SnapshotStore) -> anyhow::Error {
+async fn receive_snapshots(
+    connection: &quinn::Connection,
+    store: &Arc<SnapshotStore>,
+) -> anyhow::Error {
     loop {
         let bytes = match connection.accept_uni().await {
             Ok(mut stream) => match stream.read_to_end(MAX_SNAPSHOT_BYTES).await {
@@ -154,7 +157,14 @@ async fn receive_snapshots(connection: &quinn::Connection, store: &SnapshotStore
             },
             Err(error) => return error.into(),
         };
-        match store.receive(&bytes) {
+        // Verifying a full snapshot takes tens of milliseconds at a million
+        // licenses: off the runtime's workers, which answer clients.
+        let receiving = store.clone();
+        let received = match tokio::task::spawn_blocking(move || receiving.receive(&bytes)).await {
+            Ok(received) => received,
+            Err(error) => return error.into(),
+        };
+        match received {
             Ok(state) => {
                 snapshots::record_loaded(&state);
                 tracing::debug!(sequence = state.sequence(), "snapshot applied");

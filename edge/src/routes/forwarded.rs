@@ -80,14 +80,11 @@ fn check_product(app: &AppState, key: &LicenseKey, product: Option<&str>) -> Res
 fn record(
     app: &AppState,
     kind: UsageKind,
-    license_key: &str,
+    key: &LicenseKey,
     device_id: Option<Uuid>,
     session_id: Option<Uuid>,
 ) {
     let (Some(usage), Some(snapshot)) = (&app.usage, app.snapshots.current()) else {
-        return;
-    };
-    let Ok(key) = license_key.parse::<LicenseKey>() else {
         return;
     };
     if let Some(license) = snapshot.license(&key.hash()) {
@@ -132,7 +129,6 @@ pub async fn activate(
 ) -> Result<axum::Json<ActivateResponse>, EdgeError> {
     let key = admit(&app, ip, &request.license_key, &request.fingerprint)?;
     check_product(&app, &key, request.product.as_deref())?;
-    let license_key = request.license_key.clone();
     let call = Call::Activate {
         request,
         client_ip: Some(ip),
@@ -145,7 +141,7 @@ pub async fn activate(
     record(
         &app,
         UsageKind::Activation,
-        &license_key,
+        &key,
         Some(answer.device_id),
         None,
     );
@@ -212,8 +208,7 @@ pub async fn session_start(
     ClientIp(ip): ClientIp,
     Json(request): Json<SessionStartRequest>,
 ) -> Result<axum::Json<SessionStartResponse>, EdgeError> {
-    admit(&app, ip, &request.license_key, &request.fingerprint)?;
-    let license_key = request.license_key.clone();
+    let key = admit(&app, ip, &request.license_key, &request.fingerprint)?;
     let call = Call::SessionStart {
         request,
         client_ip: Some(ip),
@@ -226,7 +221,7 @@ pub async fn session_start(
     record(
         &app,
         UsageKind::SessionStart,
-        &license_key,
+        &key,
         None,
         Some(answer.session_id),
     );

@@ -2,8 +2,8 @@
 
 use axum::extract::{Path, State};
 use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
-use latchkey_shared::snapshot::{LicenseStatus, SnapshotState};
-use latchkey_shared::{KeyHash, LicenseKey, MatchVerdict, version};
+use latchkey_shared::snapshot::{LicenseStatus, LicenseView, SnapshotState};
+use latchkey_shared::{LicenseKey, MatchVerdict, version};
 
 use super::AppState;
 use crate::client_ip::ClientIp;
@@ -22,8 +22,9 @@ pub async fn verify(
     app.admit_ip(&snapshot, ip)?;
     let hash = parse_key(&request.license_key)?.hash();
     app.admit_key(&snapshot, &hash)?;
-    let answer = decide(&snapshot, &hash, &request, unix_now())?;
-    if let (Some(usage), Some(license)) = (&app.usage, snapshot.license(&hash)) {
+    let license = snapshot.license(&hash);
+    let answer = decide(&snapshot, license, &request, unix_now())?;
+    if let (Some(usage), Some(license)) = (&app.usage, license) {
         usage.verified(license.license_id());
     }
     Ok(axum::Json(answer))
@@ -72,9 +73,11 @@ pub fn parse_key(text: &str) -> Result<LicenseKey, EdgeError> {
 
 /// The verdict on a well-formed request: `valid: false` with the code for
 /// every license-state reason; `Err` only for malformed input.
+/// `license` is the request key's license in `snapshot`, looked up once by
+/// the caller (which counts the verification against it too).
 pub fn decide(
     snapshot: &SnapshotState,
-    hash: &KeyHash,
+    license: Option<LicenseView<'_>>,
     request: &VerifyRequest,
     now: i64,
 ) -> Result<VerifyResponse, EdgeError> {
@@ -92,7 +95,7 @@ pub fn decide(
         answer.code = Some(code);
         Ok(answer)
     };
-    let Some(license) = snapshot.license(hash) else {
+    let Some(license) = license else {
         return refuse(answer, ErrorCode::LicenseNotFound);
     };
     answer.status = Some(license.status());
