@@ -1,8 +1,34 @@
-//! Who is asking, and from where: carried into every audit entry.
+//! Who is asking, and from where: carried into every audit entry. Read from
+//! a request the same way by the admin API and the panel.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::ConnectInfo;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, header};
 use serde::Serialize;
+use uuid::Uuid;
+
+/// The header carrying the request id, both ways.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const REQUEST_ID_MAX_LEN: usize = 128;
+const USER_AGENT_MAX_CHARS: usize = 512;
+
+/// The id of the request being answered, put in the request's extensions by
+/// the app's request-id layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Short, printable, and free of anything a log or header could trip on.
+pub fn is_sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= REQUEST_ID_MAX_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
 
 /// The kind of principal behind a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,10 +81,60 @@ impl RequestContext {
     /// A context for jobs and the CLI: a fresh request id, a system actor.
     pub fn system(name: &str) -> Self {
         Self {
-            request_id: uuid::Uuid::new_v4().to_string(),
+            request_id: Uuid::new_v4().to_string(),
             actor: Actor::system(name),
             ip: None,
             user_agent: None,
+        }
+    }
+}
+
+/// The request's id, client address and user agent, with a system actor
+/// until someone authenticates. `ConnectInfo` is optional: without it (a
+/// test calling the router directly) the address is unknown.
+pub fn client_context(parts: &Parts) -> RequestContext {
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip())
+        });
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(USER_AGENT_MAX_CHARS).collect());
+    RequestContext {
+        request_id,
+        actor: Actor {
+            kind: ActorKind::System,
+            id: None,
+            name: None,
+        },
+        ip,
+        user_agent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_must_be_sane() {
+        assert!(is_sane_request_id("3f1c2a9e-7a0b-4c51-9f7e-0d1a2b3c4d5e"));
+        assert!(is_sane_request_id("req_01:abc.def"));
+        for bad in ["", "a b", "a\u{7f}", "é", "x\ny", &"a".repeat(129)] {
+            assert!(!is_sane_request_id(bad), "{bad:?}");
         }
     }
 }

@@ -1,18 +1,82 @@
 //! The control plane's domain error: what a service refuses, and why.
 //!
-//! Every variant maps to one public [`ErrorCode`]; the HTTP layer turns it
-//! into a response in one place. Database failures are not the caller's
-//! fault: they surface as `Internal`, and the cause is logged once there.
+//! Every variant maps to one public [`ErrorCode`], and [`DomainError::to_body`]
+//! is the one place a refusal becomes what a client sees: the admin API, the
+//! panel and the edge link all answer through it. Database failures are not
+//! the caller's fault: they surface as `Internal`, and their cause chain is
+//! logged there, once.
 
-use latchkey_shared::api::ErrorCode;
+use latchkey_shared::api::{ErrorBody, ErrorCode};
+
+/// What a lookup did not find. Its error code is chosen here by the type,
+/// so a new entity cannot silently fall back to a generic code by a typo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Admin,
+    ApiKey,
+    Block,
+    Customer,
+    Device,
+    Edge,
+    Flag,
+    License,
+    Product,
+    Release,
+    Resource,
+    Session,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::ApiKey => "api key",
+            Self::Block => "block",
+            Self::Customer => "customer",
+            Self::Device => "device",
+            Self::Edge => "edge",
+            Self::Flag => "flag",
+            Self::License => "license",
+            Self::Product => "product",
+            Self::Release => "release",
+            Self::Resource => "resource",
+            Self::Session => "session",
+        }
+    }
+
+    /// The code a client sees; the client API has its own codes for the
+    /// entities an application names.
+    pub fn not_found_code(self) -> ErrorCode {
+        match self {
+            Self::License => ErrorCode::LicenseNotFound,
+            Self::Device => ErrorCode::DeviceNotFound,
+            Self::Session => ErrorCode::SessionNotFound,
+            Self::Product => ErrorCode::ProductNotFound,
+            Self::Admin
+            | Self::ApiKey
+            | Self::Block
+            | Self::Customer
+            | Self::Edge
+            | Self::Flag
+            | Self::Release
+            | Self::Resource => ErrorCode::NotFound,
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     /// Input that breaks a rule; `field` is the JSON path.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("{entity} not found")]
-    NotFound { entity: &'static str },
+    #[error("{0} not found")]
+    NotFound(Entity),
     /// A unique value already taken, or a state that does not allow the change.
     #[error("{message}")]
     Conflict {
@@ -55,13 +119,7 @@ impl DomainError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Invalid { .. } => ErrorCode::InvalidRequest,
-            Self::NotFound { entity } => match *entity {
-                "license" => ErrorCode::LicenseNotFound,
-                "device" => ErrorCode::DeviceNotFound,
-                "session" => ErrorCode::SessionNotFound,
-                "product" => ErrorCode::ProductNotFound,
-                _ => ErrorCode::NotFound,
-            },
+            Self::NotFound(entity) => entity.not_found_code(),
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Refused { code, .. } => *code,
             Self::Database(_) | Self::Internal(_) => ErrorCode::Internal,
@@ -75,6 +133,40 @@ impl DomainError {
             _ => None,
         }
     }
+
+    /// The answer a client sees. A server-side failure answers a generic
+    /// message and logs its whole cause chain here, once, inside the
+    /// caller's span (which carries the request id).
+    pub fn to_body(&self) -> ErrorBody {
+        let code = self.code();
+        let message = match self {
+            Self::Database(_) | Self::Internal(_) => {
+                tracing::error!(code = %code, error = %cause_chain(self), "request failed");
+                INTERNAL_MESSAGE.to_owned()
+            }
+            Self::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        ErrorBody {
+            field: self.field().map(str::to_owned),
+            ..ErrorBody::new(code, message)
+        }
+    }
+}
+
+/// What a client reads when the fault is ours.
+pub const INTERNAL_MESSAGE: &str = "internal error: the request id identifies it in our logs";
+
+/// An error and all its sources, for the log.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 /// Turns unique-constraint violations into a [`DomainError::Conflict`]

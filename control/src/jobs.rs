@@ -1,8 +1,9 @@
 //! Background jobs that run inside `serve`: the session reaper, heartbeat
 //! partition maintenance, quarantine expiry and the usage-period refresh.
 //!
-//! Each job runs on its own interval; a failed run is logged and retried at
-//! the next tick, never fatal. Several control replicas may run them at
+//! Each job runs on its own interval; a failed run is logged, counted in
+//! `latchkey_control_job_runs_total{outcome="failed"}` and retried at the
+//! next tick, never fatal. Several control replicas may run them at
 //! once: every job is an idempotent transaction, so that is safe.
 
 use std::future::Future;
@@ -28,7 +29,7 @@ pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
         Duration::from_secs(u64::from(settings.heartbeat_interval_secs / 4).clamp(10, 300));
     vec![
         every(
-            "session reaper",
+            "session_reaper",
             reap_every,
             pool.clone(),
             move |pool| async move {
@@ -42,7 +43,7 @@ pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
             },
         ),
         every(
-            "heartbeat partitions",
+            "heartbeat_partitions",
             Duration::from_secs(3600),
             pool.clone(),
             move |pool| async move {
@@ -61,7 +62,7 @@ pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
             },
         ),
         every(
-            "quarantine expiry",
+            "quarantine_expiry",
             Duration::from_secs(60),
             pool.clone(),
             |pool| async move {
@@ -71,7 +72,7 @@ pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
             },
         ),
         every(
-            "usage period refresh",
+            "usage_period_refresh",
             Duration::from_secs(3600),
             pool,
             |pool| async move {
@@ -93,9 +94,17 @@ where
         loop {
             ticks.tick().await;
             match job(pool.clone()).await {
-                Ok(outcome) => tracing::debug!(job = name, outcome, "job ran"),
+                Ok(outcome) => {
+                    tracing::debug!(job = name, outcome, "job ran");
+                    metrics::counter!("latchkey_control_job_runs_total", "job" => name, "outcome" => "ok")
+                        .increment(1);
+                    metrics::gauge!("latchkey_control_job_last_success_timestamp_seconds", "job" => name)
+                        .set(OffsetDateTime::now_utc().unix_timestamp() as f64);
+                }
                 Err(error) => {
-                    tracing::warn!(job = name, error = %error, "job failed; retrying at the next tick")
+                    tracing::warn!(job = name, error = %format!("{error:#}"), "job failed; retrying at the next tick");
+                    metrics::counter!("latchkey_control_job_runs_total", "job" => name, "outcome" => "failed")
+                        .increment(1);
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! The admin JSON API end to end, without a socket: requests go straight to
-//! `http::app(state)` with `oneshot`, each test on a fresh migrated database.
+//! `app::router(state)` with `oneshot`, each test on a fresh migrated database.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,10 +8,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Method, Request, StatusCode, header};
+use latchkey_control::app::{self, AppState};
 use latchkey_control::config::Config;
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::api_keys::{self, Area, Scope};
-use latchkey_control::http::{self, AppState};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -56,7 +56,7 @@ impl Api {
     fn new(pool: PgPool) -> Self {
         let state = AppState::new(pool.clone(), &config()).unwrap();
         Self {
-            app: http::app(state.clone()),
+            app: app::router(state.clone()),
             state,
             pool,
         }
@@ -64,7 +64,7 @@ impl Api {
 
     /// A key minted without HTTP, as an operator's first key would be.
     async fn key(&self, scopes: &[Scope]) -> String {
-        api_keys::create_bootstrap(&self.pool, &self.state.secrets, "test", scopes)
+        api_keys::create_bootstrap(&self.pool, &self.state.api.secrets, "test", scopes)
             .await
             .unwrap()
             .secret

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use latchkey_control::app::{self, AppState};
 use latchkey_control::config::Config;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::api_keys::{self, Area, Scope};
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
-use latchkey_control::http::{self, AppState};
 use latchkey_shared::SigningKeyPair;
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
 use serde_json::{Value, json};
@@ -61,12 +61,12 @@ fn config() -> Config {
 impl Api {
     async fn new(pool: PgPool) -> Self {
         let state = AppState::new(pool.clone(), &config()).unwrap();
-        let admin = api_keys::create_bootstrap(&pool, &state.secrets, "admin", &[Scope::All])
+        let admin = api_keys::create_bootstrap(&pool, &state.api.secrets, "admin", &[Scope::All])
             .await
             .unwrap()
             .secret;
         Self {
-            app: http::app(state.clone()),
+            app: app::router(state.clone()),
             state,
             pool,
             admin,
@@ -75,7 +75,7 @@ impl Api {
 
     /// A key minted without HTTP, as an operator's first key would be.
     async fn key(&self, scopes: &[Scope]) -> String {
-        api_keys::create_bootstrap(&self.pool, &self.state.secrets, "viewer", scopes)
+        api_keys::create_bootstrap(&self.pool, &self.state.api.secrets, "viewer", scopes)
             .await
             .unwrap()
             .secret

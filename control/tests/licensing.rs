@@ -8,7 +8,7 @@ use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::licenses::{self, LicensePatch, NewLicense};
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
-use latchkey_control::error::DomainError;
+use latchkey_control::error::{DomainError, Entity};
 use latchkey_control::secrets::Secrets;
 use latchkey_shared::api::{ActivationOutcome, ErrorCode};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
@@ -603,6 +603,6 @@ async fn bad_license_input_names_the_field(pool: PgPool) {
     assert!(unknown.unwrap_err().to_string().contains("colour"));
     assert!(matches!(
         licenses::get(&pool, Uuid::new_v4()).await,
-        Err(DomainError::NotFound { entity: "license" })
+        Err(DomainError::NotFound(Entity::License))
     ));
 }

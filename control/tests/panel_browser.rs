@@ -19,10 +19,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use latchkey_control::app::{self, AppState};
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::admins::Role;
 use latchkey_control::db::api_keys::{self, Scope};
-use latchkey_control::http::{self, AppState};
 use panel_support::{PASSWORD, admin, config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -103,7 +103,7 @@ async fn serve(state: AppState) -> String {
     tokio::spawn(async move {
         axum::serve(
             listener,
-            http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+            app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .unwrap();
@@ -249,11 +249,11 @@ async fn log_in_with_totp_and_watch_the_dashboard_follow_the_api(pool: PgPool) {
         text(&browser, "#live-status").await.starts_with("updated")
     })
     .await;
-    let key = api_keys::create_bootstrap(&pool, &state.secrets, "browser-test", &[Scope::All])
+    let key = api_keys::create_bootstrap(&pool, &state.api.secrets, "browser-test", &[Scope::All])
         .await
         .unwrap()
         .secret;
-    let api = http::app(state.clone());
+    let api = app::router(state.clone());
     let call = |uri: &str, body: Value| {
         Request::post(uri)
             .header(header::AUTHORIZATION, format!("Bearer {key}"))

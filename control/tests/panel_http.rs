@@ -5,16 +5,14 @@
 #[allow(dead_code)]
 mod panel_support;
 
-use std::sync::Arc;
-
 use axum::http::{Method, StatusCode};
+use latchkey_control::app::{self, AppState};
 use latchkey_control::context::{Actor, ActorKind, RequestContext};
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::admins::Role;
 use latchkey_control::db::audit::{self, Change};
-use latchkey_control::http::{self, AppState};
 use latchkey_control::panel::guard::{Counters, LoginGuard};
-use latchkey_control::panel::{self, Panel};
+use latchkey_control::panel::{self, PanelState};
 use panel_support::{Client, PASSWORD, admin, config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -26,7 +24,7 @@ fn redis_url() -> String {
 }
 
 fn app(pool: &PgPool, extra: &[(&str, &str)]) -> axum::Router {
-    http::app(AppState::new(pool.clone(), &config(extra)).unwrap())
+    app::router(AppState::new(pool.clone(), &config(extra)).unwrap())
 }
 
 /// The app with its login counters in Redis under a namespace of its own.
@@ -35,11 +33,13 @@ fn app_with_redis(pool: &PgPool) -> axum::Router {
     let mut state = AppState::new(pool.clone(), &config).unwrap();
     let namespace = format!("latchkey-test-{}", uuid::Uuid::new_v4());
     let counters = Counters::redis(&redis_url(), &namespace).unwrap();
-    state.panel = Arc::new(Panel {
-        config: config.panel.clone(),
-        guard: LoginGuard::with_counters(&config.panel, counters),
-    });
-    http::app(state)
+    state.panel = PanelState::with_guard(
+        pool.clone(),
+        &config,
+        LoginGuard::with_counters(&config.panel, counters),
+    )
+    .unwrap();
+    app::router(state)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

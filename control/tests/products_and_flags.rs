@@ -4,7 +4,7 @@
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::flags::{self, FlagUpdate, NewFlag};
 use latchkey_control::db::products::{self, NewProduct, NewRelease, ProductUpdate, Release};
-use latchkey_control::error::DomainError;
+use latchkey_control::error::{DomainError, Entity};
 use latchkey_shared::snapshot::{ChannelRelease, FeatureFlag};
 use sqlx::PgPool;
 
@@ -92,7 +92,7 @@ async fn product_slug_conflict_names_the_field(pool: PgPool) {
     assert_eq!(products::list(&pool).await.unwrap().len(), 1);
     assert!(matches!(
         products::get(&pool, product.id + 1).await,
-        Err(DomainError::NotFound { entity: "product" })
+        Err(DomainError::NotFound(Entity::Product))
     ));
 }
 
@@ -141,7 +141,7 @@ async fn releases_sort_by_semver(pool: PgPool) {
     assert_eq!(bad.field(), Some("version"));
     assert!(matches!(
         products::add_release(&pool, &ctx(), product.id + 1, &new_release("1.0", "stable")).await,
-        Err(DomainError::NotFound { entity: "product" })
+        Err(DomainError::NotFound(Entity::Product))
     ));
 }
 
@@ -205,7 +205,7 @@ async fn version_check_tells_available_from_mandatory(pool: PgPool) {
 
     assert!(matches!(
         products::version_check(&pool, "nope", "1.0", None).await,
-        Err(DomainError::NotFound { entity: "product" })
+        Err(DomainError::NotFound(Entity::Product))
     ));
     assert_eq!(
         check("latest", None).await.unwrap_err().field(),
@@ -429,7 +429,7 @@ async fn flags_are_unique_per_product_and_reach_the_snapshot(pool: PgPool) {
     }
     assert!(matches!(
         flags::create(&pool, &ctx(), &new_flag("other", Some(product.id + 1))).await,
-        Err(DomainError::NotFound { entity: "product" })
+        Err(DomainError::NotFound(Entity::Product))
     ));
     let defaults: NewFlag = serde_json::from_str(r#"{"key": "dark-mode"}"#).unwrap();
     assert_eq!((defaults.enabled, defaults.rollout_percent), (false, 100));
@@ -490,7 +490,7 @@ async fn flags_are_unique_per_product_and_reach_the_snapshot(pool: PgPool) {
     assert_eq!(outbox_rows(&pool, "flags", &global.id.to_string()).await, 2);
     assert!(matches!(
         flags::delete(&pool, &ctx(), global.id).await,
-        Err(DomainError::NotFound { entity: "flag" })
+        Err(DomainError::NotFound(Entity::Flag))
     ));
     let keys: Vec<_> = flags::list(&pool)
         .await

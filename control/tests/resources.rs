@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::resources::{self, ResourceFilter, ResourceKind, ResourceStatus};
-use latchkey_control::error::DomainError;
+use latchkey_control::error::{DomainError, Entity};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use time::{Duration, OffsetDateTime};
@@ -198,7 +198,7 @@ async fn allocation_is_all_or_nothing(pool: PgPool) {
 
     assert!(matches!(
         resources::allocate(&pool, &ctx(), Uuid::new_v4(), ResourceKind::Ip, 1).await,
-        Err(DomainError::NotFound { entity: "license" })
+        Err(DomainError::NotFound(Entity::License))
     ));
     let zero = resources::allocate(&pool, &ctx(), license_id, ResourceKind::Ip, 0)
         .await
@@ -404,7 +404,7 @@ async fn release_returns_resources_and_keeps_history(pool: PgPool) {
     assert_eq!(again.field(), Some("status"));
     assert!(matches!(
         resources::release(&pool, &ctx(), 999_999, None).await,
-        Err(DomainError::NotFound { entity: "resource" })
+        Err(DomainError::NotFound(Entity::Resource))
     ));
     // The license holds nothing any more.
     let page = resources::list(

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Change};
 use crate::context::RequestContext;
-use crate::error::{DomainError, DomainResult, OnConstraint};
+use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -247,7 +247,7 @@ pub async fn reset_totp(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Domain
     .fetch_optional(&mut *tx)
     .await?;
     let Some(before) = before else {
-        return Err(DomainError::NotFound { entity: "admin" });
+        return Err(DomainError::NotFound(Entity::Admin));
     };
     sqlx::query(
         "UPDATE admin_users SET totp_secret = NULL, totp_enabled_at = NULL, updated_at = now()

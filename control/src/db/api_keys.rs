@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 use crate::secrets::Secrets;
 
 pub const KEY_PREFIX_LEN: usize = 8;
@@ -402,7 +402,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<ApiKey> {
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or(DomainError::NotFound { entity: "api key" })
+    .ok_or(DomainError::NotFound(Entity::ApiKey))
 }
 
 /// Newest first, with the total count.
@@ -429,7 +429,7 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "api key" })?;
+    .ok_or(DomainError::NotFound(Entity::ApiKey))?;
     if before.revoked_at.is_some() {
         return Err(DomainError::Conflict {
             field: None,

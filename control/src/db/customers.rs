@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 pub const NAME_MAX_CHARS: usize = 256;
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -98,7 +98,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<Customer> {
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .ok_or(DomainError::NotFound { entity: "customer" })
+        .ok_or(DomainError::NotFound(Entity::Customer))
 }
 
 /// Newest first. `query` matches a part of the name (any case) or a part of
@@ -228,7 +228,7 @@ async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Customer> {
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "customer" })
+    .ok_or(DomainError::NotFound(Entity::Customer))
 }
 
 async fn record(

@@ -23,7 +23,7 @@ use super::audit::{self, Change};
 use super::licenses::{self, License};
 use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Device {
@@ -213,7 +213,7 @@ pub async fn deactivate_by_id(
         .bind(device_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(DomainError::NotFound { entity: "device" })?;
+        .ok_or(DomainError::NotFound(Entity::Device))?;
     let license = licenses::lock(&mut tx, license_id).await?;
     let device = release(&mut tx, ctx, &license, device_id, "admin").await?;
     tx.commit().await?;
@@ -506,7 +506,7 @@ async fn release(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| DomainError::refused(ErrorCode::DeviceNotFound, "the device holds no seat"))?;
-    super::sessions::end_all_for_device(conn, device_id, "license").await?;
+    super::session_ends::end_all_for_device(conn, device_id, "license").await?;
     outbox::push(conn, EntityKind::License, &license.id.to_string()).await?;
     let change = Change {
         action: "device.deactivate",

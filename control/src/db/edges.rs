@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Edge {
@@ -127,7 +127,7 @@ pub async fn revoke(pool: &PgPool, edge_id: Uuid) -> DomainResult<Edge> {
     .bind(edge_id)
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| DomainError::NotFound { entity: "edge" })
+    .ok_or_else(|| DomainError::NotFound(Entity::Edge))
 }
 
 pub async fn list(pool: &PgPool) -> DomainResult<Vec<Edge>> {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
 use crate::db::outbox::{self, EntityKind};
-use crate::error::{DomainError, DomainResult, OnConstraint};
+use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct FeatureFlag {
@@ -94,7 +94,7 @@ pub async fn create(
             .bind(product_id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(DomainError::NotFound { entity: "product" })?;
+            .ok_or(DomainError::NotFound(Entity::Product))?;
     }
     let flag: FeatureFlag = sqlx::query_as(&format!(
         "INSERT INTO feature_flags (key, product_id, enabled, rollout_percent, description)
@@ -143,7 +143,7 @@ pub async fn update(
     .bind(flag_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "flag" })?;
+    .ok_or(DomainError::NotFound(Entity::Flag))?;
     let description = match &changes.description {
         Some(description) => description.as_deref(),
         None => before.description.as_deref(),
@@ -189,7 +189,7 @@ pub async fn delete(
     .bind(flag_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "flag" })?;
+    .ok_or(DomainError::NotFound(Entity::Flag))?;
     audit::record(
         &mut tx,
         ctx,
@@ -214,7 +214,7 @@ pub async fn get(pool: &PgPool, flag_id: Uuid) -> DomainResult<FeatureFlag> {
     .bind(flag_id)
     .fetch_optional(pool)
     .await?
-    .ok_or(DomainError::NotFound { entity: "flag" })
+    .ok_or(DomainError::NotFound(Entity::Flag))
 }
 
 /// Every flag, by key; global flags before per-product ones.

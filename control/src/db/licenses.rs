@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::audit::{self, Change};
 use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 use crate::secrets::Secrets;
 
 /// Largest batch one call may create.
@@ -379,7 +379,7 @@ pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<License> {
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .ok_or(DomainError::NotFound { entity: "license" })
+        .ok_or(DomainError::NotFound(Entity::License))
 }
 
 /// The license key in clear, for an admin who needs it again.
@@ -394,7 +394,7 @@ pub async fn reveal_key(
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(DomainError::NotFound { entity: "license" })?;
+        .ok_or(DomainError::NotFound(Entity::License))?;
     let key = secrets
         .open(&sealed)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
@@ -515,7 +515,7 @@ pub async fn set_status(
     .fetch_one(&mut *tx)
     .await?;
     if status == LicenseStatus::Revoked {
-        super::sessions::end_all_for_license(&mut tx, id, "license").await?;
+        super::session_ends::end_all_for_license(&mut tx, id, "license").await?;
     }
     let action = match status {
         LicenseStatus::Active => "license.resume",
@@ -564,7 +564,7 @@ pub async fn extend(
 pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResult<()> {
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
-    super::sessions::end_all_for_license(&mut tx, id, "license").await?;
+    super::session_ends::end_all_for_license(&mut tx, id, "license").await?;
     // The license's resources go back to the pool, with the history a release writes.
     sqlx::query(
         "WITH freed AS (UPDATE resources SET status = 'available', license_id = NULL, allocated_at = NULL
@@ -601,7 +601,7 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Lice
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "license" })
+    .ok_or(DomainError::NotFound(Entity::License))
 }
 
 /// The license a key names, unlocked: for reads.
@@ -615,7 +615,7 @@ pub(crate) async fn find_by_key_hash(
     .bind(&key_hash[..])
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "license" })
+    .ok_or(DomainError::NotFound(Entity::License))
 }
 
 /// As [`lock`], found by key hash: how client calls name a license.
@@ -629,7 +629,7 @@ pub(crate) async fn lock_by_key_hash(
     .bind(&key_hash[..])
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "license" })
+    .ok_or(DomainError::NotFound(Entity::License))
 }
 
 async fn finish(

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Change};
 use crate::context::RequestContext;
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 /// An active block as the blocked-IPs page shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -111,7 +111,7 @@ pub async fn lift(pool: &PgPool, ctx: &RequestContext, id: i64, by: Uuid) -> Dom
     .fetch_optional(&mut *tx)
     .await?;
     let Some(network) = network else {
-        return Err(DomainError::NotFound { entity: "block" });
+        return Err(DomainError::NotFound(Entity::Block));
     };
     let change = Change {
         action: "ip.lift",

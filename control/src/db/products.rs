@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
 use crate::db::outbox::{self, EntityKind};
-use crate::error::{DomainError, DomainResult, OnConstraint};
+use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 /// The channel of a release or check that names none.
 pub const DEFAULT_CHANNEL: &str = "stable";
@@ -216,7 +216,7 @@ pub async fn get(pool: &PgPool, product_id: i32) -> DomainResult<Product> {
     .bind(product_id)
     .fetch_optional(pool)
     .await?
-    .ok_or(DomainError::NotFound { entity: "product" })
+    .ok_or(DomainError::NotFound(Entity::Product))
 }
 
 pub async fn get_by_slug(pool: &PgPool, slug: &str) -> DomainResult<Product> {
@@ -226,7 +226,7 @@ pub async fn get_by_slug(pool: &PgPool, slug: &str) -> DomainResult<Product> {
     .bind(slug)
     .fetch_optional(pool)
     .await?
-    .ok_or(DomainError::NotFound { entity: "product" })
+    .ok_or(DomainError::NotFound(Entity::Product))
 }
 
 /// Every product, by slug.
@@ -328,7 +328,7 @@ pub async fn get_release(pool: &PgPool, release_id: Uuid) -> DomainResult<Releas
     .bind(release_id)
     .fetch_optional(pool)
     .await?
-    .ok_or(DomainError::NotFound { entity: "release" })
+    .ok_or(DomainError::NotFound(Entity::Release))
 }
 
 /// A product's releases of every channel, drafts included, newest version
@@ -483,7 +483,7 @@ async fn change_release(
         .bind(release_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or(DomainError::NotFound { entity: "release" })?;
+        .ok_or(DomainError::NotFound(Entity::Release))?;
     lock_product(&mut tx, product_id).await?;
     let before: Release = sqlx::query_as(&format!(
         "SELECT {RELEASE_COLUMNS} FROM releases WHERE id = $1 FOR UPDATE"
@@ -491,7 +491,7 @@ async fn change_release(
     .bind(release_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "release" })?;
+    .ok_or(DomainError::NotFound(Entity::Release))?;
 
     let published = before.published_at.is_some();
     let mut replaced: Vec<Uuid> = Vec::new();
@@ -561,7 +561,7 @@ async fn lock_product(conn: &mut PgConnection, product_id: i32) -> DomainResult<
     .bind(product_id)
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "product" })
+    .ok_or(DomainError::NotFound(Entity::Product))
 }
 
 /// Semver order of two stored versions; one that does not parse (written

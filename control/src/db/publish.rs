@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::notify::{SNAPSHOTS, notify};
 use super::snapshot::{self, BuiltSnapshot, LicenseRow, SNAPSHOT_TTL_SECS};
 use super::{flags, products};
 use crate::error::{DomainError, DomainResult};
@@ -45,7 +46,7 @@ pub async fn publish_full(
         .bind(&built.bytes)
         .execute(pool)
         .await?;
-    notify(pool).await?;
+    notify(pool, SNAPSHOTS).await?;
     Ok(built)
 }
 
@@ -108,7 +109,7 @@ pub async fn publish_delta(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    notify(&mut *tx).await?;
+    notify(&mut *tx, SNAPSHOTS).await?;
     tx.commit().await?;
     Ok(Some(Stored {
         sequence,
@@ -154,18 +155,6 @@ pub async fn prune(pool: &PgPool) -> DomainResult<u64> {
     .execute(pool)
     .await?
     .rows_affected())
-}
-
-/// The `LISTEN` channel that says a snapshot was published.
-pub const CHANNEL: &str = "latchkey_snapshots";
-
-/// Wakes the relays (delivered at commit when sent in a transaction).
-async fn notify(executor: impl sqlx::PgExecutor<'_>) -> DomainResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(executor)
-        .await?;
-    Ok(())
 }
 
 fn stored((sequence, base, bytes): (i64, Option<i64>, Vec<u8>)) -> Stored {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 /// Most values one `add_bulk` call takes.
 pub const MAX_BULK_VALUES: usize = 10_000;
@@ -200,7 +200,7 @@ pub async fn allocate(
             .fetch_optional(&mut *tx)
             .await?;
     match status.as_deref() {
-        None => return Err(DomainError::NotFound { entity: "license" }),
+        None => return Err(DomainError::NotFound(Entity::License)),
         Some("revoked") => {
             return Err(DomainError::conflict(
                 "license_id",
@@ -411,7 +411,7 @@ pub async fn get(pool: &PgPool, resource_id: i64) -> DomainResult<Resource> {
         .bind(resource_id)
         .fetch_optional(pool)
         .await?
-        .ok_or(DomainError::NotFound { entity: "resource" })
+        .ok_or(DomainError::NotFound(Entity::Resource))
 }
 
 /// Resources matching `filter`, oldest first; `page` counts from 1.
@@ -608,7 +608,7 @@ async fn lock(conn: &mut PgConnection, resource_id: i64) -> DomainResult<Resourc
     .bind(resource_id)
     .fetch_optional(conn)
     .await?
-    .ok_or(DomainError::NotFound { entity: "resource" })
+    .ok_or(DomainError::NotFound(Entity::Resource))
 }
 
 async fn write_history(

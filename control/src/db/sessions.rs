@@ -13,15 +13,14 @@ use latchkey_shared::snapshot::RevokedSession;
 use latchkey_shared::token::{self, SessionClaims};
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::devices::{active_devices, check_usable, find_device};
-use super::licenses;
-use super::outbox::{self, EntityKind};
+use super::{licenses, session_ends};
 use crate::context::RequestContext;
-use crate::error::{DomainError, DomainResult};
+use crate::error::{DomainError, DomainResult, Entity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Session {
@@ -100,7 +99,7 @@ pub async fn start(
         }
         // Take over: end the oldest sessions until one seat is free.
         for old in &open[..open.len() + 1 - limit] {
-            end_one(&mut tx, old, "takeover").await?;
+            session_ends::end_one(&mut tx, old.id, "takeover").await?;
             ended_session_id = Some(old.id);
         }
     }
@@ -166,11 +165,11 @@ pub async fn end(pool: &PgPool, session_id: Uuid, reason: &str) -> DomainResult<
     .bind(session_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "session" })?;
+    .ok_or(DomainError::NotFound(Entity::Session))?;
     if session.ended_at.is_some() {
         return Ok(false);
     }
-    end_one(&mut tx, &session, reason).await?;
+    session_ends::end_one(&mut tx, session.id, reason).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -188,14 +187,14 @@ pub async fn terminate(
     .bind(session_id)
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(DomainError::NotFound { entity: "session" })?;
+    .ok_or(DomainError::NotFound(Entity::Session))?;
     if session.ended_at.is_some() {
         return Err(DomainError::Conflict {
             field: None,
             message: "the session has already ended".into(),
         });
     }
-    end_one(&mut tx, &session, "admin").await?;
+    session_ends::end_one(&mut tx, session.id, "admin").await?;
     let change = super::audit::Change {
         action: "session.terminate",
         entity_kind: "session",
@@ -225,7 +224,7 @@ pub async fn reap(
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    push_ended(&mut tx, &ended).await?;
+    session_ends::push_ended(&mut tx, &ended).await?;
     tx.commit().await?;
     Ok(ended.len() as u64)
 }
@@ -273,53 +272,4 @@ pub async fn revoked_for_snapshot(
             token_expires_at: expires.unix_timestamp(),
         })
         .collect())
-}
-
-pub(crate) async fn end_all_for_license(
-    conn: &mut PgConnection,
-    license_id: Uuid,
-    reason: &str,
-) -> DomainResult<()> {
-    end_all_where(conn, "license_id", license_id, reason).await
-}
-
-pub(crate) async fn end_all_for_device(
-    conn: &mut PgConnection,
-    device_id: Uuid,
-    reason: &str,
-) -> DomainResult<()> {
-    end_all_where(conn, "device_id", device_id, reason).await
-}
-
-/// Ends every open session whose `column` (a constant, never input) is `id`.
-async fn end_all_where(
-    conn: &mut PgConnection,
-    column: &'static str,
-    id: Uuid,
-    reason: &str,
-) -> DomainResult<()> {
-    let ended: Vec<Uuid> = sqlx::query_scalar(&format!(
-        "UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE {column} = $1 AND ended_at IS NULL RETURNING id"
-    ))
-    .bind(id)
-    .bind(reason)
-    .fetch_all(&mut *conn)
-    .await?;
-    push_ended(conn, &ended).await
-}
-
-async fn end_one(conn: &mut PgConnection, session: &Session, reason: &str) -> DomainResult<()> {
-    sqlx::query("UPDATE sessions SET ended_at = now(), end_reason = $2 WHERE id = $1")
-        .bind(session.id)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await?;
-    push_ended(conn, &[session.id]).await
-}
-
-async fn push_ended(conn: &mut PgConnection, ended: &[Uuid]) -> DomainResult<()> {
-    for id in ended {
-        outbox::push(conn, EntityKind::Session, &id.to_string()).await?;
-    }
-    Ok(())
 }

@@ -74,7 +74,7 @@ pub async fn refresh(pool: &PgPool, now: OffsetDateTime) -> DomainResult<u64> {
         let mut tx = pool.begin().await?;
         let license = match licenses::lock(&mut tx, license_id).await {
             Ok(license) => license,
-            Err(DomainError::NotFound { .. }) => continue,
+            Err(DomainError::NotFound(_)) => continue,
             Err(error) => return Err(error),
         };
         if !settle(&mut tx, &license, period).await? {

@@ -16,7 +16,7 @@ use crate::http::auth::{Auth, forbidden};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::ApiKeys);
 const WRITE: Scope = Scope::write(Area::ApiKeys);
@@ -43,7 +43,7 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(get_api_key))
@@ -66,7 +66,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_api_keys(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     auth.require(READ)?;
@@ -90,7 +90,7 @@ pub async fn list_api_keys(
 )]
 pub async fn create_api_key(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<CreateApiKey>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -140,7 +140,7 @@ pub async fn create_api_key(
 )]
 pub async fn get_api_key(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
     auth.require(READ)?;
@@ -164,7 +164,7 @@ pub async fn get_api_key(
 )]
 pub async fn revoke_api_key(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
     auth.require(WRITE)?;

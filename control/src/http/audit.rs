@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::db::api_keys::{Area, Scope};
 use crate::db::audit::{self, AuditEntry, AuditFilter};
-use crate::http::AppState;
+use crate::export::{self, EXPORT_MAX_ROWS};
+use crate::http::ApiState;
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Query};
@@ -21,29 +21,11 @@ use crate::http::openapi::ErrorBody;
 
 const READ: Scope = Scope::read(Area::Audit);
 
-/// Most rows one export answers; `x-total-count` says how many matched.
-pub const EXPORT_MAX_ROWS: u32 = 100_000;
 /// Longest text filter value accepted.
 const MAX_FILTER_CHARS: usize = 256;
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 static X_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");
-
-const CSV_HEADER: [&str; 13] = [
-    "id",
-    "at",
-    "request_id",
-    "actor_kind",
-    "actor_id",
-    "actor_name",
-    "action",
-    "entity_kind",
-    "entity_id",
-    "ip",
-    "user_agent",
-    "before",
-    "after",
-];
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -106,7 +88,7 @@ pub struct ExportQuery {
     pub to: Option<OffsetDateTime>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_audit))
         .routes(routes!(export_audit))
@@ -128,7 +110,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_audit(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<AuditQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
@@ -169,7 +151,7 @@ pub async fn list_audit(
 )]
 pub async fn export_audit(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<ExportQuery>,
 ) -> ApiResult<Response> {
     auth.require(READ)?;
@@ -184,7 +166,7 @@ pub async fn export_audit(
     })?;
     let (rows, total) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
     let (body, content_type, extension) = match query.format {
-        ExportFormat::Csv => (to_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
+        ExportFormat::Csv => (export::audit_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
         ExportFormat::Json => (
             serde_json::to_vec(&rows)
                 .map_err(|error| ApiError::internal(format!("encoding audit rows: {error}")))?,
@@ -236,65 +218,4 @@ fn checked(filter: AuditFilter) -> ApiResult<AuditFilter> {
         }
     }
     Ok(filter)
-}
-
-pub fn to_csv(rows: &[AuditEntry]) -> ApiResult<Vec<u8>> {
-    let fail = |error: csv::Error| ApiError::internal(format!("writing audit CSV: {error}"));
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(CSV_HEADER).map_err(fail)?;
-    for row in rows {
-        let at = row
-            .at
-            .format(&Rfc3339)
-            .map_err(|error| ApiError::internal(format!("formatting a time: {error}")))?;
-        let json = |value: &Option<serde_json::Value>| {
-            value.as_ref().map(ToString::to_string).unwrap_or_default()
-        };
-        let text = |value: &Option<String>| value.clone().unwrap_or_default();
-        let record = [
-            row.id.to_string(),
-            at,
-            row.request_id.clone(),
-            row.actor_kind.clone(),
-            text(&row.actor_id),
-            text(&row.actor_name),
-            row.action.clone(),
-            row.entity_kind.clone(),
-            text(&row.entity_id),
-            text(&row.ip),
-            text(&row.user_agent),
-            json(&row.before),
-            json(&row.after),
-        ];
-        for cell in &record {
-            writer.write_field(defused(cell).as_bytes()).map_err(fail)?;
-        }
-        writer.write_record(None::<&[u8]>).map_err(fail)?;
-    }
-    writer
-        .into_inner()
-        .map_err(|error| ApiError::internal(format!("writing audit CSV: {error}")))
-}
-
-/// A cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first)
-/// gets a leading `'`: user agents and names come from callers.
-fn defused(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        std::borrow::Cow::Owned(format!("'{cell}"))
-    } else {
-        std::borrow::Cow::Borrowed(cell)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formula_cells_are_defused() {
-        assert_eq!(defused("=cmd()"), "'=cmd()");
-        assert_eq!(defused("@x"), "'@x");
-        assert_eq!(defused("license.create"), "license.create");
-        assert_eq!(defused(""), "");
-    }
 }

@@ -11,10 +11,7 @@
 //! Handlers take [`Auth`] and call [`Auth::require`] with the scope they
 //! need; [`Auth::ctx`] is the [`RequestContext`] their audit rows carry.
 
-use std::net::SocketAddr;
-
-use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -27,17 +24,16 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::context::{Actor, ActorKind, RequestContext};
+use crate::context::{Actor, ActorKind, RequestContext, client_context};
 use crate::db::api_keys::{self, ApiKey, Scope, Scopes};
 use crate::error::DomainError;
+use crate::http::ApiState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Json;
 use crate::http::openapi::ErrorBody;
-use crate::http::{AppState, RequestId};
 
 const ISSUER: &str = "latchkey-control";
 const AUDIENCE: &str = "latchkey-admin-api";
-const USER_AGENT_MAX_CHARS: usize = 512;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -103,7 +99,7 @@ pub struct TokenResponse {
     pub scopes: Vec<String>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(issue_token))
 }
 
@@ -120,7 +116,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn issue_token(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<TokenRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let key = authenticate_key(&state, &request.api_key).await?;
@@ -156,12 +152,12 @@ pub fn forbidden(scope: Scope) -> ApiError {
     )
 }
 
-impl FromRequestParts<AppState> for Auth {
+impl FromRequestParts<ApiState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let mut ctx = client_context(parts);
         let credential = bearer(parts)?;
@@ -185,42 +181,6 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The request's id, client address and user agent, with a system actor
-/// until someone authenticates. `ConnectInfo` is optional: without it (a
-/// test calling the router directly) the address is unknown.
-pub fn client_context(parts: &Parts) -> RequestContext {
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let ip = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .or_else(|| {
-            parts
-                .extensions
-                .get::<MockConnectInfo<SocketAddr>>()
-                .map(|MockConnectInfo(addr)| addr.ip())
-        });
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok())
-        .map(|agent| agent.chars().take(USER_AGENT_MAX_CHARS).collect());
-    RequestContext {
-        request_id,
-        actor: Actor {
-            kind: ActorKind::System,
-            id: None,
-            name: None,
-        },
-        ip,
-        user_agent,
-    }
-}
-
 fn bearer(parts: &Parts) -> ApiResult<&str> {
     let value = parts
         .headers
@@ -241,7 +201,7 @@ fn bearer(parts: &Parts) -> ApiResult<&str> {
     Ok(credential.trim())
 }
 
-async fn authenticate_key(state: &AppState, presented: &str) -> ApiResult<ApiKey> {
+async fn authenticate_key(state: &ApiState, presented: &str) -> ApiResult<ApiKey> {
     match api_keys::authenticate(&state.pool, &state.secrets, presented.trim()).await? {
         Ok(key) => Ok(key),
         Err(refusal) => {
@@ -306,7 +266,7 @@ impl TokenKeys {
         Ok((token, expires_at))
     }
 
-    async fn verify(&self, state: &AppState, token: &str) -> ApiResult<Principal> {
+    async fn verify(&self, state: &ApiState, token: &str) -> ApiResult<Principal> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| {
                 tracing::info!(reason = %error, "token refused");
@@ -316,7 +276,7 @@ impl TokenKeys {
         let key_id: Uuid = claims.sub.parse().map_err(|_| invalid_credentials())?;
         let key = match api_keys::get(&state.pool, key_id).await {
             Ok(key) => key,
-            Err(DomainError::NotFound { .. }) => return Err(invalid_credentials()),
+            Err(DomainError::NotFound(_)) => return Err(invalid_credentials()),
             Err(other) => return Err(other.into()),
         };
         if let Err(refusal) = api_keys::usable(&key, OffsetDateTime::now_utc()) {

@@ -15,7 +15,7 @@ use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::Customers);
 const WRITE: Scope = Scope::write(Area::Customers);
@@ -64,7 +64,7 @@ pub struct CustomerSearch {
     pub q: Option<String>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_customers, create_customer))
         .routes(routes!(get_customer, update_customer, delete_customer))
@@ -86,7 +86,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_customers(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(search): Query<CustomerSearch>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Customer>>> {
@@ -118,7 +118,7 @@ pub async fn list_customers(
 )]
 pub async fn create_customer(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<CreateCustomer>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -158,7 +158,7 @@ pub async fn create_customer(
 )]
 pub async fn get_customer(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Customer>> {
     auth.require(READ)?;
@@ -182,7 +182,7 @@ pub async fn get_customer(
 )]
 pub async fn update_customer(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateCustomer>,
 ) -> ApiResult<Json<Customer>> {
@@ -227,7 +227,7 @@ pub async fn update_customer(
 )]
 pub async fn delete_customer(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require(WRITE)?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::db::api_keys::{Area, Scope};
 use crate::db::devices::{self, Device};
 use crate::db::licenses;
-use crate::http::AppState;
+use crate::http::ApiState;
 use crate::http::auth::Auth;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Path, Query};
@@ -27,7 +27,7 @@ pub struct DeviceQuery {
     pub include_inactive: bool,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_devices))
         .routes(routes!(deactivate_device))
@@ -50,7 +50,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_devices(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Query(query): Query<DeviceQuery>,
 ) -> ApiResult<Json<Vec<Device>>> {
@@ -79,7 +79,7 @@ pub async fn list_devices(
 )]
 pub async fn deactivate_device(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Device>> {
     auth.require(WRITE)?;

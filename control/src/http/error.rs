@@ -1,15 +1,16 @@
 //! The one place an error becomes an HTTP answer.
 //!
 //! Client errors (4xx) answer an [`ErrorBody`] with the stable code, a
-//! message and the offending field. Server errors (5xx) answer a generic body
-//! and log their cause here, once, inside the request's span (which carries
-//! the request id).
+//! message and the offending field. A domain refusal becomes its body through
+//! [`DomainError::to_body`], the mapping the panel and the link use too (it
+//! logs a server-side cause once); errors made here with a cause log it when
+//! answered.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_shared::api::{ErrorBody, ErrorCode};
 
-use crate::error::DomainError;
+use crate::error::{DomainError, INTERNAL_MESSAGE};
 
 /// An error on its way to becoming a response.
 #[derive(Debug)]
@@ -64,19 +65,17 @@ impl ApiError {
 
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
-        let code = error.code();
-        let field = error.field().map(str::to_owned);
-        let (message, cause) = match &error {
-            DomainError::Invalid { message, .. } => (message.clone(), None),
-            DomainError::Database(inner) => ("internal error".into(), Some(chain(inner))),
-            DomainError::Internal(inner) => ("internal error".into(), Some(inner.clone())),
-            other => (other.to_string(), None),
-        };
+        Self::from(error.to_body())
+    }
+}
+
+impl From<ErrorBody> for ApiError {
+    fn from(body: ErrorBody) -> Self {
         Self {
-            code,
-            message,
-            field,
-            cause,
+            code: body.code,
+            message: body.message,
+            field: body.field,
+            cause: None,
         }
     }
 }
@@ -86,13 +85,11 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = if status.is_server_error() {
-            tracing::error!(
-                code = %self.code,
-                error = self.cause.as_deref().unwrap_or(&self.message),
-                "request failed"
-            );
+            if let Some(cause) = &self.cause {
+                tracing::error!(code = %self.code, error = %cause, "request failed");
+            }
             let message = match self.code {
-                ErrorCode::Internal => "internal error: the request id identifies it in our logs",
+                ErrorCode::Internal => INTERNAL_MESSAGE,
                 _ => "service unavailable: retry later",
             };
             ErrorBody::new(self.code, message)
@@ -110,18 +107,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The error and its sources, for the log.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -12,12 +12,12 @@ use uuid::Uuid;
 
 use crate::db::api_keys::{Area, Scope};
 use crate::db::flags::{self, FeatureFlag, FlagUpdate, NewFlag};
-use crate::error::DomainError;
+use crate::error::{DomainError, Entity};
 use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::Flags);
 const WRITE: Scope = Scope::write(Area::Flags);
@@ -32,7 +32,7 @@ pub struct OnlyPagination {
     pub per_page: Option<IgnoredAny>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_flags, create_flag))
         .routes(routes!(get_flag, update_flag, delete_flag))
@@ -55,7 +55,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn create_flag(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<NewFlag>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -64,7 +64,7 @@ pub async fn create_flag(
         .map_err(|error| match error {
             // A product named in the body is a field of the request, as it
             // is for licenses, not the resource addressed.
-            DomainError::NotFound { entity: "product" } => {
+            DomainError::NotFound(Entity::Product) => {
                 ApiError::invalid("product_id", "no such product")
             }
             other => other.into(),
@@ -94,7 +94,7 @@ pub async fn create_flag(
 )]
 pub async fn list_flags(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<FeatureFlag>>> {
@@ -125,7 +125,7 @@ pub async fn list_flags(
 )]
 pub async fn get_flag(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<FeatureFlag>> {
     auth.require(READ)?;
@@ -151,7 +151,7 @@ pub async fn get_flag(
 )]
 pub async fn update_flag(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<FlagUpdate>,
 ) -> ApiResult<Json<FeatureFlag>> {
@@ -182,7 +182,7 @@ pub async fn update_flag(
 )]
 pub async fn delete_flag(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require(WRITE)?;

@@ -22,7 +22,7 @@ use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query, parse_json};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::Licenses);
 const WRITE: Scope = Scope::write(Area::Licenses);
@@ -85,7 +85,7 @@ pub struct RevealedKey {
     pub license_key: String,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_licenses, create_licenses))
         .routes(routes!(get_license, update_license, delete_license))
@@ -114,7 +114,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn create_licenses(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(mut body): Json<Map<String, Value>>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -165,7 +165,7 @@ pub async fn create_licenses(
 )]
 pub async fn list_licenses(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<LicenseQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<License>>> {
@@ -201,7 +201,7 @@ pub async fn list_licenses(
 )]
 pub async fn get_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
     auth.require(READ)?;
@@ -227,7 +227,7 @@ pub async fn get_license(
 )]
 pub async fn update_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(patch): Json<LicensePatch>,
 ) -> ApiResult<Json<License>> {
@@ -260,7 +260,7 @@ pub async fn update_license(
 )]
 pub async fn suspend_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
     set_status(auth, state, id, LicenseStatus::Suspended).await
@@ -282,7 +282,7 @@ pub async fn suspend_license(
 )]
 pub async fn resume_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
     set_status(auth, state, id, LicenseStatus::Active).await
@@ -304,7 +304,7 @@ pub async fn resume_license(
 )]
 pub async fn revoke_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
     set_status(auth, state, id, LicenseStatus::Revoked).await
@@ -328,7 +328,7 @@ pub async fn revoke_license(
 )]
 pub async fn extend_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<ExtendLicense>,
 ) -> ApiResult<Json<License>> {
@@ -354,7 +354,7 @@ pub async fn extend_license(
 )]
 pub async fn delete_license(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require(WRITE)?;
@@ -379,7 +379,7 @@ pub async fn delete_license(
 )]
 pub async fn reveal_key(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<RevealedKey>> {
     auth.require(WRITE)?;
@@ -393,7 +393,7 @@ pub async fn reveal_key(
 
 async fn set_status(
     auth: Auth,
-    state: AppState,
+    state: ApiState,
     id: Uuid,
     status: LicenseStatus,
 ) -> ApiResult<Json<License>> {

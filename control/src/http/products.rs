@@ -18,7 +18,7 @@ use crate::http::auth::Auth;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::Products);
 const WRITE: Scope = Scope::write(Area::Products);
@@ -61,7 +61,7 @@ pub struct OnlyPagination {
     pub per_page: Option<IgnoredAny>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product, update_product))
@@ -90,7 +90,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn create_product(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<NewProduct>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -120,7 +120,7 @@ pub async fn create_product(
 )]
 pub async fn list_products(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Product>>> {
@@ -145,7 +145,7 @@ pub async fn list_products(
 )]
 pub async fn get_product(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i32>,
 ) -> ApiResult<Json<Product>> {
     auth.require(READ)?;
@@ -171,7 +171,7 @@ pub async fn get_product(
 )]
 pub async fn update_product(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i32>,
     Json(request): Json<ProductUpdate>,
 ) -> ApiResult<Json<Product>> {
@@ -206,7 +206,7 @@ pub async fn update_product(
 )]
 pub async fn add_release(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i32>,
     Json(request): Json<NewRelease>,
 ) -> ApiResult<impl IntoResponse> {
@@ -238,7 +238,7 @@ pub async fn add_release(
 )]
 pub async fn list_releases(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i32>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
@@ -264,7 +264,7 @@ pub async fn list_releases(
 )]
 pub async fn get_release(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
     auth.require(READ)?;
@@ -287,7 +287,7 @@ pub async fn get_release(
 )]
 pub async fn publish_release(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
     auth.require(WRITE)?;
@@ -311,7 +311,7 @@ pub async fn publish_release(
 )]
 pub async fn unpublish_release(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
     auth.require(WRITE)?;
@@ -336,7 +336,7 @@ pub async fn unpublish_release(
 )]
 pub async fn mark_min_allowed(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
     auth.require(WRITE)?;
@@ -361,7 +361,7 @@ pub async fn mark_min_allowed(
 )]
 pub async fn clear_min_allowed(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require(WRITE)?;
@@ -389,7 +389,7 @@ pub async fn clear_min_allowed(
 )]
 pub async fn version_check(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(slug): Path<String>,
     Query(query): Query<VersionCheckQuery>,
 ) -> ApiResult<Json<latchkey_shared::api::VersionCheckResponse>> {

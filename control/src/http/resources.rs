@@ -19,7 +19,7 @@ use crate::http::auth::Auth;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, AppState};
+use crate::http::{API_PREFIX, ApiState};
 
 const READ: Scope = Scope::read(Area::Resources);
 const WRITE: Scope = Scope::write(Area::Resources);
@@ -84,7 +84,7 @@ pub struct ResourceQuery {
     pub per_page: Option<IgnoredAny>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_resources, add_resources))
         .routes(routes!(get_resource))
@@ -112,7 +112,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn add_resources(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Json(request): Json<AddResources>,
 ) -> ApiResult<impl IntoResponse> {
     auth.require(WRITE)?;
@@ -147,7 +147,7 @@ pub async fn add_resources(
 )]
 pub async fn list_resources(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<ResourceQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Resource>>> {
@@ -177,7 +177,7 @@ pub async fn list_resources(
 )]
 pub async fn get_resource(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ResourceDetail>> {
     auth.require(READ)?;
@@ -206,7 +206,7 @@ pub async fn get_resource(
 )]
 pub async fn allocate_resources(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<AllocateResources>,
 ) -> ApiResult<Json<Vec<Resource>>> {
@@ -237,7 +237,7 @@ pub async fn allocate_resources(
 )]
 pub async fn release_resource(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i64>,
     Json(request): Json<ReleaseResource>,
 ) -> ApiResult<Json<Resource>> {
@@ -270,7 +270,7 @@ pub async fn release_resource(
 )]
 pub async fn quarantine_resource(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i64>,
     Json(request): Json<QuarantineResource>,
 ) -> ApiResult<Json<Resource>> {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::db::api_keys::{Area, Scope};
 use crate::db::sessions::{self, Session};
-use crate::http::AppState;
+use crate::http::ApiState;
 use crate::http::auth::Auth;
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
@@ -36,7 +36,7 @@ pub struct SessionQuery {
     pub per_page: Option<IgnoredAny>,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_sessions))
         .routes(routes!(terminate_session))
@@ -58,7 +58,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 pub async fn list_sessions(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(query): Query<SessionQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Session>>> {
@@ -92,7 +92,7 @@ pub async fn list_sessions(
 )]
 pub async fn terminate_session(
     auth: Auth,
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require(WRITE)?;

@@ -16,7 +16,7 @@ use crate::context::{Actor, ActorKind, RequestContext};
 use crate::db::devices::{self, LeaseIssuer, SeatRequest};
 use crate::db::ingest::{self, IngestError, IngestOutcome, KnownPartitions};
 use crate::db::sessions::{self, SessionSettings, StartRequest};
-use crate::error::DomainError;
+use crate::error::cause_chain;
 
 /// What deciding a call needs.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
             devices::activate(pool, &ctx, &d.issuer, &seat)
                 .await
                 .map(Reply::Activated)
-                .map_err(body)
+                .map_err(|error| error.to_body())
         }
         Call::Deactivate { request } => {
             let ctx = context(edge_id, None);
@@ -63,7 +63,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
             devices::deactivate(pool, &ctx, &key, &fingerprint)
                 .await
                 .map(Reply::Deactivated)
-                .map_err(body)
+                .map_err(|error| error.to_body())
         }
         Call::Transfer { request, client_ip } => {
             let ctx = context(edge_id, client_ip);
@@ -78,7 +78,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
             devices::transfer(pool, &ctx, &d.issuer, request.from_device_id, &seat)
                 .await
                 .map(Reply::Activated)
-                .map_err(body)
+                .map_err(|error| error.to_body())
         }
         Call::Lease { request } => {
             let key = key(&request.license_key)?;
@@ -86,7 +86,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
             devices::refresh_lease(pool, &d.issuer, &key, &fingerprint)
                 .await
                 .map(Reply::Lease)
-                .map_err(body)
+                .map_err(|error| error.to_body())
         }
         Call::SessionStart { request, client_ip } => {
             let ctx = context(edge_id, client_ip);
@@ -101,14 +101,16 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
             sessions::start(pool, &ctx, &d.sessions, &start)
                 .await
                 .map(Reply::SessionStarted)
-                .map_err(body)
+                .map_err(|error| error.to_body())
         }
         Call::Usage(batch) => {
             // The link knows which edge sent it; the batch does not decide.
             // Just decoded, so the `Arc` is not shared: no copy.
             let mut batch = std::sync::Arc::unwrap_or_clone(batch);
             batch.edge_id = edge_id;
-            match ingest::ingest_batch(pool, &d.partitions, &batch).await {
+            let outcome = ingest::ingest_batch(pool, &d.partitions, &batch).await;
+            count_ingest(&outcome);
+            match outcome {
                 Ok(outcome) => Ok(Reply::UsageCommitted {
                     batch_id: batch.batch_id,
                     duplicate: outcome == IngestOutcome::Duplicate,
@@ -118,7 +120,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                     ..ErrorBody::new(ErrorCode::InvalidRequest, invalid.to_string())
                 }),
                 Err(IngestError::Database(error)) => {
-                    tracing::error!(%error, batch = %batch.batch_id, "usage batch not stored; the edge resends it");
+                    tracing::error!(error = %cause_chain(&error), batch = %batch.batch_id, "usage batch not stored; the edge resends it");
                     Err(ErrorBody::new(
                         ErrorCode::Internal,
                         "usage batch not stored",
@@ -140,7 +142,7 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                 })?;
             let ended = sessions::end(pool, claims.session_id, "client")
                 .await
-                .map_err(body)?;
+                .map_err(|error| error.to_body())?;
             Ok(Reply::SessionEnded(SessionEndResponse {
                 session_id: claims.session_id,
                 ended,
@@ -178,18 +180,15 @@ fn fingerprint(fingerprint: &Fingerprint) -> Result<CanonicalFingerprint, ErrorB
     })
 }
 
-/// A refusal as the client sees it; internal causes are logged, not sent.
-fn body(error: DomainError) -> ErrorBody {
-    let code = error.code();
-    let message = match &error {
-        DomainError::Database(_) | DomainError::Internal(_) => {
-            tracing::error!(%error, "forwarded call failed");
-            "internal error".to_owned()
+fn count_ingest(outcome: &Result<IngestOutcome, IngestError>) {
+    let label = match outcome {
+        Ok(IngestOutcome::Committed { rows }) => {
+            metrics::counter!("latchkey_control_ingest_records_total").increment(*rows);
+            "committed"
         }
-        other => other.to_string(),
+        Ok(IngestOutcome::Duplicate) => "duplicate",
+        Err(IngestError::Invalid(_)) => "invalid",
+        Err(IngestError::Database(_)) => "failed",
     };
-    ErrorBody {
-        field: error.field().map(str::to_owned),
-        ..ErrorBody::new(code, message)
-    }
+    metrics::counter!("latchkey_control_ingest_batches_total", "outcome" => label).increment(1);
 }

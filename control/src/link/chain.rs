@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 
-use crate::db::publish::{self, CHANNEL, Stored};
+use crate::db::notify::{self, Listener};
+use crate::db::publish::{self, Stored};
 
 /// How often the database is asked even without a notification.
 const POLL: Duration = Duration::from_secs(1);
@@ -53,14 +53,8 @@ pub async fn follow(pool: PgPool, sender: watch::Sender<Arc<Chain>>) {
     let mut listener = None;
     loop {
         if listener.is_none() {
-            listener = match PgListener::connect_with(&pool).await {
-                Ok(mut l) => match l.listen(CHANNEL).await {
-                    Ok(()) => Some(l),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot LISTEN for snapshots; polling");
-                        None
-                    }
-                },
+            listener = match Listener::listen(&pool, notify::SNAPSHOTS).await {
+                Ok(l) => Some(l),
                 Err(error) => {
                     tracing::warn!(%error, "cannot LISTEN for snapshots; polling");
                     None
@@ -72,7 +66,7 @@ pub async fn follow(pool: PgPool, sender: watch::Sender<Arc<Chain>>) {
         }
         match listener.as_mut() {
             Some(l) => {
-                if let Ok(Err(error)) = tokio::time::timeout(POLL, l.recv()).await {
+                if let Err(error) = l.wait(POLL).await {
                     tracing::warn!(%error, "snapshot notifications lost; reconnecting");
                     listener = None;
                 }

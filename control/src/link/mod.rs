@@ -12,6 +12,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use latchkey_shared::{SigningKeyPair, TrustedKeys};
@@ -39,12 +40,33 @@ pub struct LinkSettings {
     pub publisher: publisher::PublisherSettings,
 }
 
-/// A running link: its address and its tasks.
+/// A running link: its address, what it reports, and its tasks.
 #[derive(Debug)]
 pub struct RunningLink {
     pub addr: SocketAddr,
+    pub status: LinkStatus,
     endpoint: quinn::Endpoint,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the link tells `/readyz` and `/metrics`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LinkStatus {
+    chain: watch::Receiver<Arc<chain::Chain>>,
+    publishing: Arc<AtomicBool>,
+}
+
+impl LinkStatus {
+    /// The newest snapshot this replica relays to edges; `None` until it
+    /// has read one.
+    pub fn chain_head(&self) -> Option<u64> {
+        self.chain.borrow().latest()
+    }
+
+    /// Whether this replica holds the publisher lock.
+    pub fn is_publishing(&self) -> bool {
+        self.publishing.load(Ordering::Relaxed)
+    }
 }
 
 impl RunningLink {
@@ -66,6 +88,10 @@ pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result
         .insert_pem(&settings.signer.public_key_pem())
         .context("trusting our own signing key")?;
     let (chain_tx, chain_rx) = watch::channel(Arc::new(chain::Chain::default()));
+    let status = LinkStatus {
+        chain: chain_rx.clone(),
+        publishing: Arc::new(AtomicBool::new(false)),
+    };
     let shared = Arc::new(server::Shared {
         pool: pool.clone(),
         chain: chain_rx,
@@ -89,6 +115,7 @@ pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result
             pool.clone(),
             settings.signer,
             settings.publisher,
+            status.publishing.clone(),
         )),
         tokio::spawn(chain::follow(pool, chain_tx)),
         tokio::spawn(server::accept_loop(endpoint.clone(), shared)),
@@ -96,6 +123,7 @@ pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result
     tracing::info!(%addr, "edge link listening");
     Ok(RunningLink {
         addr,
+        status,
         endpoint,
         tasks,
     })

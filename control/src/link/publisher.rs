@@ -3,20 +3,19 @@
 //! trigger notifies), and publishes a fresh full snapshot at start, on a
 //! period, and when the delta chain grows long.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use latchkey_shared::SigningKeyPair;
-use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres, pool::PoolConnection};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use crate::db::leader::PublisherLock;
+use crate::db::notify::{self, Listener};
 use crate::db::publish;
-use crate::error::DomainResult;
+use crate::error::{DomainResult, cause_chain};
 
-/// The advisory lock key: "latchkey" in ASCII.
-const LOCK_KEY: i64 = 0x6c61_7463_686b_6579;
-/// The outbox trigger's `NOTIFY` channel.
-const OUTBOX_CHANNEL: &str = "latchkey_outbox";
 /// Checked this often even without a notification.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -38,14 +37,24 @@ impl Default for PublisherSettings {
 }
 
 /// Runs forever: waits for the lock, then publishes while it holds it.
-pub async fn run(pool: PgPool, signer: SigningKeyPair, settings: PublisherSettings) {
+/// `publishing` says whether this replica holds the lock.
+pub async fn run(
+    pool: PgPool,
+    signer: SigningKeyPair,
+    settings: PublisherSettings,
+    publishing: Arc<AtomicBool>,
+) {
     loop {
-        match acquire(&pool).await {
+        match PublisherLock::try_acquire(&pool).await {
             Ok(Some(lock)) => {
                 tracing::info!("this replica publishes snapshots");
+                publishing.store(true, Ordering::Relaxed);
+                metrics::gauge!("latchkey_control_publisher_leader").set(1.0);
                 if let Err(error) = publish_while_held(&pool, &signer, &settings, lock).await {
-                    tracing::error!(%error, "publishing stopped; retrying");
+                    tracing::error!(error = %cause_chain(&error), "publishing stopped; retrying");
                 }
+                publishing.store(false, Ordering::Relaxed);
+                metrics::gauge!("latchkey_control_publisher_leader").set(0.0);
             }
             Ok(None) => {}
             Err(error) => {
@@ -56,31 +65,18 @@ pub async fn run(pool: PgPool, signer: SigningKeyPair, settings: PublisherSettin
     }
 }
 
-async fn acquire(pool: &PgPool) -> DomainResult<Option<PoolConnection<Postgres>>> {
-    let mut conn = pool.acquire().await?;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *conn)
-        .await?;
-    // The lock lives as long as this connection; leaving the pool with it
-    // would hand the lock to whoever borrows the connection next.
-    Ok(held.then_some(conn))
-}
-
 async fn publish_while_held(
     pool: &PgPool,
     signer: &SigningKeyPair,
     settings: &PublisherSettings,
-    mut lock: PoolConnection<Postgres>,
+    mut lock: PublisherLock,
 ) -> DomainResult<()> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(OUTBOX_CHANNEL).await?;
+    let mut outbox = Listener::listen(pool, notify::OUTBOX).await?;
     let mut base = full(pool, signer).await?;
     let mut full_at = Instant::now();
     let mut deltas = 0u32;
     loop {
-        // Losing the lock connection loses the lock: stop publishing then.
-        sqlx::query("SELECT 1").execute(&mut *lock).await?;
+        lock.still_held().await?;
         if full_at.elapsed() >= settings.full_every || deltas >= settings.max_deltas {
             base = full(pool, signer).await?;
             full_at = Instant::now();
@@ -96,14 +92,16 @@ async fn publish_while_held(
             );
             base = stored.sequence;
             deltas += 1;
+            published("delta", base);
         }
-        let _ = tokio::time::timeout(POLL, listener.recv()).await;
+        outbox.wait(POLL).await?;
     }
 }
 
 async fn full(pool: &PgPool, signer: &SigningKeyPair) -> DomainResult<u64> {
     let started = Instant::now();
     let built = publish::publish_full(pool, signer, OffsetDateTime::now_utc()).await?;
+    published("full", built.sequence);
     let pruned = publish::prune(pool).await?;
     tracing::info!(
         sequence = built.sequence,
@@ -114,4 +112,9 @@ async fn full(pool: &PgPool, signer: &SigningKeyPair) -> DomainResult<u64> {
         "full snapshot published"
     );
     Ok(built.sequence)
+}
+
+fn published(kind: &'static str, sequence: u64) {
+    metrics::counter!("latchkey_control_snapshots_published_total", "kind" => kind).increment(1);
+    metrics::gauge!("latchkey_control_publisher_sequence").set(sequence as f64);
 }

@@ -16,8 +16,8 @@ use super::error::{PanelError, PanelResult};
 use super::pages::{Layout, when};
 use super::session::Viewer;
 use crate::db::audit::{self, AuditEntry, AuditFilter, Cursor};
-use crate::http::AppState;
-use crate::http::audit::{EXPORT_MAX_ROWS, to_csv};
+use crate::export::{self, EXPORT_MAX_ROWS};
+use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
 const MAX_FILTER_CHARS: usize = 256;
@@ -62,7 +62,7 @@ pub struct AuditRow {
 
 pub async fn page(
     viewer: Viewer,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Query(query): Query<AuditQuery>,
 ) -> PanelResult<AuditPage> {
     let filter = filter(&query)?;
@@ -102,17 +102,13 @@ pub async fn page(
 /// [`EXPORT_MAX_ROWS`] rows.
 pub async fn export(
     _viewer: Viewer,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Query(query): Query<AuditQuery>,
 ) -> PanelResult<Response> {
     let filter = filter(&query)?;
     let (rows, _) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
     let (body, content_type, extension) = match query.format.as_str() {
-        "" | "csv" => (
-            to_csv(&rows).map_err(|error| PanelError::Internal(format!("{error:?}")))?,
-            "text/csv; charset=utf-8",
-            "csv",
-        ),
+        "" | "csv" => (export::audit_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
         "json" => (
             serde_json::to_vec(&rows).map_err(|error| PanelError::Internal(error.to_string()))?,
             "application/json",

@@ -19,11 +19,11 @@ use super::session::{
     CurrentSession, SESSION_COOKIE, Viewer, hash_token, random_token, set_cookie,
 };
 use super::totp;
+use crate::context::client_context;
 use crate::context::{Actor, ActorKind, RequestContext};
 use crate::db::admin_sessions::{self, NewSession};
 use crate::db::admins::{self, AdminAccount};
-use crate::http::AppState;
-use crate::http::auth::client_context;
+use crate::panel::PanelState;
 
 /// Checked when the username is unknown, so that an unknown name costs what
 /// a wrong password does and the timing tells nothing.
@@ -57,7 +57,7 @@ pub struct CodeForm {
     code: String,
 }
 
-pub async fn login_page(State(state): State<AppState>, parts: Parts) -> Response {
+pub async fn login_page(State(state): State<PanelState>, parts: Parts) -> Response {
     if current(&parts).is_some_and(|session| session.mfa_passed) {
         return Redirect::to("/").into_response();
     }
@@ -66,7 +66,7 @@ pub async fn login_page(State(state): State<AppState>, parts: Parts) -> Response
 
 /// The login page, with the double-submit cookie its form posts back.
 fn login_form(
-    state: &AppState,
+    state: &PanelState,
     headers: &HeaderMap,
     error: Option<String>,
     status: StatusCode,
@@ -83,8 +83,8 @@ fn login_form(
         let cookie = set_cookie(
             LOGIN_COOKIE,
             &csrf,
-            state.panel.config.absolute_timeout_secs,
-            state.panel.config.secure_cookies,
+            state.config.absolute_timeout_secs,
+            state.config.secure_cookies,
         );
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -92,13 +92,13 @@ fn login_form(
 }
 
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     parts: Parts,
     Form(form): Form<LoginForm>,
 ) -> PanelResult<Response> {
     let mut ctx = client_context(&parts);
     let ip = client_ip(&ctx);
-    let guard = &state.panel.guard;
+    let guard = &state.guard;
     guard.admit(&state.pool, ip, &form.username).await?;
     let account = match admins::find_by_username(&state.pool, &form.username).await? {
         Some(account) => Some(account).filter(|account| password_matches(account, &form.password)),
@@ -138,7 +138,7 @@ pub async fn login(
             mfa_passed: !needs_code,
             ip: ctx.ip,
             user_agent: ctx.user_agent.as_deref(),
-            absolute_timeout_secs: state.panel.config.absolute_timeout_secs,
+            absolute_timeout_secs: state.config.absolute_timeout_secs,
         },
     )
     .await?;
@@ -150,8 +150,8 @@ pub async fn login(
         set_cookie(
             SESSION_COOKIE,
             &token,
-            state.panel.config.absolute_timeout_secs,
-            state.panel.config.secure_cookies,
+            state.config.absolute_timeout_secs,
+            state.config.secure_cookies,
         ),
     );
     Ok(response)
@@ -187,7 +187,7 @@ pub async fn second_factor_page(parts: Parts) -> PanelResult<Response> {
 
 /// A six-digit code from the authenticator, or one of the recovery codes.
 pub async fn second_factor(
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     parts: Parts,
     Form(form): Form<CodeForm>,
 ) -> PanelResult<Response> {
@@ -197,7 +197,7 @@ pub async fn second_factor(
     }
     let mut ctx = client_context(&parts);
     let ip = client_ip(&ctx);
-    let guard = &state.panel.guard;
+    let guard = &state.guard;
     guard.admit(&state.pool, ip, &session.username).await?;
     let account = admins::find(&state.pool, session.admin_id)
         .await?
@@ -255,14 +255,14 @@ pub async fn second_factor(
         set_cookie(
             SESSION_COOKIE,
             &token,
-            state.panel.config.absolute_timeout_secs,
-            state.panel.config.secure_cookies,
+            state.config.absolute_timeout_secs,
+            state.config.secure_cookies,
         ),
     );
     Ok(response)
 }
 
-pub async fn logout(viewer: Viewer, State(state): State<AppState>) -> PanelResult<Response> {
+pub async fn logout(viewer: Viewer, State(state): State<PanelState>) -> PanelResult<Response> {
     admin_sessions::revoke(
         &state.pool,
         &viewer.ctx,
@@ -274,7 +274,7 @@ pub async fn logout(viewer: Viewer, State(state): State<AppState>) -> PanelResul
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, state.panel.config.secure_cookies),
+        set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
     );
     Ok(response)
 }

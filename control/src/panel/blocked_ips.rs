@@ -13,7 +13,7 @@ use super::form::Form;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
 use crate::db::logins::{self, Block};
-use crate::http::AppState;
+use crate::panel::PanelState;
 
 const MAX_REASON_CHARS: usize = 256;
 
@@ -33,7 +33,7 @@ pub struct BlockForm {
     hours: String,
 }
 
-pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<BlockedIpsPage> {
+pub async fn page(viewer: Viewer, State(state): State<PanelState>) -> PanelResult<BlockedIpsPage> {
     Ok(BlockedIpsPage {
         layout: Layout::new(&viewer, "Blocked IPs", "/settings"),
         blocks: logins::list_active(&state.pool).await?,
@@ -42,7 +42,7 @@ pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<
 
 pub async fn add(
     AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Form(form): Form<BlockForm>,
 ) -> PanelResult<Response> {
     let reason = form.reason.trim();
@@ -74,7 +74,7 @@ pub async fn add(
 
 pub async fn lift(
     AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Path(id): Path<i64>,
 ) -> PanelResult<Response> {
     logins::lift(&state.pool, &admin.ctx, id, admin.admin_id()).await?;

@@ -19,7 +19,7 @@ use super::pages::Layout;
 use super::session::Viewer;
 use crate::db::admin_sessions;
 use crate::db::dashboard::{self, EdgeLag, Stats};
-use crate::http::AppState;
+use crate::panel::PanelState;
 
 #[derive(Debug, Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -36,7 +36,7 @@ struct Live {
     edges: Vec<EdgeLag>,
 }
 
-pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<DashboardPage> {
+pub async fn page(viewer: Viewer, State(state): State<PanelState>) -> PanelResult<DashboardPage> {
     Ok(DashboardPage {
         layout: Layout::new(&viewer, "Dashboard", "/"),
         stats: dashboard::stats(&state.pool).await?,
@@ -46,9 +46,9 @@ pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<
 
 pub async fn events(
     viewer: Viewer,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let every = Duration::from_secs(state.panel.config.dashboard_refresh_secs);
+    let every = Duration::from_secs(state.config.dashboard_refresh_secs);
     let id_hash = viewer.session.id_hash.clone();
     let ticks = stream::unfold(
         (state, id_hash, tokio::time::interval(every)),
@@ -57,7 +57,7 @@ pub async fn events(
             let live = admin_sessions::find_live(
                 &state.pool,
                 &id_hash,
-                state.panel.config.idle_timeout_secs,
+                state.config.idle_timeout_secs,
                 false,
             )
             .await;
@@ -78,7 +78,7 @@ pub async fn events(
     Sse::new(ticks).keep_alive(KeepAlive::default())
 }
 
-async fn snapshot(state: &AppState) -> Result<Live, crate::error::DomainError> {
+async fn snapshot(state: &PanelState) -> Result<Live, crate::error::DomainError> {
     Ok(Live {
         stats: dashboard::stats(&state.pool).await?,
         edges: dashboard::edges(&state.pool).await?,

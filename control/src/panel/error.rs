@@ -5,7 +5,7 @@ use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::error::DomainError;
+use crate::error::{DomainError, INTERNAL_MESSAGE, cause_chain};
 
 /// The header naming a refusal's stable code.
 pub const X_ERROR_CODE: &str = "x-error-code";
@@ -59,13 +59,14 @@ impl PanelError {
             Self::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Self::Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID_REQUEST"),
-            Self::Domain(DomainError::Invalid { .. }) => {
-                (StatusCode::BAD_REQUEST, "INVALID_REQUEST")
+            Self::Domain(error) => {
+                let code = error.code();
+                let status = StatusCode::from_u16(code.http_status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                (status, code.as_str())
             }
-            Self::Domain(DomainError::NotFound { .. }) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
-            Self::Domain(DomainError::Conflict { .. }) => (StatusCode::CONFLICT, "CONFLICT"),
             Self::Guard(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
-            Self::Domain(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         }
     }
 }
@@ -78,13 +79,15 @@ impl IntoResponse for PanelError {
             _ => {}
         }
         let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() {
-            // The cause is for the log, once; the page stays generic.
-            tracing::error!(error = %self, "panel request failed");
-            "something went wrong on our side; the request id is in the x-request-id header"
-                .to_owned()
-        } else {
-            self.to_string()
+        let message = match &self {
+            // The one mapping of a domain refusal; it logs a server-side cause.
+            Self::Domain(error) => error.to_body().message,
+            _ if status.is_server_error() => {
+                // The cause is for the log, once; the page stays generic.
+                tracing::error!(error = %cause_chain(&self), "panel request failed");
+                INTERNAL_MESSAGE.to_owned()
+            }
+            _ => self.to_string(),
         };
         let page = ErrorPage {
             assets: super::assets::version(),

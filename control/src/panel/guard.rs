@@ -15,8 +15,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use super::config::PanelConfig;
 use super::error::{PanelError, PanelResult};
+use crate::config::PanelConfig;
 use crate::context::RequestContext;
 use crate::db::logins;
 

@@ -19,7 +19,6 @@ pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod blocked_ips;
-pub mod config;
 pub mod csrf;
 pub mod dashboard;
 pub mod error;
@@ -38,30 +37,47 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 
-use crate::config::{Config, ConfigError};
-use crate::http::AppState;
-use config::PanelConfig;
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::config::{Config, ConfigError, PanelConfig};
+use crate::secrets::Secrets;
 use guard::LoginGuard;
 
-/// What the panel keeps beside the shared [`AppState`].
-#[derive(Debug)]
-pub struct Panel {
-    pub config: PanelConfig,
-    pub guard: LoginGuard,
+/// What every panel handler shares. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PanelState {
+    pub pool: PgPool,
+    pub secrets: Arc<Secrets>,
+    pub config: Arc<PanelConfig>,
+    pub guard: Arc<LoginGuard>,
 }
 
-impl Panel {
-    /// Counters in Redis when `REDIS_URL` is set, else in this process.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+impl PanelState {
+    /// Login counters in Redis when `REDIS_URL` is set, else in this process.
+    pub fn new(pool: PgPool, config: &Config) -> Result<Self, ConfigError> {
         let guard = LoginGuard::new(&config.panel, config.redis_url.as_ref(), "latchkey").map_err(
             |error| ConfigError::Invalid {
                 name: "REDIS_URL".into(),
                 message: error.to_string(),
             },
         )?;
+        Self::with_guard(pool, config, guard)
+    }
+
+    /// With login counters of the caller's choosing (tests share Redis
+    /// under a namespace of their own).
+    pub fn with_guard(
+        pool: PgPool,
+        config: &Config,
+        guard: LoginGuard,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            config: config.panel.clone(),
-            guard,
+            pool,
+            secrets: Arc::new(config.secrets()?),
+            config: Arc::new(config.panel.clone()),
+            guard: Arc::new(guard),
         })
     }
 }
@@ -75,7 +91,7 @@ pub struct PanelRoute {
 
 /// Registers protected routes and remembers them.
 struct Routes {
-    router: Router<AppState>,
+    router: Router<PanelState>,
     listed: Vec<PanelRoute>,
 }
 
@@ -89,7 +105,7 @@ impl Routes {
 
     fn get<H, T>(self, path: &'static str, handler: H) -> Self
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, PanelState>,
         T: 'static,
     {
         self.add(Method::GET, path, get(handler))
@@ -97,13 +113,13 @@ impl Routes {
 
     fn post<H, T>(self, path: &'static str, handler: H) -> Self
     where
-        H: Handler<T, AppState>,
+        H: Handler<T, PanelState>,
         T: 'static,
     {
         self.add(Method::POST, path, post(handler))
     }
 
-    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<PanelState>) -> Self {
         self.router = self.router.route(path, route);
         self.listed.push(PanelRoute { method, path });
         self
@@ -143,7 +159,7 @@ pub fn protected_routes() -> Vec<PanelRoute> {
 }
 
 /// The panel's routes with their layers; merged into the app at `/`.
-pub fn router(state: &AppState) -> Router<AppState> {
+pub fn router(state: PanelState) -> Router {
     protected()
         .router
         .route("/login", get(auth::login_page).post(auth::login))
@@ -155,6 +171,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn_with_state(state.clone(), session::load))
         .layer(middleware::from_fn(page_headers))
         .route(assets::ROUTE, get(assets::serve))
+        .with_state(state)
 }
 
 /// Pages are never framed (clickjacking), load only our own assets, and are

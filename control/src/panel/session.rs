@@ -14,11 +14,11 @@ use rand_core::{OsRng, RngCore};
 use uuid::Uuid;
 
 use super::error::PanelError;
+use crate::context::client_context;
 use crate::context::{Actor, ActorKind, RequestContext};
 use crate::db::admin_sessions::{self, LiveSession};
 use crate::db::admins::Role;
-use crate::http::AppState;
-use crate::http::auth::client_context;
+use crate::panel::PanelState;
 
 pub const SESSION_COOKIE: &str = "lk_session";
 /// Requests under this prefix do not restart the idle clock: an open
@@ -77,14 +77,14 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> H
 }
 
 /// Finds the live session named by the cookie and puts it in the request.
-pub async fn load(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn load(State(state): State<PanelState>, mut request: Request, next: Next) -> Response {
     let touch = !request.uri().path().starts_with(PASSIVE_PREFIX);
     let session = match cookie(request.headers(), SESSION_COOKIE) {
         Some(token) => {
             match admin_sessions::find_live(
                 &state.pool,
                 &hash_token(token),
-                state.panel.config.idle_timeout_secs,
+                state.config.idle_timeout_secs,
                 touch,
             )
             .await
@@ -109,10 +109,10 @@ impl Viewer {
     }
 }
 
-impl FromRequestParts<AppState> for Viewer {
+impl FromRequestParts<PanelState> for Viewer {
     type Rejection = PanelError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, PanelError> {
+    async fn from_request_parts(parts: &mut Parts, _: &PanelState) -> Result<Self, PanelError> {
         let session = parts
             .extensions
             .get::<CurrentSession>()
@@ -132,10 +132,10 @@ impl FromRequestParts<AppState> for Viewer {
     }
 }
 
-impl FromRequestParts<AppState> for AdminUser {
+impl FromRequestParts<PanelState> for AdminUser {
     type Rejection = PanelError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PanelError> {
+    async fn from_request_parts(parts: &mut Parts, state: &PanelState) -> Result<Self, PanelError> {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         if !viewer.is_admin() {
             return Err(PanelError::Forbidden);

@@ -12,7 +12,7 @@ use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
 use crate::db::admin_sessions::{self, SessionSummary};
 use crate::db::admins::{self, AdminSummary};
-use crate::http::AppState;
+use crate::panel::PanelState;
 
 #[derive(Debug, Template, WebTemplate)]
 #[template(path = "settings.html")]
@@ -31,11 +31,11 @@ pub struct SessionRow {
     pub summary: SessionSummary,
 }
 
-pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<SettingsPage> {
+pub async fn page(viewer: Viewer, State(state): State<PanelState>) -> PanelResult<SettingsPage> {
     let sessions = admin_sessions::list_live(
         &state.pool,
         viewer.admin_id(),
-        state.panel.config.idle_timeout_secs,
+        state.config.idle_timeout_secs,
     )
     .await?
     .into_iter()
@@ -61,7 +61,7 @@ pub async fn page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<
 /// Ends one of the caller's own sessions (any role may).
 pub async fn revoke_session(
     viewer: Viewer,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Path(id): Path<String>,
 ) -> PanelResult<Response> {
     let id_hash = hex::decode(&id).map_err(|_| PanelError::NotFound)?;
@@ -87,7 +87,7 @@ pub async fn revoke_session(
 /// Clears another admin's (or one's own) 2FA so they can enrol again.
 pub async fn reset_two_factor(
     AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Path(id): Path<Uuid>,
 ) -> PanelResult<Response> {
     admins::reset_totp(&state.pool, &admin.ctx, id).await?;

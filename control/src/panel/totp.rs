@@ -20,7 +20,7 @@ use super::form::Form;
 use super::pages::Layout;
 use super::session::Viewer;
 use crate::db::admins::{self, AdminAccount};
-use crate::http::AppState;
+use crate::panel::PanelState;
 
 const ISSUER: &str = "Latchkey";
 pub const RECOVERY_CODES: usize = 10;
@@ -50,7 +50,7 @@ pub struct ConfirmForm {
 }
 
 /// Starts (or restarts) enrolment with a fresh secret.
-pub async fn enrol_page(viewer: Viewer, State(state): State<AppState>) -> PanelResult<Response> {
+pub async fn enrol_page(viewer: Viewer, State(state): State<PanelState>) -> PanelResult<Response> {
     let account = account(&state, &viewer).await?;
     if account.totp_enabled_at.is_some() {
         return Ok(EnrolPage {
@@ -74,7 +74,7 @@ pub async fn enrol_page(viewer: Viewer, State(state): State<AppState>) -> PanelR
 
 pub async fn confirm(
     viewer: Viewer,
-    State(state): State<AppState>,
+    State(state): State<PanelState>,
     Form(form): Form<ConfirmForm>,
 ) -> PanelResult<Response> {
     let account = account(&state, &viewer).await?;
@@ -114,7 +114,7 @@ pub async fn confirm(
 
 /// The step `code` matches for this admin's confirmed secret, if any.
 pub fn matching_step(
-    state: &AppState,
+    state: &PanelState,
     account: &AdminAccount,
     code: &str,
 ) -> PanelResult<Option<u64>> {
@@ -153,13 +153,13 @@ fn enrol_form(
     .into_response())
 }
 
-async fn account(state: &AppState, viewer: &Viewer) -> PanelResult<AdminAccount> {
+async fn account(state: &PanelState, viewer: &Viewer) -> PanelResult<AdminAccount> {
     admins::find(&state.pool, viewer.admin_id())
         .await?
         .ok_or(PanelError::LoginRequired)
 }
 
-fn open_secret(state: &AppState, account: &AdminAccount) -> PanelResult<Vec<u8>> {
+fn open_secret(state: &PanelState, account: &AdminAccount) -> PanelResult<Vec<u8>> {
     let sealed = account
         .totp_secret
         .as_deref()

@@ -1,13 +1,12 @@
 //! The panel's options: the `[panel]` table of the TOML file, or
-//! `LATCHKEY_PANEL_<OPTION>` variables, over the defaults below. Kept apart
-//! from `config.rs` so the panel's knobs live beside the panel.
+//! `LATCHKEY_PANEL_<OPTION>` variables, over the defaults below.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, ENV_PREFIX};
+use super::ConfigError;
+use super::env::Env;
 
 /// The panel's validated options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,25 +60,21 @@ pub struct PanelLayer {
 
 impl PanelLayer {
     /// `LATCHKEY_PANEL_<OPTION>`; `None` when no such variable is set.
-    pub fn from_env(env: &BTreeMap<String, String>) -> Result<Option<Self>, ConfigError> {
-        let mut any = false;
-        let mut read = |name: &str| -> Option<(String, String)> {
-            let key = format!("{ENV_PREFIX}PANEL_{}", name.to_ascii_uppercase());
-            let value = env.get(&key)?.trim();
-            any |= !value.is_empty();
-            (!value.is_empty()).then(|| (key, value.to_owned()))
-        };
-        let layer = Self {
-            idle_timeout_secs: parse(read("idle_timeout_secs"))?,
-            absolute_timeout_secs: parse(read("absolute_timeout_secs"))?,
-            secure_cookies: parse(read("secure_cookies"))?,
-            login_max_failures: parse(read("login_max_failures"))?,
-            login_failure_window_secs: parse(read("login_failure_window_secs"))?,
-            login_block_secs: parse(read("login_block_secs"))?,
-            login_attempts_per_minute: parse(read("login_attempts_per_minute"))?,
-            dashboard_refresh_secs: parse(read("dashboard_refresh_secs"))?,
-        };
-        Ok(any.then_some(layer))
+    pub fn from_env(vars: &BTreeMap<String, String>) -> Result<Option<Self>, ConfigError> {
+        let env = Env::new(vars, "PANEL_");
+        if !env.any() {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            idle_timeout_secs: env.parse("idle_timeout_secs")?,
+            absolute_timeout_secs: env.parse("absolute_timeout_secs")?,
+            secure_cookies: env.parse("secure_cookies")?,
+            login_max_failures: env.parse("login_max_failures")?,
+            login_failure_window_secs: env.parse("login_failure_window_secs")?,
+            login_block_secs: env.parse("login_block_secs")?,
+            login_attempts_per_minute: env.parse("login_attempts_per_minute")?,
+            dashboard_refresh_secs: env.parse("dashboard_refresh_secs")?,
+        }))
     }
 
     /// `upper` where it has a value, `lower` elsewhere.
@@ -187,20 +182,6 @@ impl PanelConfig {
         }
         Ok(())
     }
-}
-
-fn parse<T: FromStr>(found: Option<(String, String)>) -> Result<Option<T>, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    found
-        .map(|(name, value)| {
-            value.parse().map_err(|error: T::Err| ConfigError::Invalid {
-                name,
-                message: format!("cannot parse {value:?}: {error}"),
-            })
-        })
-        .transpose()
 }
 
 #[cfg(test)]

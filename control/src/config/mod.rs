@@ -18,8 +18,13 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::panel::config::{PanelConfig, PanelLayer};
 use crate::secrets::Secrets;
+use env::Env;
+pub use panel::PanelConfig;
+use panel::PanelLayer;
+
+mod env;
+mod panel;
 
 /// The environment variable naming the optional TOML file.
 pub const CONFIG_FILE_VAR: &str = "LATCHKEY_CONFIG";
@@ -337,51 +342,25 @@ struct Layer {
 }
 
 impl Layer {
-    fn from_env(env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let lookup = |name: &str| -> Option<(String, String)> {
-            let key = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
-            let value = env.get(&key)?.trim();
-            (!value.is_empty()).then(|| (key, value.to_owned()))
-        };
-        fn parse<T: FromStr>(found: Option<(String, String)>) -> Result<Option<T>, ConfigError>
-        where
-            T::Err: fmt::Display,
-        {
-            found
-                .map(|(name, value)| {
-                    value.parse().map_err(|error: T::Err| ConfigError::Invalid {
-                        name,
-                        message: format!("cannot parse {value:?}: {error}"),
-                    })
-                })
-                .transpose()
-        }
-        // A secret: the prefixed name first, then the plain one.
-        let secret = |name: &str| -> Option<String> {
-            lookup(name).map(|(_, value)| value).or_else(|| {
-                env.get(&name.to_ascii_uppercase())
-                    .map(|value| value.trim())
-                    .filter(|value| !value.is_empty())
-                    .map(str::to_owned)
-            })
-        };
+    fn from_env(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env::new(vars, "");
         Ok(Self {
-            listen_addr: parse(lookup("listen_addr"))?,
-            database_url: secret("database_url"),
-            database_max_connections: parse(lookup("database_max_connections"))?,
-            secret_key: secret("secret_key"),
-            jwt_secret: secret("jwt_secret"),
-            max_body_bytes: parse(lookup("max_body_bytes"))?,
-            jwt_ttl_secs: parse(lookup("jwt_ttl_secs"))?,
-            signing_key_path: lookup("signing_key_path").map(|(_, value)| value.into()),
-            link_listen_addr: parse(lookup("link_listen_addr"))?,
-            link_dir: lookup("link_dir").map(|(_, value)| value.into()),
-            heartbeat_interval_secs: parse(lookup("heartbeat_interval_secs"))?,
-            session_token_ttl_secs: parse(lookup("session_token_ttl_secs"))?,
-            heartbeat_retention_months: parse(lookup("heartbeat_retention_months"))?,
-            log_format: parse(lookup("log_format"))?,
-            panel: PanelLayer::from_env(env)?,
-            redis_url: secret("redis_url"),
+            listen_addr: env.parse("listen_addr")?,
+            database_url: env.secret("database_url"),
+            database_max_connections: env.parse("database_max_connections")?,
+            secret_key: env.secret("secret_key"),
+            jwt_secret: env.secret("jwt_secret"),
+            max_body_bytes: env.parse("max_body_bytes")?,
+            jwt_ttl_secs: env.parse("jwt_ttl_secs")?,
+            signing_key_path: env.text("signing_key_path").map(PathBuf::from),
+            link_listen_addr: env.parse("link_listen_addr")?,
+            link_dir: env.text("link_dir").map(PathBuf::from),
+            heartbeat_interval_secs: env.parse("heartbeat_interval_secs")?,
+            session_token_ttl_secs: env.parse("session_token_ttl_secs")?,
+            heartbeat_retention_months: env.parse("heartbeat_retention_months")?,
+            log_format: env.parse("log_format")?,
+            panel: PanelLayer::from_env(vars)?,
+            redis_url: env.secret("redis_url"),
         })
     }
 

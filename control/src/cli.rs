@@ -1,0 +1,399 @@
+//! The control plane's command line, as a library so tests run it: `main`
+//! only parses the arguments and calls [`run`] with the process's standard
+//! input and output.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::config::{Config, LogFormat};
+use crate::context::RequestContext;
+use crate::db::admins::Role;
+use crate::db::{self, api_keys};
+use crate::secrets::Secrets;
+use crate::{app, demo, keys};
+
+/// Where `admin create` reads the password when it is not on standard input.
+pub const ADMIN_PASSWORD_VAR: &str = "LATCHKEY_ADMIN_PASSWORD";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey-control",
+    version,
+    about = "Latchkey control plane: licenses, admin panel and API, snapshot publishing"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admin API: reads the configuration (defaults, the TOML file in
+    /// LATCHKEY_CONFIG, LATCHKEY_* variables; DATABASE_URL, SECRET_KEY and
+    /// JWT_SECRET required), migrates the database, listens until SIGTERM/Ctrl-C.
+    Serve,
+    /// Apply the database migrations (creates the schema on an empty database).
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Create heartbeat partitions ahead and retire those past the retention.
+    Partitions {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Months of partitions to keep ready after the current one.
+        #[arg(long, default_value_t = 3)]
+        months_ahead: u32,
+        /// Months of heartbeats to keep before the current one.
+        #[arg(
+            long,
+            env = "LATCHKEY_HEARTBEAT_RETENTION_MONTHS",
+            default_value_t = 13
+        )]
+        retention_months: u32,
+    },
+    /// Admin users of the panel.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// API keys for the admin API.
+    ApiKeys {
+        #[command(subcommand)]
+        command: ApiKeysCommand,
+    },
+    /// Full snapshots for edges.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+    /// Edges: enrolment tokens, list, revoke.
+    Edges {
+        #[command(subcommand)]
+        command: EdgesCommand,
+    },
+    /// Signing keys for snapshots and offline leases.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Demo data for trying Latchkey out.
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin user. The password is read from LATCHKEY_ADMIN_PASSWORD
+    /// or, when that is unset, from the first line of standard input.
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        username: String,
+        /// `admin` (everything) or `viewer` (read-only).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create an API key and print its secret (shown this once). Reads
+    /// DATABASE_URL and SECRET_KEY like `serve`; for the first key, before any exists.
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(long)]
+        name: String,
+        /// Scopes such as `licenses:write`, `customers:read` or `*`; repeat or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',', default_value = "*")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Build a signed full snapshot from the database into a file, for an
+    /// edge that cannot reach control (air-gapped sites).
+    Export {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// The private signing key (PKCS#8 PEM) from `keys generate`.
+        #[arg(long, env = "LATCHKEY_SIGNING_KEY_PATH")]
+        signing_key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgesCommand {
+    /// Register an edge and print its one-time enrolment token (shown once;
+    /// give it to the edge with --enrol-token on its first start).
+    Create {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List edges: enrolled, revoked, last seen, snapshot sequence held.
+    List {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Refuse an edge from now on (its next connection is turned away).
+    Revoke {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an Ed25519 key pair: signing-<id>.pem (private) and signing-<id>.pub.pem.
+    Generate {
+        /// Directory to write the two PEM files into.
+        #[arg(long, default_value = ".data/keys")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Create the demo product, customer and licenses in the database and
+    /// print the demo license keys (one per line: key, kind, state).
+    Seed {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// Full licenses to create (a trial, a suspended and an expired one come on top).
+        #[arg(long, default_value_t = 100)]
+        licenses: usize,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "viewer" => Ok(Role::Viewer),
+        other => Err(format!("{other:?} is not a role: `admin` or `viewer`")),
+    }
+}
+
+/// Runs one command. `input` gives the admin password when
+/// `LATCHKEY_ADMIN_PASSWORD` is unset (`password_env`); `out` gets what the
+/// command prints.
+pub async fn run(
+    cli: Cli,
+    password_env: Option<String>,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve().await,
+        Command::Migrate { database_url } => {
+            connect_migrated(&database_url).await?;
+            writeln!(out, "schema is up to date")?;
+            Ok(())
+        }
+        Command::Partitions {
+            database_url,
+            months_ahead,
+            retention_months,
+        } => {
+            let pool = connect(&database_url).await?;
+            let today = time::OffsetDateTime::now_utc().date();
+            let done = db::partitions::maintain(&pool, today, months_ahead, retention_months)
+                .await
+                .context("maintaining heartbeat partitions")?;
+            writeln!(
+                out,
+                "created {} partitions, retired {:?}",
+                done.created, done.retired
+            )?;
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Create {
+                    database_url,
+                    username,
+                    role,
+                },
+        } => {
+            let password = match password_env {
+                Some(password) => password,
+                None => read_password(input)?,
+            };
+            let pool = connect_migrated(&database_url).await?;
+            let ctx = RequestContext::system("cli");
+            let id = db::admins::create(&pool, &ctx, &username, &password, role).await?;
+            writeln!(out, "admin {username} created ({id})")?;
+            Ok(())
+        }
+        Command::ApiKeys {
+            command:
+                ApiKeysCommand::Create {
+                    database_url,
+                    secret_key,
+                    name,
+                    scopes,
+                },
+        } => {
+            let scopes = api_keys::Scopes::parse(&scopes)
+                .map_err(|(i, message)| anyhow::anyhow!("--scope #{}: {message}", i + 1))?;
+            let secrets = Secrets::new(&secret_key)?;
+            let pool = connect_migrated(&database_url).await?;
+            let scopes: Vec<_> = scopes.iter().collect();
+            let created = api_keys::create_bootstrap(&pool, &secrets, &name, &scopes).await?;
+            writeln!(
+                out,
+                "api key {} ({}): {}",
+                created.key.name, created.key.id, created.secret
+            )?;
+            Ok(())
+        }
+        Command::Snapshot {
+            command:
+                SnapshotCommand::Export {
+                    database_url,
+                    signing_key,
+                    out: file,
+                },
+        } => {
+            let pool = connect(&database_url).await?;
+            export_snapshot(&pool, &signing_key, &file, out).await
+        }
+        Command::Edges { command } => edges(command, out).await,
+        Command::Keys {
+            command: KeysCommand::Generate { out: dir },
+        } => {
+            let written = keys::generate(&dir)?;
+            writeln!(out, "key id {}", written.key_id)?;
+            writeln!(out, "private key: {}", written.private_pem.display())?;
+            writeln!(out, "public key:  {}", written.public_pem.display())?;
+            Ok(())
+        }
+        Command::Demo {
+            command:
+                DemoCommand::Seed {
+                    database_url,
+                    secret_key,
+                    licenses,
+                },
+        } => {
+            let secrets = Secrets::new(&secret_key)?;
+            let pool = connect_migrated(&database_url).await?;
+            for license in demo::seed(&pool, &secrets, licenses).await? {
+                let state = if license.expired {
+                    "expired"
+                } else {
+                    license.status.as_str()
+                };
+                writeln!(out, "{} {} {state}", license.key, license.kind.as_str())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Everything is checked before a socket is bound.
+async fn serve() -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+
+    let config = Config::load().context("invalid configuration")?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    app::serve(&config).await
+}
+
+/// The first line, without its line ending; an empty one is refused here
+/// rather than by the length rule, to say where the password was looked for.
+fn read_password(input: &mut dyn BufRead) -> anyhow::Result<String> {
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password: set {ADMIN_PASSWORD_VAR} or give it on standard input"
+    );
+    Ok(password)
+}
+
+/// A signed full snapshot of the database, written where an edge without a
+/// link reads it.
+async fn export_snapshot(
+    pool: &PgPool,
+    signing_key: &Path,
+    file: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let signer = keys::load(signing_key)?;
+    let started = std::time::Instant::now();
+    let built = db::snapshot::build_full(pool, &signer, time::OffsetDateTime::now_utc()).await?;
+    std::fs::write(file, &built.bytes).with_context(|| format!("writing {}", file.display()))?;
+    writeln!(
+        out,
+        "wrote {}: sequence {}, {} licenses, {} bytes, signed by {} in {:.2?}",
+        file.display(),
+        built.sequence,
+        built.licenses,
+        built.bytes.len(),
+        signer.id(),
+        started.elapsed()
+    )?;
+    Ok(())
+}
+
+async fn edges(command: EdgesCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        EdgesCommand::Create { database_url, name } => {
+            let pool = connect(&database_url).await?;
+            let created = db::edges::create(&pool, &name).await?;
+            writeln!(out, "edge {} ({})", created.edge.name, created.edge.id)?;
+            writeln!(out, "enrolment token (shown once): {}", created.enrol_token)?;
+        }
+        EdgesCommand::List { database_url } => {
+            let pool = connect(&database_url).await?;
+            for edge in db::edges::list(&pool).await? {
+                writeln!(out, "{}", serde_json::to_string(&edge)?)?;
+            }
+        }
+        EdgesCommand::Revoke { database_url, id } => {
+            let pool = connect(&database_url).await?;
+            let edge = db::edges::revoke(&pool, id).await?;
+            writeln!(out, "edge {} revoked", edge.name)?;
+        }
+    }
+    Ok(())
+}
+
+async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
+    db::connect(database_url, 2)
+        .await
+        .context("connecting to DATABASE_URL")
+}
+
+async fn connect_migrated(database_url: &str) -> anyhow::Result<PgPool> {
+    let pool = connect(database_url).await?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    Ok(pool)
+}

@@ -1,0 +1,197 @@
+//! The command line, run as `main` runs it (`cli::run` with an input and an
+//! output), against a fresh database.
+
+use clap::Parser;
+use latchkey_control::cli::{self, Cli};
+use latchkey_control::db::{self, MIGRATOR};
+use latchkey_shared::TrustedKeys;
+use latchkey_shared::snapshot::{Opened, SnapshotBuffer, SnapshotState, open};
+use sqlx::PgPool;
+
+/// The URL of the test's own database: the server from `DATABASE_URL`,
+/// the database `#[sqlx::test]` made.
+fn url_of(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (base, _) = server.rsplit_once('/').unwrap();
+    format!("{base}/{}", options.get_database().unwrap())
+}
+
+async fn run(args: &[&str], password_env: Option<&str>, input: &str) -> anyhow::Result<String> {
+    let cli = Cli::try_parse_from(std::iter::once("latchkey-control").chain(args.iter().copied()))?;
+    let mut out = Vec::new();
+    cli::run(
+        cli,
+        password_env.map(str::to_owned),
+        &mut input.as_bytes(),
+        &mut out,
+    )
+    .await?;
+    Ok(String::from_utf8(out)?)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn admin_create_reads_the_password_from_standard_input(pool: PgPool) {
+    let url = url_of(&pool);
+    let printed = run(
+        &[
+            "admin",
+            "create",
+            "--database-url",
+            &url,
+            "--username",
+            "ops",
+            "--role",
+            "viewer",
+        ],
+        None,
+        "correct horse battery staple\n",
+    )
+    .await
+    .unwrap();
+    assert!(printed.starts_with("admin ops created ("), "{printed}");
+    let account = db::admins::find_by_username(&pool, "ops")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.role, "viewer");
+    assert!(db::admins::verify_password(
+        "correct horse battery staple",
+        &account.password_hash
+    ));
+
+    // The variable wins over the input; an empty input with no variable is refused.
+    run(
+        &[
+            "admin",
+            "create",
+            "--database-url",
+            &url,
+            "--username",
+            "ops2",
+        ],
+        Some("another long password"),
+        "ignored\n",
+    )
+    .await
+    .unwrap();
+    let second = db::admins::find_by_username(&pool, "ops2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.role, "admin");
+    assert!(db::admins::verify_password(
+        "another long password",
+        &second.password_hash
+    ));
+    let refused = run(
+        &[
+            "admin",
+            "create",
+            "--database-url",
+            &url,
+            "--username",
+            "ops3",
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("no password"), "{refused}");
+}
+
+#[test]
+fn an_unknown_role_is_refused_when_parsing() {
+    let error = Cli::try_parse_from([
+        "latchkey-control",
+        "admin",
+        "create",
+        "--database-url",
+        "postgres://x/y",
+        "--username",
+        "u",
+        "--role",
+        "root",
+    ])
+    .unwrap_err();
+    assert!(error.to_string().contains("not a role"), "{error}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn snapshot_export_writes_a_snapshot_an_edge_opens(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::new_v4()));
+    let keys_dir = dir.join("keys");
+    let printed = run(
+        &["keys", "generate", "--out", keys_dir.to_str().unwrap()],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    let private = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("private key: "))
+        .unwrap()
+        .to_owned();
+    let public = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("public key:  "))
+        .unwrap()
+        .to_owned();
+    let secret = "cli-test-secret-cli-test-secret-cli-test-secret";
+    let seeded = run(
+        &[
+            "demo",
+            "seed",
+            "--database-url",
+            &url,
+            "--secret-key",
+            secret,
+            "--licenses",
+            "5",
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seeded.lines().count(),
+        8,
+        "5 full licenses, a trial, a suspended, an expired one"
+    );
+
+    let file = dir.join("snapshot.bin");
+    let printed = run(
+        &[
+            "snapshot",
+            "export",
+            "--database-url",
+            &url,
+            "--signing-key",
+            &private,
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(printed.contains("8 licenses"), "{printed}");
+
+    let mut trusted = TrustedKeys::new();
+    trusted
+        .insert_pem(&std::fs::read_to_string(&public).unwrap())
+        .unwrap();
+    let bytes = SnapshotBuffer::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match open(bytes, &trusted, None, now).unwrap() {
+        Opened::Full(full) => assert_eq!(SnapshotState::new(full).base_license_count(), 8),
+        Opened::Delta(_) => panic!("an export is a full snapshot"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
