@@ -494,20 +494,31 @@ async fn an_edge_restarted_while_control_is_down_serves_from_its_cache(pool: PgP
 /// `latchkey-control serve` as a real process, on this test's database.
 struct ControlProcess {
     child: std::process::Child,
+    http: SocketAddr,
 }
 
 impl ControlProcess {
+    /// Started and ready: its `/readyz` answers 200.
+    async fn start(pool: &PgPool, dir: &Path, signing_key: &Path, link: SocketAddr) -> Self {
+        let control = Self::spawn(pool, dir, signing_key, link);
+        wait_until_ready(control.http, Duration::from_secs(30))
+            .await
+            .expect("control answered /readyz with 200");
+        control
+    }
+
     fn spawn(pool: &PgPool, dir: &Path, signing_key: &Path, link: SocketAddr) -> Self {
         let database = pool.connect_options().get_database().unwrap().to_owned();
         let base = std::env::var("DATABASE_URL").unwrap();
         let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
         let log = std::fs::File::create(dir.join("control.log")).unwrap();
+        let http = free_tcp_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey-control"))
             .arg("serve")
             .env("DATABASE_URL", url)
             .env("SECRET_KEY", "s".repeat(48))
             .env("JWT_SECRET", "j".repeat(48))
-            .env("LATCHKEY_LISTEN_ADDR", "127.0.0.1:0")
+            .env("LATCHKEY_LISTEN_ADDR", http.to_string())
             .env("LATCHKEY_DATABASE_MAX_CONNECTIONS", "4")
             .env("LATCHKEY_SIGNING_KEY_PATH", signing_key)
             .env("LATCHKEY_LINK_LISTEN_ADDR", link.to_string())
@@ -516,7 +527,7 @@ impl ControlProcess {
             .stderr(log)
             .spawn()
             .unwrap();
-        Self { child }
+        Self { child, http }
     }
 
     /// SIGKILL: no shutdown path runs.
@@ -531,6 +542,33 @@ impl Drop for ControlProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn free_tcp_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls `GET /readyz` until it answers 200; how long that took.
+async fn wait_until_ready(addr: SocketAddr, limit: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request = "GET /readyz HTTP/1.1\r\nHost: control\r\nConnection: close\r\n\r\n";
+            let mut answer = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 fn free_udp_port() -> SocketAddr {
@@ -553,11 +591,7 @@ async fn usage_accepted_by_edges_lands_exactly_once_across_a_control_kill(pool: 
     let keys = latchkey_control::keys::generate(&dir.join("keys")).unwrap();
     let link_addr = free_udp_port();
     let (license_id, key) = one_license(&pool, 1).await;
-    let control = ControlProcess::spawn(&pool, &dir, &keys.private_pem, link_addr);
-    let cert = dir.join("control").join(link::tls::CERT_FILE);
-    wait_for(Duration::from_secs(30), || cert.exists())
-        .await
-        .expect("control made its link certificate");
+    let control = ControlProcess::start(&pool, &dir, &keys.private_pem, link_addr).await;
     std::fs::copy(&keys.public_pem, dir.join("trusted.pem")).unwrap();
     let stack = Stack {
         dir: dir.clone(),
