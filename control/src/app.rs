@@ -16,6 +16,7 @@ use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::{Extension, Router};
+use latchkey_shared::forwarded::TrustedProxies;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -41,6 +42,7 @@ pub struct AppState {
     pub panel: PanelState,
     pub health: Health,
     pub max_body_bytes: usize,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             panel: PanelState::new(pool.clone(), config)?,
             health: Health::new(pool, link),
             max_body_bytes: config.max_body_bytes,
+            trusted_proxies: config.trusted_proxies.clone(),
         })
     }
 }
@@ -74,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(observe::count_requests))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(Extension(BodyLimit(state.max_body_bytes)))
+        .layer(Extension(state.trusted_proxies))
         .layer(middleware::from_fn(request_id))
 }
 
@@ -135,6 +139,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .into_future(),
     );
     tracing::info!(addr = %http_addr, "admin API and panel listening");
+    if !config.panel.secure_cookies {
+        tracing::warn!(
+            "panel cookies are not Secure: behind TLS, set public_url to the https:// address admins use"
+        );
+    }
     Ok(Running {
         http_addr,
         link_addr: link.as_ref().map(|l| l.addr),

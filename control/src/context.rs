@@ -7,6 +7,7 @@ use axum::extract::ConnectInfo;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, header};
+use latchkey_shared::forwarded::TrustedProxies;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -90,15 +91,16 @@ impl RequestContext {
 }
 
 /// The request's id, client address and user agent, with a system actor
-/// until someone authenticates. `ConnectInfo` is optional: without it (a
-/// test calling the router directly) the address is unknown.
+/// until someone authenticates. The address is the socket peer's, or the
+/// client's behind the app's [`TrustedProxies`]; `ConnectInfo` is optional:
+/// without it (a test calling the router directly) the address is unknown.
 pub fn client_context(parts: &Parts) -> RequestContext {
     let request_id = parts
         .extensions
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let ip = parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
@@ -108,6 +110,14 @@ pub fn client_context(parts: &Parts) -> RequestContext {
                 .get::<MockConnectInfo<SocketAddr>>()
                 .map(|MockConnectInfo(addr)| addr.ip())
         });
+    let ip = peer.map(|peer| match parts.extensions.get::<TrustedProxies>() {
+        Some(trusted) => trusted.client_ip(
+            peer,
+            header_values(&parts.headers, "x-forwarded-for"),
+            header_values(&parts.headers, header::FORWARDED.as_str()),
+        ),
+        None => peer,
+    });
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -123,6 +133,16 @@ pub fn client_context(parts: &Parts) -> RequestContext {
         ip,
         user_agent,
     }
+}
+
+fn header_values<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &str,
+) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
 }
 
 #[cfg(test)]

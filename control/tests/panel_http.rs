@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod panel_support;
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use latchkey_control::app::{self, AppState};
 use latchkey_control::context::{Actor, ActorKind, RequestContext};
 use latchkey_control::db::MIGRATOR;
@@ -559,22 +559,277 @@ fn between(text: &str, start: &str, end: &str) -> String {
     text[from..to].to_owned()
 }
 
+/// Enrols `username` (logged in on `client`) in TOTP; the code generator.
+async fn enrol_totp(client: &mut Client) -> totp_rs::Totp {
+    let enrol = client.get("/settings/2fa").await;
+    let secret = between(&enrol.body, "id=\"totp-secret\">", "<");
+    let totp = Builder::new()
+        .with_secret(Secret::try_from_base32(&secret).unwrap())
+        .build()
+        .unwrap();
+    let code = totp.generate_current().to_string();
+    let done = client
+        .post(
+            "/settings/2fa",
+            &[("_csrf", &enrol.csrf()), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    totp
+}
+
+/// Failures spread over many networks slow the account down instead of
+/// locking it: attempts between its slots wait, uncounted, while the owner's
+/// correct password still reaches the second factor and gets in.
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn failures_spread_over_many_ips_throttle_the_account(pool: PgPool) {
+async fn failures_spread_over_many_ips_slow_the_account_but_let_its_owner_in(pool: PgPool) {
     admin(&pool, "alice", Role::Admin).await;
-    let app = app(&pool, &[("LATCHKEY_PANEL_LOGIN_MAX_FAILURES", "2")]);
-    // Four times the per-IP limit, one failure from each address: no IP is blocked.
-    for n in 0..8 {
-        let mut client = Client::new(app.clone(), &format!("198.18.0.{n}"));
-        let reply = client.login("alice", "wrong password!").await;
-        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    }
-    let mut owner = Client::new(app.clone(), "198.18.1.1");
-    let refused = owner.login("alice", PASSWORD).await;
-    assert_eq!(refused.error_code(), "RATE_LIMITED", "{}", refused.body);
-    // Other accounts are untouched.
     admin(&pool, "bob", Role::Admin).await;
-    owner.logged_in("bob").await;
+    let app = app(&pool, &[("LATCHKEY_PANEL_LOGIN_MAX_FAILURES", "2")]);
+    let mut setup = Client::new(app.clone(), "198.18.9.9");
+    setup.logged_in("alice").await;
+    let totp = enrol_totp(&mut setup).await;
+    // Four times the per-IP limit, one failure from each address: no IP is blocked.
+    for account in ["alice", "bob"] {
+        for n in 0..8 {
+            let mut client = Client::new(app.clone(), &format!("198.18.{}.{n}", account.len()));
+            let reply = client.login(account, "wrong password!").await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.body);
+        }
+        // The account's slot: one attempt is decided, the next one waits.
+        let mut attacker = Client::new(app.clone(), &format!("198.18.2.{}", account.len()));
+        assert_eq!(
+            attacker.login(account, "wrong password!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        let waiting = attacker.login(account, "wrong password!").await;
+        assert_eq!(
+            waiting.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            waiting.body
+        );
+        assert!(waiting.body.contains("try again in"), "{}", waiting.body);
+    }
+    // Alice has a second factor: her password passes the slowed account.
+    let mut owner = Client::new(app.clone(), "198.18.1.1");
+    let reply = owner.login("alice", PASSWORD).await;
+    assert_eq!(reply.location(), "/login/2fa", "{}", reply.body);
+    let step = owner.get("/login/2fa").await;
+    let code = totp.generate_current().to_string();
+    let passed = owner
+        .post("/login/2fa", &[("_csrf", &step.csrf()), ("code", &code)])
+        .await;
+    assert_eq!(passed.location(), "/", "{}", passed.body);
+    // Bob has none: even his password waits for the slot.
+    let mut bob = Client::new(app.clone(), "198.18.1.2");
+    assert_eq!(
+        bob.login("bob", PASSWORD).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Other accounts are untouched.
+    admin(&pool, "carol", Role::Admin).await;
+    Client::new(app, "198.18.1.3").logged_in("carol").await;
+}
+
+/// Behind a TLS proxy every admin shares the proxy's address: the guard
+/// counts the client the trusted proxy names, so the attacker's network is
+/// blocked and an admin behind the same proxy is not.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn behind_a_trusted_proxy_the_client_is_blocked_not_the_proxy(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let app = app(
+        &pool,
+        &[("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")],
+    );
+    let mut attacker = Client::behind_proxy(app.clone(), "127.0.0.1", "203.0.113.7");
+    for _ in 0..5 {
+        assert_eq!(
+            attacker.login("alice", "wrong password!").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        attacker.login("alice", PASSWORD).await.error_code(),
+        "IP_BLOCKED"
+    );
+    let mut colleague = Client::behind_proxy(app.clone(), "127.0.0.1", "192.0.2.20");
+    colleague.logged_in("alice").await;
+    // A header from a peer that is no trusted proxy is not believed.
+    let mut forger = Client::behind_proxy(app.clone(), "198.51.100.9", "192.0.2.20");
+    for _ in 0..5 {
+        forger.login("alice", "wrong password!").await;
+    }
+    let networks: Vec<String> =
+        sqlx::query_scalar("SELECT network::text FROM blocked_ips ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(networks, ["203.0.113.7/32", "198.51.100.9/32"]);
+    let audited: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT host(ip) FROM audit_log WHERE action = 'admin.login' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, [Some("192.0.2.20".to_owned())]);
+}
+
+/// A host holds a whole IPv6 /64: its addresses count as one client.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn ipv6_clients_are_counted_and_blocked_by_their_64(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let app = app(&pool, &[]);
+    for n in 1..=5 {
+        let mut client = Client::new(app.clone(), &format!("2001:db8:1:2::{n}"));
+        client.login("alice", "wrong password!").await;
+    }
+    let mut same_host = Client::new(app.clone(), "2001:db8:1:2:ffff::99");
+    assert_eq!(
+        same_host.login("alice", PASSWORD).await.error_code(),
+        "IP_BLOCKED"
+    );
+    let mut neighbour = Client::new(app.clone(), "2001:db8:1:3::1");
+    neighbour.logged_in("alice").await;
+    let network: String = sqlx::query_scalar("SELECT network::text FROM blocked_ips")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(network, "2001:db8:1:2::/64");
+}
+
+/// Whoever has the password cannot try codes without end: the account's
+/// code failures are capped and end the half-logged-in session, and the
+/// password alone clears no counter.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn second_factor_guesses_are_capped_per_account(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let app = app(&pool, &[("LATCHKEY_PANEL_LOGIN_MAX_FAILURES", "50")]);
+    let mut setup = Client::new(app.clone(), "198.18.9.9");
+    setup.logged_in("alice").await;
+    let totp = enrol_totp(&mut setup).await;
+    let wrong = |totp: &totp_rs::Totp| {
+        let right = totp.generate_current();
+        format!(
+            "{:06}",
+            (right.to_string().parse::<u32>().unwrap() + 1) % 1_000_000
+        )
+    };
+
+    let mut first = Client::new(app.clone(), "203.0.113.50");
+    assert_eq!(
+        first.login("alice", PASSWORD).await.location(),
+        "/login/2fa"
+    );
+    let first_step = first.get("/login/2fa").await;
+    for n in 1..=4 {
+        let guess = if n % 2 == 0 {
+            wrong(&totp)
+        } else {
+            format!("not-a-code-{n}")
+        };
+        let reply = first
+            .post(
+                "/login/2fa",
+                &[("_csrf", &first_step.csrf()), ("code", &guess)],
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "guess {n}: {}",
+            reply.body
+        );
+    }
+    // A fresh password login does not reset the count.
+    let mut thief = Client::new(app.clone(), "203.0.113.51");
+    assert_eq!(
+        thief.login("alice", PASSWORD).await.location(),
+        "/login/2fa"
+    );
+    let step = thief.get("/login/2fa").await;
+    let fifth = thief
+        .post(
+            "/login/2fa",
+            &[("_csrf", &step.csrf()), ("code", &wrong(&totp))],
+        )
+        .await;
+    assert_eq!(
+        fifth.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        fifth.body
+    );
+    assert!(
+        !thief.cookies.contains_key("lk_session"),
+        "the session ended"
+    );
+    // Even the right code is no longer checked for this account now.
+    let mut again = Client::new(app.clone(), "203.0.113.52");
+    assert_eq!(
+        again.login("alice", PASSWORD).await.location(),
+        "/login/2fa"
+    );
+    let step = again.get("/login/2fa").await;
+    let code = totp.generate_current().to_string();
+    let refused = again
+        .post("/login/2fa", &[("_csrf", &step.csrf()), ("code", &code)])
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    // The cap is the account's: the first half-logged-in session ends too.
+    let code = totp.generate_current().to_string();
+    let refused = first
+        .post(
+            "/login/2fa",
+            &[("_csrf", &first_step.csrf()), ("code", &code)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM admin_sessions WHERE revoked_at IS NULL AND NOT mfa_passed",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 0, "every half-logged-in session used since ended");
+}
+
+/// Behind TLS (an https public URL), cookies are Secure and `__Host-`.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_https_public_url_makes_cookies_secure_and_host_only(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let secure = app(
+        &pool,
+        &[("LATCHKEY_PUBLIC_URL", "https://licenses.example.com")],
+    );
+    let mut client = Client::new(secure, "192.0.2.60");
+    let page = client.get("/login").await;
+    let cookie = page.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.starts_with("__Host-lk_login_csrf="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let login = client
+        .post(
+            "/login",
+            &[
+                ("_csrf", &page.csrf()),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(login.location(), "/", "{}", login.body);
+    assert!(client.cookies.contains_key("__Host-lk_session"));
+    assert_eq!(client.get("/").await.status, StatusCode::OK);
+    let plain = app(&pool, &[]);
+    let page = Client::new(plain, "192.0.2.61").get("/login").await;
+    let cookie = page.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("lk_login_csrf=") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

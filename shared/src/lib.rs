@@ -10,6 +10,7 @@
 pub mod api;
 mod digest;
 pub mod fingerprint;
+pub mod forwarded;
 pub mod key;
 pub mod link;
 pub mod signing;

@@ -18,6 +18,8 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use latchkey_shared::forwarded::{BadProxy, TrustedProxies};
+
 use crate::secrets::Secrets;
 use env::Env;
 pub use panel::PanelConfig;
@@ -60,6 +62,14 @@ pub struct Config {
     pub panel: PanelConfig,
     /// Redis shared by control replicas (login counters); `None`: in-process.
     pub redis_url: Option<SecretString>,
+    /// Where admins reach the panel (`https://licenses.example.com`). With
+    /// `https`, panel cookies are `Secure` and `__Host-` unless
+    /// `panel.secure_cookies` says otherwise.
+    pub public_url: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` are believed
+    /// (addresses or CIDR ranges, comma-separated); none by default, so the
+    /// socket peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -164,8 +174,23 @@ impl Config {
                 .heartbeat_retention_months
                 .unwrap_or(defaults.heartbeat_retention_months),
             log_format: merged.log_format.unwrap_or(LogFormat::Text),
-            panel: merged.panel.unwrap_or_default().resolve(),
+            panel: merged.panel.unwrap_or_default().resolve(
+                merged
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|url| url.starts_with("https://")),
+            ),
             redis_url: merged.redis_url.map(SecretString::from),
+            trusted_proxies: match merged.trusted_proxies.as_deref() {
+                Some(list) => list
+                    .parse()
+                    .map_err(|error: BadProxy| ConfigError::Invalid {
+                        name: "trusted_proxies".into(),
+                        message: error.to_string(),
+                    })?,
+                None => TrustedProxies::default(),
+            },
+            public_url: merged.public_url,
         };
         config.validate()?;
         Ok(config)
@@ -191,6 +216,11 @@ impl Config {
                 "JWT_SECRET",
                 "must differ from SECRET_KEY: one leaking must say nothing of the other",
             );
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid("public_url", "must be an https:// (or http://) URL");
         }
         if !(1..=1_000).contains(&self.database_max_connections) {
             return invalid("database_max_connections", "must be between 1 and 1000");
@@ -270,6 +300,8 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("panel", &self.panel)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("public_url", &self.public_url)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -339,6 +371,8 @@ struct Layer {
     log_format: Option<LogFormat>,
     panel: Option<PanelLayer>,
     redis_url: Option<String>,
+    public_url: Option<String>,
+    trusted_proxies: Option<String>,
 }
 
 impl Layer {
@@ -361,6 +395,8 @@ impl Layer {
             log_format: env.parse("log_format")?,
             panel: PanelLayer::from_env(vars)?,
             redis_url: env.secret("redis_url"),
+            public_url: env.text("public_url"),
+            trusted_proxies: env.text("trusted_proxies"),
         })
     }
 
@@ -389,6 +425,8 @@ impl Layer {
             log_format: self.log_format.or(below.log_format),
             panel: PanelLayer::stack(self.panel, below.panel),
             redis_url: self.redis_url.or(below.redis_url),
+            public_url: self.public_url.or(below.public_url),
+            trusted_proxies: self.trusted_proxies.or(below.trusted_proxies),
         }
     }
 }

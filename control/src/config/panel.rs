@@ -102,14 +102,16 @@ impl PanelLayer {
         })
     }
 
-    pub fn resolve(self) -> PanelConfig {
+    /// `secure_by_default`: whether cookies are `Secure` when the layers do
+    /// not say (the public URL is https).
+    pub fn resolve(self, secure_by_default: bool) -> PanelConfig {
         let d = PanelConfig::default();
         PanelConfig {
             idle_timeout_secs: self.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
             absolute_timeout_secs: self
                 .absolute_timeout_secs
                 .unwrap_or(d.absolute_timeout_secs),
-            secure_cookies: self.secure_cookies.unwrap_or(d.secure_cookies),
+            secure_cookies: self.secure_cookies.unwrap_or(secure_by_default),
             login_max_failures: self.login_max_failures.unwrap_or(d.login_max_failures),
             login_failure_window_secs: self
                 .login_failure_window_secs
@@ -194,7 +196,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let config = PanelLayer::from_env(&env).unwrap().unwrap().resolve();
+        let config = PanelLayer::from_env(&env).unwrap().unwrap().resolve(false);
         assert_eq!(config.idle_timeout_secs, 5);
         assert_eq!(config.login_max_failures, 5);
         assert!(PanelLayer::from_env(&BTreeMap::new()).unwrap().is_none());

@@ -12,12 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::assets;
-use super::csrf::LOGIN_COOKIE;
 use super::error::{PanelError, PanelResult};
 use super::form::Form;
-use super::session::{
-    CurrentSession, SESSION_COOKIE, Viewer, hash_token, random_token, set_cookie,
-};
+use super::guard::Admission;
+use super::session::{CurrentSession, Viewer, hash_token, random_token};
 use super::totp;
 use crate::context::client_context;
 use crate::context::{Actor, ActorKind, RequestContext};
@@ -71,7 +69,8 @@ fn login_form(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let existing = super::session::cookie(headers, LOGIN_COOKIE).map(str::to_owned);
+    let cookies = state.cookies();
+    let existing = super::session::cookie(headers, cookies.login_csrf()).map(str::to_owned);
     let csrf = existing.clone().unwrap_or_else(random_token);
     let page = LoginPage {
         assets: assets::version(),
@@ -80,11 +79,10 @@ fn login_form(
     };
     let mut response = (status, page).into_response();
     if existing.is_none() {
-        let cookie = set_cookie(
-            LOGIN_COOKIE,
+        let cookie = cookies.set(
+            cookies.login_csrf(),
             &csrf,
             state.config.absolute_timeout_secs,
-            state.config.secure_cookies,
         );
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -99,7 +97,7 @@ pub async fn login(
     let mut ctx = client_context(&parts);
     let ip = client_ip(&ctx);
     let guard = &state.guard;
-    guard.admit(&state.pool, ip, &form.username).await?;
+    let admission = guard.admit(&state.pool, ip, &form.username).await?;
     let account = match admins::find_by_username(&state.pool, &form.username).await? {
         Some(account) => Some(account).filter(|account| password_matches(account, &form.password)),
         None => {
@@ -107,6 +105,20 @@ pub async fn login(
             None
         }
     };
+    if let Admission::Slowed { retry_after_secs } = admission {
+        // A slowed account's owner with a second factor still gets to it;
+        // anyone else waits, and the attempt is not counted.
+        if account.as_ref().is_none_or(|a| a.totp_enabled_at.is_none()) {
+            return Ok(login_form(
+                &state,
+                &parts.headers,
+                Some(format!(
+                    "This account had many failed logins: try again in {retry_after_secs} s."
+                )),
+                StatusCode::TOO_MANY_REQUESTS,
+            ));
+        }
+    }
     let Some(account) = account else {
         // An automatic block's audit row names the guard, not a person.
         ctx.actor = Actor::system("login-guard");
@@ -120,14 +132,20 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         ));
     };
-    guard.succeeded(&state.pool, ip, &account.username).await?;
+    let needs_code = account.totp_enabled_at.is_some();
+    if needs_code {
+        guard
+            .password_passed(&state.pool, ip, &account.username)
+            .await?;
+    } else {
+        guard.succeeded(&state.pool, ip, &account.username).await?;
+    }
     ctx.actor = Actor {
         kind: ActorKind::Admin,
         id: Some(account.id.to_string()),
         name: Some(account.username.clone()),
     };
     let token = random_token();
-    let needs_code = account.totp_enabled_at.is_some();
     admin_sessions::create(
         &state.pool,
         &ctx,
@@ -147,11 +165,10 @@ pub async fn login(
     let mut response = Redirect::to(target).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            SESSION_COOKIE,
+        state.cookies().set(
+            state.cookies().session(),
             &token,
             state.config.absolute_timeout_secs,
-            state.config.secure_cookies,
         ),
     );
     Ok(response)
@@ -198,12 +215,20 @@ pub async fn second_factor(
     let mut ctx = client_context(&parts);
     let ip = client_ip(&ctx);
     let guard = &state.guard;
-    guard.admit(&state.pool, ip, &session.username).await?;
+    // Slowing applies to passwords; codes are capped per account instead.
+    guard.admit_network(&state.pool, ip).await?;
     let account = admins::find(&state.pool, session.admin_id)
         .await?
         .ok_or(PanelError::LoginRequired)?;
+    ctx.actor = Actor {
+        kind: ActorKind::Admin,
+        id: Some(account.id.to_string()),
+        name: Some(account.username.clone()),
+    };
+    if !guard.second_factor_allowed(&account.username).await? {
+        return end_pre_second_factor(&state, &ctx, &session, &parts.headers).await;
+    }
     let code: String = form.code.chars().filter(|c| !c.is_whitespace()).collect();
-    let recovery = totp::normalise_recovery_code(&code);
     let method = if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
         match totp::matching_step(&state, &account, &code)? {
             Some(step) if admins::claim_totp_step(&state.pool, account.id, step).await? => {
@@ -211,26 +236,21 @@ pub async fn second_factor(
             }
             _ => None,
         }
-    } else if admins::use_recovery_code(&state.pool, account.id, &recovery).await? {
-        Some("recovery_code")
+    } else if let Some(recovery) = totp::recovery_code_shape(&code) {
+        admins::use_recovery_code(&state.pool, account.id, &recovery)
+            .await?
+            .then_some("recovery_code")
     } else {
+        // Neither shape: no argon2 check is spent on it, but it counts.
         None
     };
-    ctx.actor = Actor {
-        kind: ActorKind::Admin,
-        id: Some(account.id.to_string()),
-        name: Some(account.username.clone()),
-    };
     let Some(method) = method else {
-        let blocked = guard
-            .failed(
-                &state.pool,
-                &ctx,
-                ip,
-                &account.username,
-                "bad_second_factor",
-            )
+        let (blocked, exhausted) = guard
+            .second_factor_failed(&state.pool, &ctx, ip, &account.username)
             .await?;
+        if exhausted {
+            return end_pre_second_factor(&state, &ctx, &session, &parts.headers).await;
+        }
         let page = SecondFactorPage {
             assets: assets::version(),
             csrf: session.csrf_token.clone(),
@@ -252,12 +272,43 @@ pub async fn second_factor(
     let mut response = Redirect::to("/").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(
-            SESSION_COOKIE,
+        state.cookies().set(
+            state.cookies().session(),
             &token,
             state.config.absolute_timeout_secs,
-            state.config.secure_cookies,
         ),
+    );
+    Ok(response)
+}
+
+/// Too many wrong codes for the account: the half-logged-in session ends,
+/// and the login page says why.
+async fn end_pre_second_factor(
+    state: &PanelState,
+    ctx: &RequestContext,
+    session: &admin_sessions::LiveSession,
+    headers: &HeaderMap,
+) -> PanelResult<Response> {
+    admin_sessions::revoke(
+        &state.pool,
+        ctx,
+        session.admin_id,
+        &session.id_hash,
+        "admin_session.second_factor_exhausted",
+    )
+    .await?;
+    let mut response = login_form(
+        state,
+        headers,
+        Some(
+            "Too many wrong codes for this account: log in again once the failure window has passed."
+                .into(),
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        state.cookies().set(state.cookies().session(), "", 0),
     );
     Ok(response)
 }
@@ -274,7 +325,7 @@ pub async fn logout(viewer: Viewer, State(state): State<PanelState>) -> PanelRes
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, state.config.secure_cookies),
+        state.cookies().set(state.cookies().session(), "", 0),
     );
     Ok(response)
 }

@@ -6,23 +6,22 @@
 //! attackers.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use super::PanelState;
 use super::error::PanelError;
 use super::session::{CurrentSession, cookie};
 
 pub static X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
 pub const FORM_FIELD: &str = "_csrf";
-/// The double-submit cookie of the login form.
-pub const LOGIN_COOKIE: &str = "lk_login_csrf";
 /// Panel forms are small; a larger body is not one of ours.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-pub async fn verify(request: Request, next: Next) -> Response {
+pub async fn verify(State(state): State<PanelState>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -35,10 +34,12 @@ pub async fn verify(request: Request, next: Next) -> Response {
         .and_then(|current| current.0.clone());
     let expected = match session {
         Some(session) => session.csrf_token.clone(),
-        None if request.uri().path() == "/login" => match cookie(request.headers(), LOGIN_COOKIE) {
-            Some(token) => token.to_owned(),
-            None => return PanelError::Csrf.into_response(),
-        },
+        None if request.uri().path() == "/login" => {
+            match cookie(request.headers(), state.cookies().login_csrf()) {
+                Some(token) => token.to_owned(),
+                None => return PanelError::Csrf.into_response(),
+            }
+        }
         // No session: the handler's extractor sends the caller to the login
         // page, and nothing can change without one.
         None => return next.run(request).await,

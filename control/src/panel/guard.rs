@@ -171,7 +171,34 @@ async fn connect(
         .clone())
 }
 
+/// Second-factor failures per account within the failure window after
+/// which no code is checked for it, and its pre-2FA sessions end: six
+/// digits cannot be guessed five at a time.
+pub const MAX_SECOND_FACTOR_FAILURES: u64 = 5;
+/// The longest an account is slowed to between attempts.
+const MAX_SLOWDOWN: Duration = Duration::from_secs(60);
+
+/// Whether an attempt on an account may be decided now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Open,
+    /// The account had many recent failures and its next attempt is not due
+    /// yet: only a correct password of an account with a second factor
+    /// goes on (to the second factor).
+    Slowed {
+        retry_after_secs: u64,
+    },
+}
+
 /// The login form's rules over [`Counters`].
+///
+/// Per client network (an IPv4 address, an IPv6 /64: one host has a whole
+/// /64): attempts per minute, and failures, the `max_failures`-th of which
+/// blocks the network. Per account, from anywhere: failures slow it down,
+/// one attempt per interval that doubles with every further failure, rather
+/// than lock it, so an attacker spreading guesses over many networks cannot
+/// lock its owner out; second-factor failures are capped. Account counters
+/// are cleared only by a whole login, never by the password alone.
 #[derive(Debug)]
 pub struct LoginGuard {
     counters: Counters,
@@ -204,30 +231,53 @@ impl LoginGuard {
         }
     }
 
-    /// Before a password is even looked at: a blocked IP, one over its
-    /// per-minute attempts, or an account with too many recent failures is
-    /// refused.
-    pub async fn admit(&self, pool: &PgPool, ip: IpAddr, username: &str) -> PanelResult<()> {
+    /// Before a password is looked at: a blocked network, or one over its
+    /// attempts per minute, is refused; a slowed account says so.
+    pub async fn admit(&self, pool: &PgPool, ip: IpAddr, username: &str) -> PanelResult<Admission> {
+        self.admit_network(pool, ip).await?;
+        let failures = self.counters.get(&account_key("fail", username)).await?;
+        let Some(interval) = self.slowdown(failures) else {
+            return Ok(Admission::Open);
+        };
+        // The first attempt in each interval is decided; the others wait.
+        let slot = account_key("slot", username);
+        if self.counters.hit(&slot, interval).await? == 1 {
+            Ok(Admission::Open)
+        } else {
+            Ok(Admission::Slowed {
+                retry_after_secs: interval.as_secs(),
+            })
+        }
+    }
+
+    /// A blocked network, or one over its attempts per minute, is refused.
+    pub async fn admit_network(&self, pool: &PgPool, ip: IpAddr) -> PanelResult<()> {
         if logins::is_blocked(pool, ip).await? {
             return Err(PanelError::IpBlocked);
         }
+        let network = network_of(ip);
         if self
             .counters
-            .hit(&format!("rate:{ip}"), RATE_WINDOW)
+            .hit(&format!("rate:{network}"), RATE_WINDOW)
             .await?
             > self.attempts_per_minute
         {
             return Err(PanelError::RateLimited);
         }
-        let account_failures = self.counters.get(&account_key(username)).await?;
-        if account_failures >= self.max_failures * ACCOUNT_FAILURE_FACTOR {
-            return Err(PanelError::RateLimited);
-        }
         Ok(())
     }
 
-    /// Counts a failure; the one that reaches the limit blocks the IP for
-    /// the configured time. Returns whether it did.
+    /// `None` below the account threshold (`max_failures` × 4 from anywhere);
+    /// then 1 s, doubling per failure, at most [`MAX_SLOWDOWN`].
+    fn slowdown(&self, failures: u64) -> Option<Duration> {
+        let over = failures.checked_sub(self.max_failures * ACCOUNT_FAILURE_FACTOR)?;
+        let secs = 1u64.checked_shl(over.min(16) as u32).unwrap_or(u64::MAX);
+        Some(Duration::from_secs(secs).min(MAX_SLOWDOWN))
+    }
+
+    /// Counts a failed password or code; the one that reaches the limit
+    /// blocks the client's network for the configured time. Returns whether
+    /// it did.
     pub async fn failed(
         &self,
         pool: &PgPool,
@@ -238,9 +288,10 @@ impl LoginGuard {
     ) -> PanelResult<bool> {
         logins::record_attempt(pool, Some(username), ip, false, reason).await?;
         self.counters
-            .hit(&account_key(username), self.failure_window)
+            .hit(&account_key("fail", username), self.failure_window)
             .await?;
-        let ip_key = format!("fail:ip:{ip}");
+        let network = network_of(ip);
+        let ip_key = format!("fail:ip:{network}");
         let failures = self.counters.hit(&ip_key, self.failure_window).await?;
         if failures < self.max_failures {
             return Ok(false);
@@ -250,31 +301,113 @@ impl LoginGuard {
             "{failures} failed logins within {} s",
             self.failure_window.as_secs()
         );
-        logins::block(pool, ctx, &ip.to_string(), &reason, None, Some(until)).await?;
+        logins::block(pool, ctx, &network, &reason, None, Some(until)).await?;
         self.counters.reset(&ip_key).await?;
-        tracing::warn!(%ip, failures, "IP blocked after failed logins");
+        tracing::warn!(%network, failures, "network blocked after failed logins");
         Ok(true)
     }
 
+    /// Whether the account may still try a second-factor code now.
+    pub async fn second_factor_allowed(&self, username: &str) -> PanelResult<bool> {
+        let failures = self.counters.get(&account_key("fail2fa", username)).await?;
+        Ok(failures < MAX_SECOND_FACTOR_FAILURES)
+    }
+
+    /// Counts a wrong second-factor code (also as a failed login); returns
+    /// whether the account's codes are now exhausted for the window.
+    pub async fn second_factor_failed(
+        &self,
+        pool: &PgPool,
+        ctx: &RequestContext,
+        ip: IpAddr,
+        username: &str,
+    ) -> PanelResult<(bool, bool)> {
+        let blocked = self
+            .failed(pool, ctx, ip, username, "bad_second_factor")
+            .await?;
+        let failures = self
+            .counters
+            .hit(&account_key("fail2fa", username), self.failure_window)
+            .await?;
+        Ok((blocked, failures >= MAX_SECOND_FACTOR_FAILURES))
+    }
+
+    /// The password was right; the login is not done while a second factor
+    /// is due, so nothing is cleared yet.
+    pub async fn password_passed(
+        &self,
+        pool: &PgPool,
+        ip: IpAddr,
+        username: &str,
+    ) -> PanelResult<()> {
+        logins::record_attempt(pool, Some(username), ip, true, "password_ok").await?;
+        Ok(())
+    }
+
+    /// A whole login succeeded: the account's counters start over.
     pub async fn succeeded(&self, pool: &PgPool, ip: IpAddr, username: &str) -> PanelResult<()> {
         logins::record_attempt(pool, Some(username), ip, true, "ok").await?;
-        self.counters.reset(&account_key(username)).await?;
+        for kind in ["fail", "fail2fa", "slot"] {
+            self.counters.reset(&account_key(kind, username)).await?;
+        }
         Ok(())
     }
 }
 
-fn account_key(username: &str) -> String {
+/// What one client is counted and blocked as: an IPv4 address, or the /64
+/// of an IPv6 one (a single host is routinely given a whole /64).
+pub fn network_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+fn account_key(kind: &str, username: &str) -> String {
     let name: String = username
         .to_lowercase()
         .chars()
         .take(MAX_USERNAME_KEY_CHARS)
         .collect();
-    format!("fail:user:{name}")
+    format!("{kind}:user:{name}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(network_of(a), "2001:db8:1:2::/64");
+        assert_eq!(network_of(a), network_of(b));
+        assert_ne!(
+            network_of(a),
+            network_of("2001:db8:1:3::1".parse().unwrap())
+        );
+        assert_eq!(network_of("203.0.113.7".parse().unwrap()), "203.0.113.7");
+        assert_eq!(
+            network_of("::ffff:203.0.113.7".parse().unwrap()),
+            "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn the_slowdown_doubles_from_the_account_threshold() {
+        let guard = LoginGuard::with_counters(&PanelConfig::default(), Counters::memory());
+        let threshold = PanelConfig::default().login_max_failures * ACCOUNT_FAILURE_FACTOR;
+        assert_eq!(guard.slowdown(threshold - 1), None);
+        assert_eq!(guard.slowdown(threshold), Some(Duration::from_secs(1)));
+        assert_eq!(guard.slowdown(threshold + 3), Some(Duration::from_secs(8)));
+        assert_eq!(guard.slowdown(threshold + 40), Some(MAX_SLOWDOWN));
+    }
 
     #[tokio::test]
     async fn memory_windows_count_and_reset() {

@@ -66,6 +66,12 @@ impl PanelState {
         Self::with_guard(pool, config, guard)
     }
 
+    pub fn cookies(&self) -> session::Cookies {
+        session::Cookies {
+            secure: self.config.secure_cookies,
+        }
+    }
+
     /// With login counters of the caller's choosing (tests share Redis
     /// under a namespace of their own).
     pub fn with_guard(
@@ -167,7 +173,7 @@ pub fn router(state: PanelState) -> Router {
             "/login/2fa",
             get(auth::second_factor_page).post(auth::second_factor),
         )
-        .layer(middleware::from_fn(csrf::verify))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::verify))
         .layer(middleware::from_fn_with_state(state.clone(), session::load))
         .layer(middleware::from_fn(page_headers))
         .route(assets::ROUTE, get(assets::serve))

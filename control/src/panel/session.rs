@@ -20,7 +20,6 @@ use crate::db::admin_sessions::{self, LiveSession};
 use crate::db::admins::Role;
 use crate::panel::PanelState;
 
-pub const SESSION_COOKIE: &str = "lk_session";
 /// Requests under this prefix do not restart the idle clock: an open
 /// dashboard tab streaming numbers is not someone using the panel.
 pub const PASSIVE_PREFIX: &str = "/events/";
@@ -66,20 +65,48 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// A `Set-Cookie` for the panel: HttpOnly, SameSite=Strict, path `/`;
-/// `Secure` when configured. `max_age_secs` 0 deletes it.
-pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
+/// The panel's cookies. When `Secure`, their names carry the `__Host-`
+/// prefix: a browser then takes them only from a secure origin, for path
+/// `/` and no domain, so a sibling subdomain cannot plant or overwrite one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cookies {
+    pub secure: bool,
+}
+
+impl Cookies {
+    /// The session cookie.
+    pub fn session(self) -> &'static str {
+        if self.secure {
+            "__Host-lk_session"
+        } else {
+            "lk_session"
+        }
+    }
+
+    /// The login form's double-submit cookie.
+    pub fn login_csrf(self) -> &'static str {
+        if self.secure {
+            "__Host-lk_login_csrf"
+        } else {
+            "lk_login_csrf"
+        }
+    }
+
+    /// A `Set-Cookie`: HttpOnly, SameSite=Strict, path `/`, `Secure` when
+    /// so configured. `max_age_secs` 0 deletes it.
+    pub fn set(self, name: &str, value: &str, max_age_secs: u64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("lk_invalid=; Max-Age=0"))
+    }
 }
 
 /// Finds the live session named by the cookie and puts it in the request.
 pub async fn load(State(state): State<PanelState>, mut request: Request, next: Next) -> Response {
     let touch = !request.uri().path().starts_with(PASSIVE_PREFIX);
-    let session = match cookie(request.headers(), SESSION_COOKIE) {
+    let session = match cookie(request.headers(), state.cookies().session()) {
         Some(token) => {
             match admin_sessions::find_live(
                 &state.pool,

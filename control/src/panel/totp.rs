@@ -26,6 +26,8 @@ const ISSUER: &str = "Latchkey";
 pub const RECOVERY_CODES: usize = 10;
 /// No 0/o, 1/l/i: codes are read off paper.
 const RECOVERY_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+/// Symbols in a recovery code, shown as two groups of five.
+const RECOVERY_CODE_LEN: usize = 10;
 
 #[derive(Debug, Template, WebTemplate)]
 #[template(path = "totp_enrol.html")]
@@ -125,6 +127,14 @@ pub fn matching_step(
     Ok(totp(secret, &account.username)?.check_current(code))
 }
 
+/// A recovery code as typed, normalised, when it has a recovery code's
+/// length and alphabet; anything else is not worth an argon2 check.
+pub fn recovery_code_shape(typed: &str) -> Option<String> {
+    let code = normalise_recovery_code(typed);
+    (code.len() == RECOVERY_CODE_LEN && code.bytes().all(|b| RECOVERY_ALPHABET.contains(&b)))
+        .then_some(code)
+}
+
 /// Lower case without separators: how recovery codes are hashed and compared.
 pub fn normalise_recovery_code(code: &str) -> String {
     code.chars()
@@ -180,7 +190,7 @@ fn totp(secret: Vec<u8>, username: &str) -> PanelResult<Totp> {
 }
 
 fn recovery_code() -> String {
-    let mut bytes = [0u8; 10];
+    let mut bytes = [0u8; RECOVERY_CODE_LEN];
     OsRng.fill_bytes(&mut bytes);
     let chars: String = bytes
         .iter()

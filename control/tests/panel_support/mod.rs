@@ -84,15 +84,29 @@ impl Reply {
 pub struct Client {
     app: Router,
     pub cookies: BTreeMap<String, String>,
+    /// Sent with every request (a proxy's `X-Forwarded-For`).
+    always: Vec<(String, String)>,
 }
 
 impl Client {
     pub fn new(app: Router, ip: &str) -> Self {
-        let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+        let addr: SocketAddr = match ip.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, 40000),
+            Err(_) => panic!("{ip:?} is not an IP address"),
+        };
         Self {
             app: app.layer(MockConnectInfo(addr)),
             cookies: BTreeMap::new(),
+            always: Vec::new(),
         }
+    }
+
+    /// A browser at `client` reaching the panel through the proxy at `proxy`.
+    pub fn behind_proxy(app: Router, proxy: &str, client: &str) -> Self {
+        let mut this = Self::new(app, proxy);
+        this.always
+            .push(("x-forwarded-for".into(), format!("{client}, {proxy}")));
+        this
     }
 
     pub async fn send(
@@ -123,6 +137,9 @@ impl Client {
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        for (name, value) in &self.always {
+            request = request.header(name, value);
         }
         let body = match form {
             Some(pairs) => {
