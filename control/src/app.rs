@@ -30,7 +30,7 @@ use crate::http::{self, ApiState, BodyLimit};
 use crate::link::{self, LinkSettings, LinkStatus, RunningLink};
 use crate::observe::{self, Health};
 use crate::panel::{self, PanelState};
-use crate::{db, jobs, keys};
+use crate::{db, jobs, keys, server};
 
 /// How long requests in flight may take to finish once stopping.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -90,7 +90,7 @@ pub struct Running {
     pub link_addr: Option<SocketAddr>,
     pool: PgPool,
     shutdown: oneshot::Sender<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     jobs: Vec<JoinHandle<()>>,
     link: Option<RunningLink>,
 }
@@ -128,16 +128,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
     );
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .into_future(),
-    );
+    let timeouts = server::Timeouts {
+        header: Duration::from_secs(config.header_timeout_secs),
+        request: Duration::from_secs(config.request_timeout_secs),
+        drain: DRAIN,
+    };
+    let server = tokio::spawn(server::serve(listener, router(state), timeouts, stopped));
     tracing::info!(addr = %http_addr, "admin API and panel listening");
     if !config.panel.secure_cookies {
         tracing::warn!(
@@ -161,16 +157,7 @@ impl Running {
     /// the link and the jobs and closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(());
-        let mut server = self.server;
-        match tokio::time::timeout(DRAIN, &mut server).await {
-            Ok(served) => served
-                .context("the HTTP server task")?
-                .context("serving HTTP")?,
-            Err(_) => {
-                tracing::warn!("requests still open after the drain limit; closing them");
-                server.abort();
-            }
-        }
+        self.server.await.context("the HTTP server task")?;
         if let Some(link) = self.link {
             link.stop();
         }

@@ -24,15 +24,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<WrittenKeys> {
     let key_id = pair.id().to_string();
     let private_pem = dir.join(format!("signing-{key_id}.pem"));
     let public_pem = dir.join(format!("signing-{key_id}.pub.pem"));
-    let mut private = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&private_pem)
-        .with_context(|| format!("creating {}", private_pem.display()))?;
-    private
-        .write_all(pair.to_pkcs8_pem().as_bytes())
-        .with_context(|| format!("writing {}", private_pem.display()))?;
+    write_private(&private_pem, pair.to_pkcs8_pem().as_bytes())?;
     fs::write(&public_pem, pair.public_key_pem())
         .with_context(|| format!("writing {}", public_pem.display()))?;
     Ok(WrittenKeys {
@@ -46,4 +38,18 @@ pub fn load(path: &Path) -> anyhow::Result<SigningKeyPair> {
     let pem = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     SigningKeyPair::from_pkcs8_pem(&pem)
         .with_context(|| format!("loading signing key {}", path.display()))
+}
+
+/// Writes a new file only its owner can read (mode 0600 from the start, not
+/// after: no moment where another user could open it). Refuses to replace
+/// an existing file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -17,3 +17,4 @@ pub mod link;
 pub mod observe;
 pub mod panel;
 pub mod secrets;
+pub mod server;

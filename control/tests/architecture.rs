@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["db"],
     &["export", "demo"],
     &["http", "panel", "link", "jobs"],
-    &["observe"],
+    &["observe", "server"],
     &["app"],
     &["cli"],
 ];

@@ -47,6 +47,11 @@ pub struct Config {
     /// HS256 key of the admin API's short-lived tokens.
     pub jwt_secret: SecretString,
     pub max_body_bytes: usize,
+    /// To read a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    pub header_timeout_secs: u64,
+    /// From the headers read to the answer's start.
+    pub request_timeout_secs: u64,
     pub jwt_ttl_secs: u64,
     /// The Ed25519 key (PKCS#8 PEM) snapshots and leases are signed with.
     pub signing_key_path: Option<PathBuf>,
@@ -158,6 +163,12 @@ impl Config {
             secret_key: merged.secret_key.unwrap_or_default().into(),
             jwt_secret: merged.jwt_secret.unwrap_or_default().into(),
             max_body_bytes: merged.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            header_timeout_secs: merged
+                .header_timeout_secs
+                .unwrap_or(defaults.header_timeout_secs),
+            request_timeout_secs: merged
+                .request_timeout_secs
+                .unwrap_or(defaults.request_timeout_secs),
             jwt_ttl_secs: merged.jwt_ttl_secs.unwrap_or(defaults.jwt_ttl_secs),
             signing_key_path: merged.signing_key_path,
             link_listen_addr: merged.link_listen_addr,
@@ -231,6 +242,12 @@ impl Config {
                 "must be between 1024 and 67108864 (64 MiB)",
             );
         }
+        if !(1..=300).contains(&self.header_timeout_secs) {
+            return invalid("header_timeout_secs", "must be between 1 and 300");
+        }
+        if !(1..=3_600).contains(&self.request_timeout_secs) {
+            return invalid("request_timeout_secs", "must be between 1 and 3600");
+        }
         if !(60..=86_400).contains(&self.jwt_ttl_secs) {
             return invalid("jwt_ttl_secs", "must be between 60 and 86400");
         }
@@ -287,6 +304,8 @@ impl fmt::Debug for Config {
             .field("secret_key", &"[redacted]")
             .field("jwt_secret", &"[redacted]")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .field("jwt_ttl_secs", &self.jwt_ttl_secs)
             .field("signing_key_path", &self.signing_key_path)
             .field("link_listen_addr", &self.link_listen_addr)
@@ -330,6 +349,8 @@ struct Defaults {
     listen_addr: SocketAddr,
     database_max_connections: u32,
     max_body_bytes: usize,
+    header_timeout_secs: u64,
+    request_timeout_secs: u64,
     jwt_ttl_secs: u64,
     heartbeat_interval_secs: u64,
     session_token_ttl_secs: u64,
@@ -342,6 +363,8 @@ impl Default for Defaults {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_max_connections: 10,
             max_body_bytes: 1_048_576,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
             jwt_ttl_secs: 900,
             heartbeat_interval_secs: 900,
             session_token_ttl_secs: 86_400,
@@ -361,6 +384,8 @@ struct Layer {
     secret_key: Option<String>,
     jwt_secret: Option<String>,
     max_body_bytes: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
     jwt_ttl_secs: Option<u64>,
     signing_key_path: Option<PathBuf>,
     link_listen_addr: Option<SocketAddr>,
@@ -385,6 +410,8 @@ impl Layer {
             secret_key: env.secret("secret_key"),
             jwt_secret: env.secret("jwt_secret"),
             max_body_bytes: env.parse("max_body_bytes")?,
+            header_timeout_secs: env.parse("header_timeout_secs")?,
+            request_timeout_secs: env.parse("request_timeout_secs")?,
             jwt_ttl_secs: env.parse("jwt_ttl_secs")?,
             signing_key_path: env.text("signing_key_path").map(PathBuf::from),
             link_listen_addr: env.parse("link_listen_addr")?,
@@ -411,6 +438,8 @@ impl Layer {
             secret_key: self.secret_key.or(below.secret_key),
             jwt_secret: self.jwt_secret.or(below.jwt_secret),
             max_body_bytes: self.max_body_bytes.or(below.max_body_bytes),
+            header_timeout_secs: self.header_timeout_secs.or(below.header_timeout_secs),
+            request_timeout_secs: self.request_timeout_secs.or(below.request_timeout_secs),
             jwt_ttl_secs: self.jwt_ttl_secs.or(below.jwt_ttl_secs),
             signing_key_path: self.signing_key_path.or(below.signing_key_path),
             link_listen_addr: self.link_listen_addr.or(below.link_listen_addr),

@@ -70,10 +70,20 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) -> Result<(),
         connection.close(CLOSE_REFUSED.into(), b"no client certificate");
         return Err(LinkError::Refused("no client certificate".into()));
     };
-    let (mut send, mut recv) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
-        .await
-        .map_err(|_| LinkError::Refused("no hello in time".into()))??;
-    let hello: Hello = serde_json::from_slice(&recv.read_to_end(64 * 1024).await?)?;
+    // The whole hello, not only its stream's opening, is due in time: a
+    // peer that opens the stream and sends nothing is not kept.
+    let hello = async {
+        let (send, mut recv) = connection.accept_bi().await?;
+        let hello: Hello = serde_json::from_slice(&recv.read_to_end(64 * 1024).await?)?;
+        Ok::<_, LinkError>((send, hello))
+    };
+    let (mut send, hello) = match tokio::time::timeout(HELLO_TIMEOUT, hello).await {
+        Ok(hello) => hello?,
+        Err(_) => {
+            connection.close(CLOSE_PROTOCOL.into(), b"no hello in time");
+            return Err(LinkError::Refused("no hello in time".into()));
+        }
+    };
     let admitted = edges::admit(
         &shared.pool,
         &identity,

@@ -27,8 +27,7 @@ pub fn load_or_create(
     if !cert_path.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])?;
-        std::fs::write(&key_path, made.signing_key.serialize_pem())
-            .with_context(|| format!("writing {}", key_path.display()))?;
+        crate::keys::write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, made.cert.pem())
             .with_context(|| format!("writing {}", cert_path.display()))?;
     }
@@ -38,6 +37,11 @@ pub fn load_or_create(
         .with_context(|| format!("reading {}", key_path.display()))?;
     Ok((cert, key))
 }
+
+/// How often an idle link is pinged, and how long a silent peer is waited
+/// for before its link is dropped (both ends use the same values).
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub fn server_config(
     cert: CertificateDer<'static>,
@@ -54,7 +58,10 @@ pub fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     let transport = Arc::get_mut(&mut config.transport).expect("not shared yet");
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    // A peer gone without a word (SIGKILL, a cut cable) is noticed within
+    // the idle timeout; keep-alives keep a quiet but live link open.
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
     Ok(config)
 }
 
@@ -107,5 +114,26 @@ impl ClientCertVerifier for EdgeCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_link_key_is_readable_by_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!("latchkey-tls-{}", uuid::Uuid::new_v4()));
+        load_or_create(&dir).unwrap();
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Made once: a second start reads the same files.
+        load_or_create(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
