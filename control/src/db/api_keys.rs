@@ -353,18 +353,8 @@ pub async fn create(
         let Some(key) = inserted else {
             continue;
         };
-        audit::record(
-            &mut tx,
-            ctx,
-            Change {
-                action: "api_key.create",
-                entity_kind: "api_key",
-                entity_id: key.id.to_string(),
-                before: None,
-                after: Some(to_json(&key)?),
-            },
-        )
-        .await?;
+        let change = Change::new("api_key.create", "api_key", key.id).after(to_json(&key)?);
+        audit::record_change(&mut tx, ctx, change).await?;
         tx.commit().await?;
         return Ok(CreatedApiKey { key, secret: whole });
     }
@@ -442,18 +432,10 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "api_key.revoke",
-            entity_kind: "api_key",
-            entity_id: id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
+    let change = Change::new("api_key.revoke", "api_key", id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }

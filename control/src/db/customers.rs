@@ -245,7 +245,7 @@ async fn record(
             .transpose()
             .map_err(|error| DomainError::Internal(error.to_string()))
     };
-    audit::record(
+    audit::record_change(
         conn,
         ctx,
         Change {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change};
-use crate::db::outbox::{self, EntityKind};
+use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -112,19 +112,10 @@ pub async fn create(
         "key",
         "this flag key already exists for this product",
     )?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.create",
-            entity_kind: "feature_flag",
-            entity_id: flag.id.to_string(),
-            before: None,
-            after: Some(to_json(&flag)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag.id.to_string()).await?;
+    let change = Change::new("flag.create", "feature_flag", flag.id)
+        .after(to_json(&flag)?)
+        .publish(EntityKind::Flags, flag.id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(flag)
 }
@@ -159,19 +150,11 @@ pub async fn update(
     .bind(description)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.update",
-            entity_kind: "feature_flag",
-            entity_id: flag_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag_id.to_string()).await?;
+    let change = Change::new("flag.update", "feature_flag", flag_id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?)
+        .publish(EntityKind::Flags, flag_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -190,19 +173,10 @@ pub async fn delete(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(DomainError::NotFound(Entity::Flag))?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.delete",
-            entity_kind: "feature_flag",
-            entity_id: flag_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: None,
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag_id.to_string()).await?;
+    let change = Change::new("flag.delete", "feature_flag", flag_id)
+        .before(to_json(&before)?)
+        .publish(EntityKind::Flags, flag_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(before)
 }
