@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 use crate::secrets::Secrets;
 
@@ -466,10 +466,6 @@ fn admin_id(ctx: &RequestContext) -> Option<Uuid> {
         crate::context::ActorKind::Admin => ctx.actor.id.as_deref().and_then(|id| id.parse().ok()),
         _ => None,
     }
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<serde_json::Value> {
-    serde_json::to_value(value).map_err(|error| DomainError::Internal(error.to_string()))
 }
 
 impl<'de> Deserialize<'de> for Scope {

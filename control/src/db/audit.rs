@@ -123,6 +123,11 @@ pub async fn record(
     Ok(())
 }
 
+/// An entity as a change's before or after.
+pub(super) fn to_json(value: &impl Serialize) -> DomainResult<Value> {
+    serde_json::to_value(value).map_err(|error| DomainError::Internal(error.to_string()))
+}
+
 /// One audit row as read back.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {

@@ -7,13 +7,12 @@
 
 use latchkey_shared::snapshot::FeatureFlag as SnapshotFlag;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
@@ -274,10 +273,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

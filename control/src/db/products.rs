@@ -18,13 +18,13 @@ use latchkey_shared::api::VersionCheckResponse;
 use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct};
 use latchkey_shared::version::{self, parse_version};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
@@ -614,10 +614,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,13 +15,13 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 /// Most values one `add_bulk` call takes.
@@ -581,10 +581,6 @@ async fn write_history(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]
