@@ -67,18 +67,14 @@ pub async fn create(
     .bind(session.absolute_timeout_secs as f64)
     .execute(&mut *tx)
     .await?;
-    let change = Change {
-        action: if session.mfa_passed {
-            "admin.login"
-        } else {
-            "admin.login_password"
-        },
-        entity_kind: "admin_user",
-        entity_id: session.admin_id.to_string(),
-        before: None,
-        after: Some(json!({ "second_factor_pending": !session.mfa_passed })),
+    let action = if session.mfa_passed {
+        "admin.login"
+    } else {
+        "admin.login_password"
     };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new(action, "admin_user", session.admin_id)
+        .after(json!({ "second_factor_pending": !session.mfa_passed }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -129,14 +125,9 @@ pub async fn pass_second_factor(
         .bind(new_id_hash)
         .execute(&mut *tx)
         .await?;
-    let change = Change {
-        action: "admin.login",
-        entity_kind: "admin_user",
-        entity_id: admin_id.to_string(),
-        before: None,
-        after: Some(json!({ "second_factor": method })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("admin.login", "admin_user", admin_id)
+        .after(json!({ "second_factor": method }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -162,14 +153,10 @@ pub async fn revoke(
     if revoked == 0 {
         return Ok(false);
     }
-    let change = Change {
-        action,
-        entity_kind: "admin_session",
-        entity_id: hex::encode(&id_hash[..8]),
-        before: Some(json!({ "revoked": false })),
-        after: Some(json!({ "revoked": true })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new(action, "admin_session", hex::encode(&id_hash[..8]))
+        .before(json!({ "revoked": false }))
+        .after(json!({ "revoked": true }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(true)
 }

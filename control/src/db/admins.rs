@@ -84,14 +84,9 @@ pub async fn create(
         "username",
         "an admin with this username exists",
     )?;
-    let change = Change {
-        action: "admin.create",
-        entity_kind: "admin_user",
-        entity_id: id.to_string(),
-        before: None,
-        after: Some(json!({ "username": username, "role": role })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("admin.create", "admin_user", id)
+        .after(json!({ "username": username, "role": role }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -224,14 +219,10 @@ pub async fn enable_totp(
     .bind(recovery_hashes)
     .execute(&mut *tx)
     .await?;
-    let change = Change {
-        action: "admin.totp_enable",
-        entity_kind: "admin_user",
-        entity_id: id.to_string(),
-        before: Some(json!({ "totp_enabled": false })),
-        after: Some(json!({ "totp_enabled": true, "recovery_codes": recovery_hashes.len() })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("admin.totp_enable", "admin_user", id)
+        .before(json!({ "totp_enabled": false }))
+        .after(json!({ "totp_enabled": true, "recovery_codes": recovery_hashes.len() }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -266,14 +257,10 @@ pub async fn reset_totp(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Domain
     .bind(id)
     .execute(&mut *tx)
     .await?;
-    let change = Change {
-        action: "admin.totp_reset",
-        entity_kind: "admin_user",
-        entity_id: id.to_string(),
-        before: Some(json!({ "totp_enabled": before })),
-        after: Some(json!({ "totp_enabled": false })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("admin.totp_reset", "admin_user", id)
+        .before(json!({ "totp_enabled": before }))
+        .after(json!({ "totp_enabled": false }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }

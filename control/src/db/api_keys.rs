@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 use crate::secrets::Secrets;
 
@@ -353,18 +353,8 @@ pub async fn create(
         let Some(key) = inserted else {
             continue;
         };
-        audit::record(
-            &mut tx,
-            ctx,
-            Change {
-                action: "api_key.create",
-                entity_kind: "api_key",
-                entity_id: key.id.to_string(),
-                before: None,
-                after: Some(to_json(&key)?),
-            },
-        )
-        .await?;
+        let change = Change::new("api_key.create", "api_key", key.id).after(to_json(&key)?);
+        audit::record_change(&mut tx, ctx, change).await?;
         tx.commit().await?;
         return Ok(CreatedApiKey { key, secret: whole });
     }
@@ -442,18 +432,10 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     .bind(id)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "api_key.revoke",
-            entity_kind: "api_key",
-            entity_id: id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
+    let change = Change::new("api_key.revoke", "api_key", id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -484,10 +466,6 @@ fn admin_id(ctx: &RequestContext) -> Option<Uuid> {
         crate::context::ActorKind::Admin => ctx.actor.id.as_deref().and_then(|id| id.parse().ok()),
         _ => None,
     }
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<serde_json::Value> {
-    serde_json::to_value(value).map_err(|error| DomainError::Internal(error.to_string()))
 }
 
 impl<'de> Deserialize<'de> for Scope {

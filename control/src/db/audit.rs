@@ -1,11 +1,14 @@
 //! The audit log: one row per mutation, written in the mutation's transaction,
-//! and read back newest first.
+//! and read back newest first. [`record_change`] is the writer every mutation
+//! calls: its audit row and, when edges must learn of the change, its outbox
+//! row.
 
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 
+use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 
@@ -20,6 +23,80 @@ pub struct Change<'a> {
     pub after: Option<Value>,
 }
 
+impl<'a> Change<'a> {
+    /// A change with no state before or after: add what there is with
+    /// [`before`](Self::before) and [`after`](Self::after).
+    pub fn new(action: &'a str, entity_kind: &'a str, entity_id: impl ToString) -> Self {
+        Self {
+            action,
+            entity_kind,
+            entity_id: entity_id.to_string(),
+            before: None,
+            after: None,
+        }
+    }
+
+    pub fn before(self, before: Value) -> Self {
+        Self {
+            before: Some(before),
+            ..self
+        }
+    }
+
+    pub fn after(self, after: Value) -> Self {
+        Self {
+            after: Some(after),
+            ..self
+        }
+    }
+
+    /// The change with the outbox row edges learn of it by. What is
+    /// published need not be what is audited: a device's activation
+    /// publishes its license.
+    pub fn publish(self, kind: EntityKind, entity_id: impl ToString) -> ChangeRecord<'a> {
+        ChangeRecord {
+            change: self,
+            publish: Some((kind, entity_id.to_string())),
+        }
+    }
+}
+
+/// What [`record_change`] writes for one change: its audit row and, made by
+/// [`Change::publish`], an outbox row. A plain [`Change`] is one without.
+#[derive(Debug)]
+pub struct ChangeRecord<'a> {
+    change: Change<'a>,
+    publish: Option<(EntityKind, String)>,
+}
+
+impl<'a> From<Change<'a>> for ChangeRecord<'a> {
+    fn from(change: Change<'a>) -> Self {
+        Self {
+            change,
+            publish: None,
+        }
+    }
+}
+
+/// Writes a change's audit row and, when it is published, its outbox row, in
+/// the caller's transaction; committing stays the caller's, since some
+/// mutations write more after it. A deleted license's outbox row carries its
+/// key hash: that one is [`outbox::push_removed_license`], beside this.
+pub async fn record_change<'a>(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    change: impl Into<ChangeRecord<'a>>,
+) -> Result<(), sqlx::Error> {
+    let ChangeRecord { change, publish } = change.into();
+    record(conn, ctx, change).await?;
+    if let Some((kind, entity_id)) = publish {
+        outbox::push(conn, kind, &entity_id).await?;
+    }
+    Ok(())
+}
+
+/// The audit row alone: what [`record_change`] writes for a [`Change`] it
+/// does not publish.
 pub async fn record(
     conn: &mut PgConnection,
     ctx: &RequestContext,
@@ -44,6 +121,11 @@ pub async fn record(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// An entity as a change's before or after.
+pub(super) fn to_json(value: &impl Serialize) -> DomainResult<Value> {
+    serde_json::to_value(value).map_err(|error| DomainError::Internal(error.to_string()))
 }
 
 /// One audit row as read back.

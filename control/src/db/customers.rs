@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 pub const NAME_MAX_CHARS: usize = 256;
@@ -80,15 +80,8 @@ pub async fn create(
     .bind(metadata)
     .fetch_one(&mut *tx)
     .await?;
-    record(
-        &mut tx,
-        ctx,
-        "customer.create",
-        customer.id,
-        None,
-        Some(&customer),
-    )
-    .await?;
+    let change = Change::new("customer.create", "customer", customer.id).after(to_json(&customer)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(customer)
 }
@@ -181,15 +174,10 @@ pub async fn update(
     .bind(metadata.unwrap_or_else(|| before.metadata.clone()))
     .fetch_one(&mut *tx)
     .await?;
-    record(
-        &mut tx,
-        ctx,
-        "customer.update",
-        id,
-        Some(&before),
-        Some(&after),
-    )
-    .await?;
+    let change = Change::new("customer.update", "customer", id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -216,7 +204,8 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
             }
             _ => DomainError::Database(error),
         })?;
-    record(&mut tx, ctx, "customer.delete", id, Some(&before), None).await?;
+    let change = Change::new("customer.delete", "customer", id).before(to_json(&before)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -229,35 +218,6 @@ async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Customer> {
     .fetch_optional(conn)
     .await?
     .ok_or(DomainError::NotFound(Entity::Customer))
-}
-
-async fn record(
-    conn: &mut PgConnection,
-    ctx: &RequestContext,
-    action: &str,
-    id: Uuid,
-    before: Option<&Customer>,
-    after: Option<&Customer>,
-) -> DomainResult<()> {
-    let json = |customer: Option<&Customer>| {
-        customer
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(|error| DomainError::Internal(error.to_string()))
-    };
-    audit::record(
-        conn,
-        ctx,
-        Change {
-            action,
-            entity_kind: "customer",
-            entity_id: id.to_string(),
-            before: json(before)?,
-            after: json(after)?,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 fn still_has_licenses(count: i64) -> DomainError {

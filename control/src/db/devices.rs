@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::audit::{self, Change};
 use super::licenses::{self, License};
-use super::outbox::{self, EntityKind};
+use super::outbox::EntityKind;
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult, Entity};
 
@@ -149,21 +149,15 @@ pub async fn activate(
     let used = devices.len() as u32 + u32::from(outcome == ActivationOutcome::Activated);
     let answer = seat_answer(issuer, &license, request, device_id, outcome, used, now)?;
     if outcome != ActivationOutcome::AlreadyActive {
-        outbox::push(&mut tx, EntityKind::License, &license.id.to_string()).await?;
-        let change = Change {
-            action: if outcome == ActivationOutcome::Activated {
-                "device.activate"
-            } else {
-                "device.update"
-            },
-            entity_kind: "device",
-            entity_id: device_id.to_string(),
-            before: None,
-            after: Some(
-                json!({ "license_id": license.id, "fingerprint": request.fingerprint, "outcome": outcome }),
-            ),
+        let action = if outcome == ActivationOutcome::Activated {
+            "device.activate"
+        } else {
+            "device.update"
         };
-        audit::record(&mut tx, ctx, change).await?;
+        let change = Change::new(action, "device", device_id)
+            .after(json!({ "license_id": license.id, "fingerprint": request.fingerprint, "outcome": outcome }))
+            .publish(EntityKind::License, license.id);
+        audit::record_change(&mut tx, ctx, change).await?;
     }
     remember(
         &mut tx,
@@ -258,14 +252,10 @@ pub async fn transfer(
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
-    let change = Change {
-        action: "device.transfer",
-        entity_kind: "device",
-        entity_id: device_id.to_string(),
-        before: Some(json!({ "device_id": from_device })),
-        after: Some(json!({ "device_id": device_id, "fingerprint": request.fingerprint })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("device.transfer", "device", device_id)
+        .before(json!({ "device_id": from_device }))
+        .after(json!({ "device_id": device_id, "fingerprint": request.fingerprint }));
+    audit::record_change(&mut tx, ctx, change).await?;
     let answer = seat_answer(
         issuer,
         &license,
@@ -507,15 +497,10 @@ async fn release(
     .await?
     .ok_or_else(|| DomainError::refused(ErrorCode::DeviceNotFound, "the device holds no seat"))?;
     super::session_ends::end_all_for_device(conn, device_id, "license").await?;
-    outbox::push(conn, EntityKind::License, &license.id.to_string()).await?;
-    let change = Change {
-        action: "device.deactivate",
-        entity_kind: "device",
-        entity_id: device_id.to_string(),
-        before: None,
-        after: Some(json!({ "license_id": license.id, "reason": reason })),
-    };
-    audit::record(conn, ctx, change).await?;
+    let change = Change::new("device.deactivate", "device", device_id)
+        .after(json!({ "license_id": license.id, "reason": reason }))
+        .publish(EntityKind::License, license.id);
+    audit::record_change(conn, ctx, change).await?;
     Ok(device)
 }
 

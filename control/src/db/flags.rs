@@ -7,14 +7,13 @@
 
 use latchkey_shared::snapshot::FeatureFlag as SnapshotFlag;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
-use crate::db::outbox::{self, EntityKind};
+use crate::db::audit::{self, Change, to_json};
+use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, utoipa::ToSchema)]
@@ -112,19 +111,10 @@ pub async fn create(
         "key",
         "this flag key already exists for this product",
     )?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.create",
-            entity_kind: "feature_flag",
-            entity_id: flag.id.to_string(),
-            before: None,
-            after: Some(to_json(&flag)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag.id.to_string()).await?;
+    let change = Change::new("flag.create", "feature_flag", flag.id)
+        .after(to_json(&flag)?)
+        .publish(EntityKind::Flags, flag.id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(flag)
 }
@@ -159,19 +149,11 @@ pub async fn update(
     .bind(description)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.update",
-            entity_kind: "feature_flag",
-            entity_id: flag_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag_id.to_string()).await?;
+    let change = Change::new("flag.update", "feature_flag", flag_id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?)
+        .publish(EntityKind::Flags, flag_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -190,19 +172,10 @@ pub async fn delete(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(DomainError::NotFound(Entity::Flag))?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "flag.delete",
-            entity_kind: "feature_flag",
-            entity_id: flag_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: None,
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Flags, &flag_id.to_string()).await?;
+    let change = Change::new("flag.delete", "feature_flag", flag_id)
+        .before(to_json(&before)?)
+        .publish(EntityKind::Flags, flag_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(before)
 }
@@ -300,10 +273,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

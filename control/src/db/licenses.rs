@@ -339,24 +339,11 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     let change = match (&licenses[..], batch_id) {
-        ([license], None) => Change {
-            action: "license.create",
-            entity_kind: "license",
-            entity_id: license.id.to_string(),
-            before: None,
-            after: Some(json!(license)),
-        },
-        (_, batch) => Change {
-            action: "license.create_batch",
-            entity_kind: "license_batch",
-            entity_id: batch.unwrap_or_default().to_string(),
-            before: None,
-            after: Some(
-                json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids }),
-            ),
-        },
+        ([license], None) => Change::new("license.create", "license", license.id).after(json!(license)),
+        (_, batch) => Change::new("license.create_batch", "license_batch", batch.unwrap_or_default())
+            .after(json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids })),
     };
-    audit::record(&mut tx, ctx, change).await?;
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
 
     // RETURNING keeps no promised order: pair keys by id.
@@ -398,14 +385,12 @@ pub async fn reveal_key(
     let key = secrets
         .open(&sealed)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let change = Change {
-        action: "license.reveal_key",
-        entity_kind: "license",
-        entity_id: id.to_string(),
-        before: None,
-        after: None,
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    audit::record_change(
+        &mut tx,
+        ctx,
+        Change::new("license.reveal_key", "license", id),
+    )
+    .await?;
     tx.commit().await?;
     String::from_utf8(key).map_err(|e| DomainError::Internal(e.to_string()))
 }
@@ -580,14 +565,8 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
             .fetch_one(&mut *tx)
             .await?;
     outbox::push_removed_license(&mut tx, id, &key_hash).await?;
-    let change = Change {
-        action: "license.delete",
-        entity_kind: "license",
-        entity_id: id.to_string(),
-        before: Some(json!(before)),
-        after: None,
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("license.delete", "license", id).before(json!(before));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -639,15 +618,11 @@ async fn finish(
     before: &License,
     after: &License,
 ) -> DomainResult<()> {
-    outbox::push(&mut tx, EntityKind::License, &after.id.to_string()).await?;
-    let change = Change {
-        action,
-        entity_kind: "license",
-        entity_id: after.id.to_string(),
-        before: Some(json!(before)),
-        after: Some(json!(after)),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new(action, "license", after.id)
+        .before(json!(before))
+        .after(json!(after))
+        .publish(EntityKind::License, after.id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -88,14 +88,9 @@ pub async fn block(
         }
         _ => DomainError::Database(error),
     })?;
-    let change = Change {
-        action: "ip.block",
-        entity_kind: "blocked_ip",
-        entity_id: id.to_string(),
-        before: None,
-        after: Some(json!({ "network": network, "reason": reason, "expires_at": expires_at })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("ip.block", "blocked_ip", id)
+        .after(json!({ "network": network, "reason": reason, "expires_at": expires_at }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -113,14 +108,10 @@ pub async fn lift(pool: &PgPool, ctx: &RequestContext, id: i64, by: Uuid) -> Dom
     let Some(network) = network else {
         return Err(DomainError::NotFound(Entity::Block));
     };
-    let change = Change {
-        action: "ip.lift",
-        entity_kind: "blocked_ip",
-        entity_id: id.to_string(),
-        before: Some(json!({ "network": network, "lifted": false })),
-        after: Some(json!({ "network": network, "lifted": true })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
+    let change = Change::new("ip.lift", "blocked_ip", id)
+        .before(json!({ "network": network, "lifted": false }))
+        .after(json!({ "network": network, "lifted": true }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -18,14 +18,14 @@ use latchkey_shared::api::VersionCheckResponse;
 use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct};
 use latchkey_shared::version::{self, parse_version};
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
-use crate::db::outbox::{self, EntityKind};
+use crate::db::audit::{self, Change, to_json};
+use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
 /// The channel of a release or check that names none.
@@ -149,19 +149,10 @@ pub async fn create(
     .fetch_one(&mut *tx)
     .await
     .on_unique("products_slug_key", "slug", "a product with this slug already exists")?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "product.create",
-            entity_kind: "product",
-            entity_id: product.id.to_string(),
-            before: None,
-            after: Some(to_json(&product)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Product, &product.id.to_string()).await?;
+    let change = Change::new("product.create", "product", product.id)
+        .after(to_json(&product)?)
+        .publish(EntityKind::Product, product.id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(product)
 }
@@ -192,19 +183,11 @@ pub async fn update(
     .bind(description)
     .fetch_one(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "product.update",
-            entity_kind: "product",
-            entity_id: product_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Product, &product_id.to_string()).await?;
+    let change = Change::new("product.update", "product", product_id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?)
+        .publish(EntityKind::Product, product_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -265,19 +248,10 @@ pub async fn add_release(
         "version",
         "this version already exists on this channel",
     )?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "release.add",
-            entity_kind: "release",
-            entity_id: release.id.to_string(),
-            before: None,
-            after: Some(to_json(&release)?),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Product, &product_id.to_string()).await?;
+    let change = Change::new("release.add", "release", release.id)
+        .after(to_json(&release)?)
+        .publish(EntityKind::Product, product_id);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(release)
 }
@@ -537,19 +511,11 @@ async fn change_release(
     if !replaced.is_empty() {
         after_json["replaced_min_allowed"] = json!(replaced);
     }
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: change.action(),
-            entity_kind: "release",
-            entity_id: release_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(after_json),
-        },
-    )
-    .await?;
-    outbox::push(&mut tx, EntityKind::Product, &product_id.to_string()).await?;
+    let audited = Change::new(change.action(), "release", release_id)
+        .before(to_json(&before)?)
+        .after(after_json)
+        .publish(EntityKind::Product, product_id);
+    audit::record_change(&mut tx, ctx, audited).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -648,10 +614,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -15,13 +15,13 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 /// Most values one `add_bulk` call takes.
@@ -156,23 +156,13 @@ pub async fn add_bulk(
         added: added as u64,
         skipped: (values.len() as u64).saturating_sub(added as u64),
     };
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "resource.add_bulk",
-            entity_kind: "resource",
-            entity_id: kind.as_str().to_owned(),
-            before: None,
-            after: Some(json!({
-                "kind": kind.as_str(),
-                "submitted": values.len(),
-                "added": result.added,
-                "skipped": result.skipped,
-            })),
-        },
-    )
-    .await?;
+    let change = Change::new("resource.add_bulk", "resource", kind.as_str()).after(json!({
+        "kind": kind.as_str(),
+        "submitted": values.len(),
+        "added": result.added,
+        "skipped": result.skipped,
+    }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(result)
 }
@@ -247,22 +237,12 @@ pub async fn allocate(
     .fetch_all(&mut *tx)
     .await?;
     allocated.sort_by_key(|r| r.id);
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "resource.allocate",
-            entity_kind: "license",
-            entity_id: license_id.to_string(),
-            before: None,
-            after: Some(json!({
-                "kind": kind.as_str(),
-                "count": count,
-                "resource_ids": picked,
-            })),
-        },
-    )
-    .await?;
+    let change = Change::new("resource.allocate", "license", license_id).after(json!({
+        "kind": kind.as_str(),
+        "count": count,
+        "resource_ids": picked,
+    }));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(allocated)
 }
@@ -305,18 +285,10 @@ pub async fn release(
     if quarantine_until.is_some() {
         write_history(&mut tx, resource_id, "quarantined", None).await?;
     }
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "resource.release",
-            entity_kind: "resource",
-            entity_id: resource_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
+    let change = Change::new("resource.release", "resource", resource_id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -348,18 +320,10 @@ pub async fn quarantine(
     .fetch_one(&mut *tx)
     .await?;
     write_history(&mut tx, resource_id, "quarantined", None).await?;
-    audit::record(
-        &mut tx,
-        ctx,
-        Change {
-            action: "resource.quarantine",
-            entity_kind: "resource",
-            entity_id: resource_id.to_string(),
-            before: Some(to_json(&before)?),
-            after: Some(to_json(&after)?),
-        },
-    )
-    .await?;
+    let change = Change::new("resource.quarantine", "resource", resource_id)
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -390,18 +354,9 @@ pub async fn restore_expired_quarantine(pool: &PgPool, now: OffsetDateTime) -> D
         return Ok(0);
     }
     let ctx = RequestContext::system("quarantine-restore");
-    audit::record(
-        &mut tx,
-        &ctx,
-        Change {
-            action: "resource.restore_quarantine",
-            entity_kind: "resource",
-            entity_id: "quarantine".to_owned(),
-            before: None,
-            after: Some(json!({ "resource_ids": restored })),
-        },
-    )
-    .await?;
+    let change = Change::new("resource.restore_quarantine", "resource", "quarantine")
+        .after(json!({ "resource_ids": restored }));
+    audit::record_change(&mut tx, &ctx, change).await?;
     tx.commit().await?;
     Ok(restored.len() as u64)
 }
@@ -626,10 +581,6 @@ async fn write_history(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-fn to_json<T: Serialize>(value: &T) -> DomainResult<Value> {
-    serde_json::to_value(value).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

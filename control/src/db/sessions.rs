@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::audit::{self, Change};
 use super::devices::{active_devices, check_usable, find_device};
 use super::{licenses, session_ends};
 use crate::context::RequestContext;
@@ -195,14 +196,9 @@ pub async fn terminate(
         });
     }
     session_ends::end_one(&mut tx, session.id, "admin").await?;
-    let change = super::audit::Change {
-        action: "session.terminate",
-        entity_kind: "session",
-        entity_id: session_id.to_string(),
-        before: Some(serde_json::json!(session)),
-        after: None,
-    };
-    super::audit::record(&mut tx, ctx, change).await?;
+    let change =
+        Change::new("session.terminate", "session", session_id).before(serde_json::json!(session));
+    audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(session)
 }
