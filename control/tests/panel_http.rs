@@ -462,18 +462,18 @@ async fn audit_filters_pages_and_exports(pool: PgPool) {
             ip: Some("198.51.100.9".parse().unwrap()),
             user_agent: None,
         };
-        let change = Change {
-            action: if i % 3 == 0 {
-                "license.suspend"
-            } else {
-                "license.create"
-            },
-            entity_kind: "license",
-            entity_id: format!("lic-{i}"),
-            before: (i % 3 == 0).then(|| json!({ "status": "active" })),
-            after: Some(json!({ "status": if i % 3 == 0 { "suspended" } else { "active" } })),
+        let suspend = i % 3 == 0;
+        let action = if suspend {
+            "license.suspend"
+        } else {
+            "license.create"
         };
-        audit::record(&mut conn, &ctx, change).await.unwrap();
+        let mut change = Change::new(action, "license", format!("lic-{i}"))
+            .after(json!({ "status": if suspend { "suspended" } else { "active" } }));
+        if suspend {
+            change = change.before(json!({ "status": "active" }));
+        }
+        audit::record_change(&mut conn, &ctx, change).await.unwrap();
     }
     drop(conn);
     let mut client = Client::new(app(&pool, &[]), "192.0.2.70");

@@ -12,15 +12,17 @@ use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 
-/// What changed: `action` like `license.suspend`, the entity, and its state
-/// before and after (`None` where it did not exist).
+/// What changed: `action` like `license.suspend`, the entity, its state
+/// before and after (`None` where it did not exist), and the outbox row, if
+/// edges must learn of it.
 #[derive(Debug)]
 pub struct Change<'a> {
-    pub action: &'a str,
-    pub entity_kind: &'a str,
-    pub entity_id: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
+    action: &'a str,
+    entity_kind: &'a str,
+    entity_id: String,
+    before: Option<Value>,
+    after: Option<Value>,
+    publish: Option<(EntityKind, String)>,
 }
 
 impl<'a> Change<'a> {
@@ -33,6 +35,7 @@ impl<'a> Change<'a> {
             entity_id: entity_id.to_string(),
             before: None,
             after: None,
+            publish: None,
         }
     }
 
@@ -53,27 +56,10 @@ impl<'a> Change<'a> {
     /// The change with the outbox row edges learn of it by. What is
     /// published need not be what is audited: a device's activation
     /// publishes its license.
-    pub fn publish(self, kind: EntityKind, entity_id: impl ToString) -> ChangeRecord<'a> {
-        ChangeRecord {
-            change: self,
-            publish: Some((kind, entity_id.to_string())),
-        }
-    }
-}
-
-/// What [`record_change`] writes for one change: its audit row and, made by
-/// [`Change::publish`], an outbox row. A plain [`Change`] is one without.
-#[derive(Debug)]
-pub struct ChangeRecord<'a> {
-    change: Change<'a>,
-    publish: Option<(EntityKind, String)>,
-}
-
-impl<'a> From<Change<'a>> for ChangeRecord<'a> {
-    fn from(change: Change<'a>) -> Self {
+    pub fn publish(self, kind: EntityKind, entity_id: impl ToString) -> Self {
         Self {
-            change,
-            publish: None,
+            publish: Some((kind, entity_id.to_string())),
+            ..self
         }
     }
 }
@@ -82,22 +68,7 @@ impl<'a> From<Change<'a>> for ChangeRecord<'a> {
 /// the caller's transaction; committing stays the caller's, since some
 /// mutations write more after it. A deleted license's outbox row carries its
 /// key hash: that one is [`outbox::push_removed_license`], beside this.
-pub async fn record_change<'a>(
-    conn: &mut PgConnection,
-    ctx: &RequestContext,
-    change: impl Into<ChangeRecord<'a>>,
-) -> Result<(), sqlx::Error> {
-    let ChangeRecord { change, publish } = change.into();
-    record(conn, ctx, change).await?;
-    if let Some((kind, entity_id)) = publish {
-        outbox::push(conn, kind, &entity_id).await?;
-    }
-    Ok(())
-}
-
-/// The audit row alone: what [`record_change`] writes for a [`Change`] it
-/// does not publish.
-pub async fn record(
+pub async fn record_change(
     conn: &mut PgConnection,
     ctx: &RequestContext,
     change: Change<'_>,
@@ -118,8 +89,11 @@ pub async fn record(
     .bind(change.after)
     .bind(ctx.ip.map(|ip| ip.to_string()))
     .bind(&ctx.user_agent)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if let Some((kind, entity_id)) = change.publish {
+        outbox::push(conn, kind, &entity_id).await?;
+    }
     Ok(())
 }
 
