@@ -31,6 +31,12 @@ pub const ALPN: &[u8] = b"latchkey-link/1";
 pub const SERVER_NAME: &str = "latchkey-control";
 /// Largest control message (a [`Call`] or [`Reply`]), in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// How often each end pings a quiet link, and how long a silent peer is
+/// waited for before its link is dropped: a peer gone without a word
+/// (SIGKILL, a cut cable) is noticed within seconds, not QUIC's default
+/// half minute, so an edge reconnects to a restarted control at once.
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Largest snapshot an edge accepts over the link, in bytes.
 pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024 * 1024 - 1;
 

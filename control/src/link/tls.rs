@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use latchkey_shared::link::{ALPN, SERVER_NAME};
+use latchkey_shared::link::{self, ALPN, SERVER_NAME};
 use quinn::crypto::rustls::QuicServerConfig;
 use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -38,11 +38,6 @@ pub fn load_or_create(
     Ok((cert, key))
 }
 
-/// How often an idle link is pinged, and how long a silent peer is waited
-/// for before its link is dropped (both ends use the same values).
-pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(1);
-pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
 pub fn server_config(
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
@@ -58,10 +53,8 @@ pub fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     let transport = Arc::get_mut(&mut config.transport).expect("not shared yet");
-    // A peer gone without a word (SIGKILL, a cut cable) is noticed within
-    // the idle timeout; keep-alives keep a quiet but live link open.
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into()?));
+    transport.keep_alive_interval(Some(link::KEEP_ALIVE));
+    transport.max_idle_timeout(Some(link::IDLE_TIMEOUT.try_into()?));
     Ok(config)
 }
 

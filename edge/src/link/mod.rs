@@ -18,7 +18,9 @@ use crate::config::LinkConfig;
 use crate::snapshots::{self, SnapshotStore};
 
 /// Backoff between connection attempts: from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Reconnect backoff, first and longest: a restarted control is found
+/// within a second of listening again, and a second is nothing to it.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// Why a forwarded call got no answer from control.
 #[derive(Debug, thiserror::Error)]

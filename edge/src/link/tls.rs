@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use latchkey_shared::link::ALPN;
+use latchkey_shared::link::{self, ALPN};
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -31,7 +31,8 @@ pub fn client_config(data_dir: &Path, control_cert: &Path) -> anyhow::Result<qui
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    transport.keep_alive_interval(Some(link::KEEP_ALIVE));
+    transport.max_idle_timeout(Some(link::IDLE_TIMEOUT.try_into()?));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -42,8 +43,7 @@ fn identity(dir: &Path) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDe
     if !cert_path.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let made = rcgen::generate_simple_self_signed(vec!["latchkey-edge".to_owned()])?;
-        std::fs::write(&key_path, made.signing_key.serialize_pem())
-            .with_context(|| format!("writing {}", key_path.display()))?;
+        write_private(&key_path, made.signing_key.serialize_pem().as_bytes())?;
         std::fs::write(&cert_path, made.cert.pem())
             .with_context(|| format!("writing {}", cert_path.display()))?;
     }
@@ -52,4 +52,18 @@ fn identity(dir: &Path) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDe
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading {}", key_path.display()))?;
     Ok((cert, key))
+}
+
+/// A new file only its owner can read, 0600 from its creation.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
