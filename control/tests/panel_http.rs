@@ -3,7 +3,7 @@
 //! test has a fresh database; requests go to `http::app` with `oneshot`.
 
 #[allow(dead_code)]
-mod panel_support;
+mod support;
 
 use std::sync::Arc;
 
@@ -15,9 +15,10 @@ use latchkey_control::db::audit::{self, Change};
 use latchkey_control::http::{self, AppState};
 use latchkey_control::panel::guard::{Counters, LoginGuard};
 use latchkey_control::panel::{self, Panel};
-use panel_support::{Client, PASSWORD, admin, config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use support::config;
+use support::panel::{Client, PASSWORD, admin};
 use totp_rs::{Builder, Secret};
 
 /// The Redis the login-guard tests share counters through.
