@@ -7,7 +7,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use latchkey_control::db::MIGRATOR;
-use latchkey_control::db::api_keys::{Area, Scope};
+use latchkey_control::db::api_keys::{Access, Area, Scope};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::api::{Api, Reply};
@@ -109,6 +109,79 @@ async fn a_missing_scope_is_403_naming_it(pool: PgPool) {
     let writer = api.key(&[Scope::write(Area::Customers)]).await;
     let listed = api.call_as(&writer, Method::GET, CUSTOMERS, None).await;
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+}
+
+/// The scope an operation's document names is the one its handler's
+/// extractor enforces: a key holding just that scope gets past the check, a
+/// key holding every other area's write scope (and, for a write, the read
+/// scope of its own area) is refused naming it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_operation_needs_the_scope_its_document_names(pool: PgPool) {
+    let api = Api::new(pool).await;
+    let document = api
+        .anonymous(Method::GET, "/admin/api/v1/openapi.json", None)
+        .await
+        .body;
+    let mut checked = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        // Any value will do: the scope is checked before path parameters are read.
+        let uri = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "1"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (method, operation) in operations.as_object().unwrap() {
+            let Some(named) = operation["security"][0]["bearer"][0].as_str() else {
+                continue;
+            };
+            let scope: Scope = named.parse().unwrap();
+            let Scope::Area(area, access) = scope else {
+                panic!("{method} {path} needs `*`");
+            };
+            let mut others: Vec<Scope> = Area::ALL
+                .into_iter()
+                .filter(|other| *other != area)
+                .map(Scope::write)
+                .collect();
+            if access == Access::Write {
+                others.push(Scope::read(area));
+            }
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let holder = api.key(&[scope]).await;
+            // Its answer may be CSV: only the status matters here.
+            let (allowed, _, _) = api
+                .bytes(
+                    Request::builder()
+                        .method(method.clone())
+                        .uri(&uri)
+                        .header(header::AUTHORIZATION, format!("Bearer {holder}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            assert_ne!(
+                allowed,
+                StatusCode::FORBIDDEN,
+                "{method} {path} with {named}"
+            );
+            let lacking = api.key(&others).await;
+            let refused = api.call_as(&lacking, method.clone(), &uri, None).await;
+            refused.expect(StatusCode::FORBIDDEN, "FORBIDDEN", None);
+            assert!(
+                refused.body["message"].as_str().unwrap().contains(named),
+                "{method} {path}: {}",
+                refused.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 45, "{checked} operations with a scope");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -11,15 +11,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{self, ApiKey, Area, NewApiKey, Scope, Scopes};
-use crate::http::auth::{Auth, forbidden};
+use crate::db::api_keys::{self, ApiKey, NewApiKey, Scopes};
+use crate::http::auth::{ApiKeys, Auth, Read, Write, forbidden};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::ApiKeys);
-const WRITE: Scope = Scope::write(Area::ApiKeys);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,11 +62,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn list_api_keys(
-    auth: Auth,
+    _auth: Auth<Read<ApiKeys>>,
     State(state): State<AppState>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<ApiKey>>> {
-    auth.require(READ)?;
     let (items, total) =
         api_keys::list(&state.pool, pagination.limit(), pagination.offset()).await?;
     Ok(Json(pagination.page(items, total)))
@@ -89,11 +85,10 @@ pub async fn list_api_keys(
     )
 )]
 pub async fn create_api_key(
-    auth: Auth,
+    auth: Auth<Write<ApiKeys>>,
     State(state): State<AppState>,
     Json(request): Json<CreateApiKey>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let scopes = Scopes::parse(&request.scopes)
         .map_err(|(index, message)| ApiError::invalid(format!("scopes[{index}]"), message))?;
     if let Some(beyond) = scopes
@@ -139,11 +134,10 @@ pub async fn create_api_key(
     )
 )]
 pub async fn get_api_key(
-    auth: Auth,
+    _auth: Auth<Read<ApiKeys>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
-    auth.require(READ)?;
     Ok(Json(api_keys::get(&state.pool, id).await?))
 }
 
@@ -163,11 +157,10 @@ pub async fn get_api_key(
     )
 )]
 pub async fn revoke_api_key(
-    auth: Auth,
+    auth: Auth<Write<ApiKeys>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
-    auth.require(WRITE)?;
     let key = api_keys::revoke(&state.pool, &auth.ctx, id).await?;
     tracing::info!(api_key_id = %id, "API key revoked");
     Ok(Json(key))

@@ -11,15 +11,12 @@ use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::audit::{self, AuditEntry, AuditFilter};
 use crate::http::AppState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Query};
 use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Audit);
 
 /// Most rows one export answers; `x-total-count` says how many matched.
 pub const EXPORT_MAX_ROWS: u32 = 100_000;
@@ -127,12 +124,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn list_audit(
-    auth: Auth,
+    _auth: Auth<Read<Audit>>,
     State(state): State<AppState>,
     Query(query): Query<AuditQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    auth.require(READ)?;
     let filter = checked(AuditFilter {
         actor_id: query.actor_id,
         action: query.action,
@@ -168,11 +164,10 @@ pub async fn list_audit(
     )
 )]
 pub async fn export_audit(
-    auth: Auth,
+    _auth: Auth<Read<Audit>>,
     State(state): State<AppState>,
     Query(query): Query<ExportQuery>,
 ) -> ApiResult<Response> {
-    auth.require(READ)?;
     let filter = checked(AuditFilter {
         actor_id: query.actor_id,
         action: query.action,

@@ -9,16 +9,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Customers, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::Customers);
-const WRITE: Scope = Scope::write(Area::Customers);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,12 +81,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn list_customers(
-    auth: Auth,
+    _auth: Auth<Read<Customers>>,
     State(state): State<AppState>,
     Query(search): Query<CustomerSearch>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Customer>>> {
-    auth.require(READ)?;
     let (items, total) = customers::list(
         &state.pool,
         search.q.as_deref(),
@@ -117,11 +112,10 @@ pub async fn list_customers(
     )
 )]
 pub async fn create_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<AppState>,
     Json(request): Json<CreateCustomer>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let customer = customers::create(
         &state.pool,
         &auth.ctx,
@@ -157,11 +151,10 @@ pub async fn create_customer(
     )
 )]
 pub async fn get_customer(
-    auth: Auth,
+    _auth: Auth<Read<Customers>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Customer>> {
-    auth.require(READ)?;
     Ok(Json(customers::get(&state.pool, id).await?))
 }
 
@@ -181,12 +174,11 @@ pub async fn get_customer(
     )
 )]
 pub async fn update_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateCustomer>,
 ) -> ApiResult<Json<Customer>> {
-    auth.require(WRITE)?;
     let changes = CustomerChanges {
         name: request.name,
         email: request.email,
@@ -226,11 +218,10 @@ pub async fn update_customer(
     )
 )]
 pub async fn delete_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     customers::delete(&state.pool, &auth.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,17 +6,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::devices::{self, Device};
 use crate::db::licenses;
 use crate::http::AppState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Devices, Read, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Path, Query};
 use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Devices);
-const WRITE: Scope = Scope::write(Area::Devices);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -49,12 +45,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn list_devices(
-    auth: Auth,
+    _auth: Auth<Read<Devices>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Query(query): Query<DeviceQuery>,
 ) -> ApiResult<Json<Vec<Device>>> {
-    auth.require(READ)?;
     // An unknown license is a 404, not an empty list.
     licenses::get(&state.pool, id).await?;
     Ok(Json(
@@ -78,11 +73,10 @@ pub async fn list_devices(
     )
 )]
 pub async fn deactivate_device(
-    auth: Auth,
+    auth: Auth<Write<Devices>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Device>> {
-    auth.require(WRITE)?;
     let device = devices::deactivate_by_id(&state.pool, &auth.ctx, id).await?;
     tracing::info!(device_id = %id, license_id = %device.license_id, "device deactivated");
     Ok(Json(device))

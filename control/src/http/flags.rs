@@ -10,17 +10,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::flags::{self, FeatureFlag, FlagUpdate, NewFlag};
 use crate::error::DomainError;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Flags, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::Flags);
-const WRITE: Scope = Scope::write(Area::Flags);
 
 /// The flag list is answered whole by the service; only pagination is read.
 #[derive(Debug, Deserialize)]
@@ -54,11 +50,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn create_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<AppState>,
     Json(request): Json<NewFlag>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let flag = flags::create(&state.pool, &auth.ctx, &request)
         .await
         .map_err(|error| match error {
@@ -93,12 +88,11 @@ pub async fn create_flag(
     )
 )]
 pub async fn list_flags(
-    auth: Auth,
+    _auth: Auth<Read<Flags>>,
     State(state): State<AppState>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<FeatureFlag>>> {
-    auth.require(READ)?;
     let all = flags::list(&state.pool).await?;
     let total = all.len() as i64;
     let items = all
@@ -124,11 +118,10 @@ pub async fn list_flags(
     )
 )]
 pub async fn get_flag(
-    auth: Auth,
+    _auth: Auth<Read<Flags>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<FeatureFlag>> {
-    auth.require(READ)?;
     Ok(Json(flags::get(&state.pool, id).await?))
 }
 
@@ -150,12 +143,11 @@ pub async fn get_flag(
     )
 )]
 pub async fn update_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(request): Json<FlagUpdate>,
 ) -> ApiResult<Json<FeatureFlag>> {
-    auth.require(WRITE)?;
     if request == FlagUpdate::default() {
         return Err(ApiError::new(
             latchkey_shared::api::ErrorCode::InvalidRequest,
@@ -181,11 +173,10 @@ pub async fn update_flag(
     )
 )]
 pub async fn delete_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     let flag = flags::delete(&state.pool, &auth.ctx, id).await?;
     tracing::info!(flag_id = %id, key = %flag.key, "flag deleted");
     Ok(StatusCode::NO_CONTENT)

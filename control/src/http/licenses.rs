@@ -14,18 +14,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::licenses::{
     self, CreatedLicense, License, LicenseFilter, LicensePatch, MAX_BATCH, NewLicense,
 };
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query, parse_json};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::Licenses);
-const WRITE: Scope = Scope::write(Area::Licenses);
 
 /// The body of `POST /licenses`: a [`NewLicense`] and how many alike to
 /// make. Documentation only: the body is read as a map so that `count` can
@@ -113,11 +109,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn create_licenses(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Json(mut body): Json<Map<String, Value>>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let count = match body.remove("count") {
         None | Some(Value::Null) => 1,
         Some(value) => value
@@ -164,12 +159,11 @@ pub async fn create_licenses(
     )
 )]
 pub async fn list_licenses(
-    auth: Auth,
+    _auth: Auth<Read<Licenses>>,
     State(state): State<AppState>,
     Query(query): Query<LicenseQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<License>>> {
-    auth.require(READ)?;
     if query.key_prefix.as_ref().is_some_and(|p| p.len() > 64) {
         return Err(ApiError::invalid("key_prefix", "at most 64 characters"));
     }
@@ -200,11 +194,10 @@ pub async fn list_licenses(
     )
 )]
 pub async fn get_license(
-    auth: Auth,
+    _auth: Auth<Read<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
-    auth.require(READ)?;
     Ok(Json(licenses::get(&state.pool, id).await?))
 }
 
@@ -226,12 +219,11 @@ pub async fn get_license(
     )
 )]
 pub async fn update_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(patch): Json<LicensePatch>,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     if is_empty(&patch) {
         return Err(ApiError::new(
             latchkey_shared::api::ErrorCode::InvalidRequest,
@@ -259,7 +251,7 @@ pub async fn update_license(
     )
 )]
 pub async fn suspend_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -281,7 +273,7 @@ pub async fn suspend_license(
     )
 )]
 pub async fn resume_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -303,7 +295,7 @@ pub async fn resume_license(
     )
 )]
 pub async fn revoke_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -327,12 +319,11 @@ pub async fn revoke_license(
     )
 )]
 pub async fn extend_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(request): Json<ExtendLicense>,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     Ok(Json(
         licenses::extend(&state.pool, &auth.ctx, id, request.valid_until).await?,
     ))
@@ -353,11 +344,10 @@ pub async fn extend_license(
     )
 )]
 pub async fn delete_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     licenses::delete(&state.pool, &auth.ctx, id).await?;
     tracing::info!(license_id = %id, "license deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -378,11 +368,10 @@ pub async fn delete_license(
     )
 )]
 pub async fn reveal_key(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<RevealedKey>> {
-    auth.require(WRITE)?;
     let license_key = licenses::reveal_key(&state.pool, &auth.ctx, &state.secrets, id).await?;
     tracing::info!(license_id = %id, "license key revealed");
     Ok(Json(RevealedKey {
@@ -392,12 +381,11 @@ pub async fn reveal_key(
 }
 
 async fn set_status(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     state: AppState,
     id: Uuid,
     status: LicenseStatus,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     let license = licenses::set_status(&state.pool, &auth.ctx, id, status).await?;
     tracing::info!(license_id = %id, status = status.as_str(), "license status set");
     Ok(Json(license))

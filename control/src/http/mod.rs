@@ -7,9 +7,10 @@
 //! fallbacks, the body limit and the request-id layer.
 //!
 //! To add a resource: write `http/<resource>.rs` with `router()` (paths
-//! relative to `/admin/api/v1`), handlers taking [`auth::Auth`] and calling
-//! `auth.require(scope)`, our [`extract::Json`], [`extract::Path`] and
-//! [`extract::Pagination`]; then merge its router in [`app`].
+//! relative to `/admin/api/v1`), handlers whose first argument is
+//! [`auth::Auth`] naming their scope (`Auth<Read<Licenses>>`), our
+//! [`extract::Json`], [`extract::Path`] and [`extract::Pagination`]; then
+//! merge its router in [`app`].
 
 pub mod api_keys;
 pub mod audit;

@@ -12,16 +12,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, Release};
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Products, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::Products);
-const WRITE: Scope = Scope::write(Area::Products);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -89,11 +85,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn create_product(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Json(request): Json<NewProduct>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let product = products::create(&state.pool, &auth.ctx, &request).await?;
     tracing::info!(product_id = product.id, slug = %product.slug, "product created");
     let location = format!("{API_PREFIX}/products/{}", product.id);
@@ -119,12 +114,11 @@ pub async fn create_product(
     )
 )]
 pub async fn list_products(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Product>>> {
-    auth.require(READ)?;
     let all = products::list(&state.pool).await?;
     Ok(Json(page_of(pagination, all)))
 }
@@ -144,11 +138,10 @@ pub async fn list_products(
     )
 )]
 pub async fn get_product(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Path(id): Path<i32>,
 ) -> ApiResult<Json<Product>> {
-    auth.require(READ)?;
     Ok(Json(products::get(&state.pool, id).await?))
 }
 
@@ -170,12 +163,11 @@ pub async fn get_product(
     )
 )]
 pub async fn update_product(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<i32>,
     Json(request): Json<ProductUpdate>,
 ) -> ApiResult<Json<Product>> {
-    auth.require(WRITE)?;
     if request.name.is_none() && request.description.is_none() {
         return Err(ApiError::new(
             latchkey_shared::api::ErrorCode::InvalidRequest,
@@ -205,12 +197,11 @@ pub async fn update_product(
     )
 )]
 pub async fn add_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<i32>,
     Json(request): Json<NewRelease>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let release = products::add_release(&state.pool, &auth.ctx, id, &request).await?;
     tracing::info!(product_id = id, release_id = %release.id, version = %release.version, "release added");
     let location = format!("{API_PREFIX}/releases/{}", release.id);
@@ -237,13 +228,12 @@ pub async fn add_release(
     )
 )]
 pub async fn list_releases(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Path(id): Path<i32>,
     Query(_strict): Query<OnlyPagination>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Release>>> {
-    auth.require(READ)?;
     let all = products::list_releases(&state.pool, id).await?;
     Ok(Json(page_of(pagination, all)))
 }
@@ -263,11 +253,10 @@ pub async fn list_releases(
     )
 )]
 pub async fn get_release(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(READ)?;
     Ok(Json(products::get_release(&state.pool, id).await?))
 }
 
@@ -286,11 +275,10 @@ pub async fn get_release(
     )
 )]
 pub async fn publish_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(products::publish(&state.pool, &auth.ctx, id).await?))
 }
 
@@ -310,11 +298,10 @@ pub async fn publish_release(
     )
 )]
 pub async fn unpublish_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(products::unpublish(&state.pool, &auth.ctx, id).await?))
 }
 
@@ -335,11 +322,10 @@ pub async fn unpublish_release(
     )
 )]
 pub async fn mark_min_allowed(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(
         products::mark_min_allowed(&state.pool, &auth.ctx, id).await?,
     ))
@@ -360,11 +346,10 @@ pub async fn mark_min_allowed(
     )
 )]
 pub async fn clear_min_allowed(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     products::clear_min_allowed(&state.pool, &auth.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -388,12 +373,11 @@ pub async fn clear_min_allowed(
     )
 )]
 pub async fn version_check(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     Query(query): Query<VersionCheckQuery>,
 ) -> ApiResult<Json<latchkey_shared::api::VersionCheckResponse>> {
-    auth.require(READ)?;
     Ok(Json(
         products::version_check(&state.pool, &slug, &query.version, query.channel.as_deref())
             .await?,

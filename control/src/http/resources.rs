@@ -11,18 +11,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::resources::{
     self, BulkAdded, HistoryEntry, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
 use crate::http::{API_PREFIX, AppState};
-
-const READ: Scope = Scope::read(Area::Resources);
-const WRITE: Scope = Scope::write(Area::Resources);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -111,11 +107,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn add_resources(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<AppState>,
     Json(request): Json<AddResources>,
 ) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
     let added = resources::add_bulk(&state.pool, &auth.ctx, request.kind, &request.values).await?;
     tracing::info!(
         kind = request.kind.as_str(),
@@ -146,12 +141,11 @@ pub async fn add_resources(
     )
 )]
 pub async fn list_resources(
-    auth: Auth,
+    _auth: Auth<Read<Resources>>,
     State(state): State<AppState>,
     Query(query): Query<ResourceQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Resource>>> {
-    auth.require(READ)?;
     let filter = ResourceFilter {
         kind: query.kind,
         status: query.status,
@@ -176,11 +170,10 @@ pub async fn list_resources(
     )
 )]
 pub async fn get_resource(
-    auth: Auth,
+    _auth: Auth<Read<Resources>>,
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ResourceDetail>> {
-    auth.require(READ)?;
     let resource = resources::get(&state.pool, id).await?;
     let history = resources::history(&state.pool, id).await?;
     Ok(Json(ResourceDetail { resource, history }))
@@ -205,12 +198,11 @@ pub async fn get_resource(
     )
 )]
 pub async fn allocate_resources(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     Json(request): Json<AllocateResources>,
 ) -> ApiResult<Json<Vec<Resource>>> {
-    auth.require(WRITE)?;
     let allocated =
         resources::allocate(&state.pool, &auth.ctx, id, request.kind, request.count).await?;
     tracing::info!(license_id = %id, kind = request.kind.as_str(), count = allocated.len(), "resources allocated");
@@ -236,12 +228,11 @@ pub async fn allocate_resources(
     )
 )]
 pub async fn release_resource(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Json(request): Json<ReleaseResource>,
 ) -> ApiResult<Json<Resource>> {
-    auth.require(WRITE)?;
     let resource = resources::release(&state.pool, &auth.ctx, id, request.quarantine_until).await?;
     tracing::info!(
         resource_id = id,
@@ -269,12 +260,11 @@ pub async fn release_resource(
     )
 )]
 pub async fn quarantine_resource(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Json(request): Json<QuarantineResource>,
 ) -> ApiResult<Json<Resource>> {
-    auth.require(WRITE)?;
     let resource = resources::quarantine(&state.pool, &auth.ctx, id, request.until).await?;
     tracing::info!(resource_id = id, "resource quarantined");
     Ok(Json(resource))

@@ -8,16 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::sessions::{self, Session};
 use crate::http::AppState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Read, Sessions, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
 use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Sessions);
-const WRITE: Scope = Scope::write(Area::Sessions);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -57,12 +53,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 pub async fn list_sessions(
-    auth: Auth,
+    _auth: Auth<Read<Sessions>>,
     State(state): State<AppState>,
     Query(query): Query<SessionQuery>,
     pagination: Pagination,
 ) -> ApiResult<Json<Page<Session>>> {
-    auth.require(READ)?;
     let (items, total) = sessions::list(
         &state.pool,
         query.open,
@@ -91,11 +86,10 @@ pub async fn list_sessions(
     )
 )]
 pub async fn terminate_session(
-    auth: Auth,
+    auth: Auth<Write<Sessions>>,
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     // The service answers the row as it was before it ended: not worth
     // showing, so the answer is empty.
     let session = sessions::terminate(&state.pool, &auth.ctx, id).await?;
