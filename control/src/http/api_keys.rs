@@ -15,7 +15,7 @@ use crate::db::api_keys::{self, ApiKey, NewApiKey, Scopes};
 use crate::http::auth::{ApiKeys, Auth, Read, Write, forbidden};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -56,9 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["api_keys:read"])),
     responses(
         (status = 200, description = "One page of keys", body = Page<ApiKey>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_api_keys(
@@ -79,8 +77,7 @@ pub async fn list_api_keys(
     security(("bearer" = ["api_keys:write"])),
     responses(
         (status = 201, description = "Created; the secret is in this answer only", body = CreatedApiKey),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        Guarded, BodyErrors,
         (status = 403, description = "Lacks `api_keys:write` or a scope it tries to grant", body = ErrorBody),
     )
 )]
@@ -128,9 +125,7 @@ pub async fn create_api_key(
     security(("bearer" = ["api_keys:read"])),
     responses(
         (status = 200, description = "The key", body = ApiKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_api_key(
@@ -150,9 +145,7 @@ pub async fn get_api_key(
     security(("bearer" = ["api_keys:write"])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:write`", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "Already revoked", body = ErrorBody),
     )
 )]

@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{Guarded, QueryErrors};
 
 /// Most rows one export answers; `x-total-count` says how many matched.
 pub const EXPORT_MAX_ROWS: u32 = 100_000;
@@ -118,9 +118,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "One page of audit rows", body = Page<AuditEntry>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_audit(
@@ -158,9 +156,7 @@ pub async fn list_audit(
             (String = "text/csv"),
             (Vec<AuditEntry> = "application/json"),
         )),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn export_audit(

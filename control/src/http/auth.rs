@@ -36,7 +36,7 @@ use crate::db::api_keys::{self, ApiKey, Area, Scope, Scopes};
 use crate::error::DomainError;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Json;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody};
 use crate::http::{AppState, RequestId};
 
 const ISSUER: &str = "latchkey-control";
@@ -163,8 +163,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A token", body = TokenResponse),
-        (status = 400, description = "Malformed request", body = ErrorBody),
+        BodyErrors,
         (status = 401, description = "Unknown, revoked or expired API key", body = ErrorBody),
+        (status = 500, description = "Internal error; the request id identifies it in our logs", body = ErrorBody),
     )
 )]
 pub async fn issue_token(

@@ -13,7 +13,7 @@ use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
 use crate::http::auth::{Auth, Customers, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -75,9 +75,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["customers:read"])),
     responses(
         (status = 200, description = "One page of customers", body = Page<Customer>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_customers(
@@ -104,11 +102,7 @@ pub async fn list_customers(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 201, description = "Created", body = Customer),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
+        Guarded, BodyErrors,
     )
 )]
 pub async fn create_customer(
@@ -144,10 +138,7 @@ pub async fn create_customer(
     security(("bearer" = ["customers:read"])),
     responses(
         (status = 200, description = "The customer", body = Customer),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_customer(
@@ -167,10 +158,7 @@ pub async fn get_customer(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 200, description = "The changed customer", body = Customer),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_customer(
@@ -211,9 +199,7 @@ pub async fn update_customer(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The customer still has licenses", body = ErrorBody),
     )
 )]

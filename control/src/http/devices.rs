@@ -12,7 +12,7 @@ use crate::http::AppState;
 use crate::http::auth::{Auth, Devices, Read, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -38,10 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["devices:read"])),
     responses(
         (status = 200, description = "The devices", body = Vec<Device>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `devices:read`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, QueryErrors,
     )
 )]
 pub async fn list_devices(
@@ -66,10 +63,7 @@ pub async fn list_devices(
     security(("bearer" = ["devices:write"])),
     responses(
         (status = 200, description = "The deactivated device", body = Device),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `devices:write`", body = ErrorBody),
-        (status = 404, description = "No such device, or it holds no seat any more", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn deactivate_device(

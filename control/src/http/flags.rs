@@ -15,7 +15,7 @@ use crate::error::DomainError;
 use crate::http::auth::{Auth, Flags, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 /// The flag list is answered whole by the service; only pagination is read.
@@ -42,11 +42,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 201, description = "Created", body = FeatureFlag),
+        Guarded, BodyErrors,
         (status = 400, description = "Invalid field or unknown product", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
         (status = 409, description = "The key is taken for this product", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_flag(
@@ -82,9 +80,7 @@ pub async fn create_flag(
     security(("bearer" = ["flags:read"])),
     responses(
         (status = 200, description = "One page of flags", body = Page<FeatureFlag>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_flags(
@@ -111,10 +107,7 @@ pub async fn list_flags(
     security(("bearer" = ["flags:read"])),
     responses(
         (status = 200, description = "The flag", body = FeatureFlag),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:read`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_flag(
@@ -136,10 +129,7 @@ pub async fn get_flag(
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 200, description = "The changed flag", body = FeatureFlag),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_flag(
@@ -167,9 +157,7 @@ pub async fn update_flag(
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn delete_flag(

@@ -20,7 +20,7 @@ use crate::db::licenses::{
 use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query, parse_json};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 /// The body of `POST /licenses`: a [`NewLicense`] and how many alike to
@@ -101,11 +101,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 201, description = "Created, with their keys (shown this once)", body = CreatedLicenses),
+        Guarded, BodyErrors,
         (status = 400, description = "Invalid field, unknown product or customer", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_licenses(
@@ -153,9 +150,7 @@ pub async fn create_licenses(
     security(("bearer" = ["licenses:read"])),
     responses(
         (status = 200, description = "One page of licenses", body = Page<License>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_licenses(
@@ -187,10 +182,7 @@ pub async fn list_licenses(
     security(("bearer" = ["licenses:read"])),
     responses(
         (status = 200, description = "The license", body = License),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:read`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_license(
@@ -212,10 +204,7 @@ pub async fn get_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The changed license", body = License),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_license(
@@ -244,9 +233,7 @@ pub async fn update_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The suspended license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The license is revoked", body = ErrorBody),
     )
 )]
@@ -266,9 +253,7 @@ pub async fn suspend_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The active license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The license is revoked: that is final", body = ErrorBody),
     )
 )]
@@ -289,9 +274,7 @@ pub async fn resume_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The revoked license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn revoke_license(
@@ -312,10 +295,8 @@ pub async fn revoke_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The extended license", body = License),
+        Guarded, PathErrors, BodyErrors,
         (status = 400, description = "Not later than now, or the license never expires", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
     )
 )]
 pub async fn extend_license(
@@ -338,9 +319,7 @@ pub async fn extend_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn delete_license(
@@ -362,9 +341,7 @@ pub async fn delete_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The license key", body = RevealedKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn reveal_key(

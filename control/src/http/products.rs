@@ -16,7 +16,7 @@ use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, 
 use crate::http::auth::{Auth, Products, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -77,11 +77,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["products:write"])),
     responses(
         (status = 201, description = "Created", body = Product),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        Guarded, BodyErrors,
         (status = 409, description = "The slug is taken", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_product(
@@ -108,9 +105,7 @@ pub async fn create_product(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "One page of products", body = Page<Product>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_products(
@@ -131,10 +126,7 @@ pub async fn list_products(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The product", body = Product),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_product(
@@ -156,10 +148,7 @@ pub async fn get_product(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The changed product", body = Product),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_product(
@@ -189,10 +178,7 @@ pub async fn update_product(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 201, description = "The draft release", body = Release),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "This version already exists on this channel", body = ErrorBody),
     )
 )]
@@ -221,10 +207,7 @@ pub async fn add_release(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "One page of releases", body = Page<Release>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, QueryErrors,
     )
 )]
 pub async fn list_releases(
@@ -246,10 +229,7 @@ pub async fn list_releases(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The release", body = Release),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_release(
@@ -269,9 +249,7 @@ pub async fn get_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The published release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn publish_release(
@@ -291,9 +269,7 @@ pub async fn publish_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The draft release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "It is the minimum allowed release", body = ErrorBody),
     )
 )]
@@ -315,9 +291,7 @@ pub async fn unpublish_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The minimum allowed release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The release is a draft", body = ErrorBody),
     )
 )]
@@ -340,9 +314,7 @@ pub async fn mark_min_allowed(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 204, description = "Cleared (or was not set)"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn clear_min_allowed(
@@ -366,10 +338,8 @@ pub async fn clear_min_allowed(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The answer", body = VersionCheck),
+        Guarded, PathErrors,
         (status = 400, description = "Bad version or channel", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
     )
 )]
 pub async fn version_check(

@@ -17,7 +17,7 @@ use crate::db::resources::{
 use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -99,11 +99,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 201, description = "How many were added and skipped; `Location` lists the pool", body = BulkAdded),
-        (status = 400, description = "Invalid field or value", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
+        Guarded, BodyErrors,
     )
 )]
 pub async fn add_resources(
@@ -135,9 +131,7 @@ pub async fn add_resources(
     security(("bearer" = ["resources:read"])),
     responses(
         (status = 200, description = "One page of resources", body = Page<Resource>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_resources(
@@ -163,10 +157,7 @@ pub async fn list_resources(
     security(("bearer" = ["resources:read"])),
     responses(
         (status = 200, description = "The resource and its history", body = ResourceDetail),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_resource(
@@ -190,10 +181,7 @@ pub async fn get_resource(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The allocated resources", body = Vec<Resource>),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Too few available, or the license is revoked", body = ErrorBody),
     )
 )]
@@ -220,10 +208,7 @@ pub async fn allocate_resources(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The released resource", body = Resource),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Not allocated", body = ErrorBody),
     )
 )]
@@ -252,10 +237,7 @@ pub async fn release_resource(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The quarantined resource", body = Resource),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Allocated: release it first", body = ErrorBody),
     )
 )]

@@ -13,7 +13,7 @@ use crate::http::AppState;
 use crate::http::auth::{Auth, Read, Sessions, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -47,9 +47,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = ["sessions:read"])),
     responses(
         (status = 200, description = "One page of sessions", body = Page<Session>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `sessions:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_sessions(
@@ -78,10 +76,7 @@ pub async fn list_sessions(
     security(("bearer" = ["sessions:write"])),
     responses(
         (status = 204, description = "Terminated"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `sessions:write`", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The session has already ended", body = ErrorBody),
     )
 )]
