@@ -3,8 +3,7 @@
 //! is no way up to `*`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -12,11 +11,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::api_keys::{self, ApiKey, NewApiKey, Scopes};
+use crate::http::AppState;
 use crate::http::auth::{ApiKeys, Auth, Read, Write, forbidden};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path};
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub async fn list_api_keys(
     _auth: Auth<Read<ApiKeys>>,
     State(state): State<AppState>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     let (items, total) =
         api_keys::list(&state.pool, pagination.limit(), pagination.offset()).await?;
@@ -85,7 +84,7 @@ pub async fn create_api_key(
     auth: Auth<Write<ApiKeys>>,
     State(state): State<AppState>,
     Json(request): Json<CreateApiKey>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let scopes = Scopes::parse(&request.scopes)
         .map_err(|(index, message)| ApiError::invalid(format!("scopes[{index}]"), message))?;
     if let Some(beyond) = scopes
@@ -94,7 +93,7 @@ pub async fn create_api_key(
     {
         return Err(forbidden(beyond));
     }
-    let created = api_keys::create(
+    let made = api_keys::create(
         &state.pool,
         &state.secrets,
         &auth.ctx,
@@ -105,15 +104,13 @@ pub async fn create_api_key(
         },
     )
     .await?;
-    tracing::info!(api_key_id = %created.key.id, "API key created");
-    let location = format!("{API_PREFIX}/api-keys/{}", created.key.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedApiKey {
-            api_key: created.key,
-            secret: created.secret,
-        }),
+    tracing::info!(api_key_id = %made.key.id, "API key created");
+    Ok(created(
+        &format!("/api-keys/{}", made.key.id),
+        CreatedApiKey {
+            api_key: made.key,
+            secret: made.secret,
+        },
     ))
 }
 

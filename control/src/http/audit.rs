@@ -1,11 +1,12 @@
 //! `/admin/api/v1/audit` (`audit:read`): the audit log, newest first and
 //! filtered, and the same view exported as CSV or JSON.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::IntoDeserializer;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +16,7 @@ use crate::db::audit::{self, AuditEntry, AuditFilter};
 use crate::http::AppState;
 use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Query};
+use crate::http::extract::{Json, List, Page, Pagination, split_query};
 use crate::http::openapi::{Guarded, QueryErrors};
 
 /// Most rows one export answers; `x-total-count` says how many matched.
@@ -63,13 +64,6 @@ pub struct AuditQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
@@ -80,27 +74,26 @@ pub enum ExportFormat {
     Json,
 }
 
-/// The filters of [`AuditQuery`] and the format; no pagination.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// `csv` (the default) or `json`.
-    #[serde(default)]
+/// The export's query string: its format and the filters of [`AuditQuery`].
+#[derive(Debug)]
+pub struct Export {
     pub format: ExportFormat,
-    pub actor_id: Option<String>,
-    pub action: Option<String>,
-    pub entity_kind: Option<String>,
-    pub entity_id: Option<String>,
-    pub request_id: Option<String>,
-    /// RFC 3339, inclusive.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub from: Option<OffsetDateTime>,
-    /// RFC 3339, exclusive.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub to: Option<OffsetDateTime>,
+    pub filter: AuditQuery,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Export {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ([format], filter) = split_query(parts, ["format"])?;
+        let format = match format {
+            None => ExportFormat::default(),
+            Some(text) => ExportFormat::deserialize(text.as_str().into_deserializer()).map_err(
+                |error: serde::de::value::Error| ApiError::invalid("format", error.to_string()),
+            )?,
+        };
+        Ok(Self { format, filter })
+    }
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -124,18 +117,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub async fn list_audit(
     _auth: Auth<Read<Audit>>,
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<AuditQuery>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    let filter = checked(AuditFilter {
-        actor_id: query.actor_id,
-        action: query.action,
-        entity_kind: query.entity_kind,
-        entity_id: query.entity_id,
-        request_id: query.request_id,
-        from: query.from,
-        to: query.to,
-    })?;
+    let filter = checked(query)?;
     let (items, total) =
         audit::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
     Ok(Json(pagination.page(items, total)))
@@ -149,7 +136,10 @@ pub async fn list_audit(
     get,
     path = "/audit/export",
     tag = "audit",
-    params(ExportQuery),
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        AuditQuery,
+    ),
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "The rows, as `text/csv` or a JSON array", content(
@@ -162,19 +152,11 @@ pub async fn list_audit(
 pub async fn export_audit(
     _auth: Auth<Read<Audit>>,
     State(state): State<AppState>,
-    Query(query): Query<ExportQuery>,
+    Export { format, filter }: Export,
 ) -> ApiResult<Response> {
-    let filter = checked(AuditFilter {
-        actor_id: query.actor_id,
-        action: query.action,
-        entity_kind: query.entity_kind,
-        entity_id: query.entity_id,
-        request_id: query.request_id,
-        from: query.from,
-        to: query.to,
-    })?;
+    let filter = checked(filter)?;
     let (rows, total) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
-    let (body, content_type, extension) = match query.format {
+    let (body, content_type, extension) = match format {
         ExportFormat::Csv => (to_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
         ExportFormat::Json => (
             serde_json::to_vec(&rows)
@@ -207,8 +189,17 @@ pub async fn export_audit(
     Ok(response)
 }
 
-/// Refuses text filters too long to be a real value.
-fn checked(filter: AuditFilter) -> ApiResult<AuditFilter> {
+/// The query's filters, refusing text too long to be a real value.
+fn checked(query: AuditQuery) -> ApiResult<AuditFilter> {
+    let filter = AuditFilter {
+        actor_id: query.actor_id,
+        action: query.action,
+        entity_kind: query.entity_kind,
+        entity_id: query.entity_id,
+        request_id: query.request_id,
+        from: query.from,
+        to: query.to,
+    };
     for (field, value) in [
         ("actor_id", &filter.actor_id),
         ("action", &filter.action),

@@ -1,8 +1,8 @@
 //! `/admin/api/v1/customers`: list and search, create, read, change, delete.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,11 +10,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
+use crate::http::AppState;
 use crate::http::auth::{Auth, Customers, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,7 @@ pub struct UpdateCustomer {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerSearch {
     /// Part of the name (any case) or of the e-mail address.
@@ -81,8 +82,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub async fn list_customers(
     _auth: Auth<Read<Customers>>,
     State(state): State<AppState>,
-    Query(search): Query<CustomerSearch>,
-    pagination: Pagination,
+    List {
+        filter: search,
+        pagination,
+    }: List<CustomerSearch>,
 ) -> ApiResult<Json<Page<Customer>>> {
     let (items, total) = customers::list(
         &state.pool,
@@ -109,7 +112,7 @@ pub async fn create_customer(
     auth: Auth<Write<Customers>>,
     State(state): State<AppState>,
     Json(request): Json<CreateCustomer>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let customer = customers::create(
         &state.pool,
         &auth.ctx,
@@ -122,12 +125,7 @@ pub async fn create_customer(
         },
     )
     .await?;
-    let location = format!("{API_PREFIX}/customers/{}", customer.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(customer),
-    ))
+    Ok(created(&format!("/customers/{}", customer.id), customer))
 }
 
 #[utoipa::path(

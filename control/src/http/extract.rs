@@ -1,11 +1,13 @@
-//! Extractors whose rejections speak our error format, and the page shape of
-//! every list.
+//! Extractors whose rejections speak our error format, the page shape of
+//! every list and the answer of every create.
 //!
 //! - [`Json`]: the body must say `application/json` (else 415), fit in
 //!   `max_body_bytes` (else 413) and deserialize (else 400 naming the field's
 //!   JSON path; request types refuse unknown fields).
 //! - [`Query`]: query-string parameters, 400 naming the parameter.
-//! - [`Pagination`]: `page` (from 1) and `per_page` (1 to 200, default 50).
+//! - [`List`]: a list's query string, its filters and its [`Pagination`]:
+//!   `page` (from 1) and `per_page` (1 to 200, default 50).
+//! - [`created`]: `201 Created` with its `Location`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,8 +19,8 @@ use latchkey_shared::api::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::http::BodyLimit;
 use crate::http::error::ApiError;
+use crate::http::{API_PREFIX, BodyLimit};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
@@ -27,14 +29,27 @@ pub const MAX_PER_PAGE: u32 = 200;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-/// Query-string parameters; unknown ones are ignored, since `page` and
-/// `per_page` live in the same string.
+/// Query-string parameters, read as `T`: with `#[serde(deny_unknown_fields)]`
+/// an unknown one is refused, naming it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
 /// Path parameters; a value of the wrong shape is a 400 naming the parameter.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
+
+/// A list's query string: the filters `F` (which refuse parameters they do
+/// not name, with `#[serde(deny_unknown_fields)]`) and which page.
+#[derive(Debug, Clone, Copy)]
+pub struct List<F> {
+    pub filter: F,
+    pub pagination: Pagination,
+}
+
+/// The filters of a list that has none.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilter {}
 
 /// Which page of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::IntoParams)]
@@ -104,16 +119,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Query)
-            .map_err(|error| {
-                let field = error.path().to_string();
-                let message = error.inner().to_string();
-                ApiError::invalid(field_or(&field, &message), message)
-            })
+        split_query(parts, []).map(|([], query)| Query(query))
     }
 }
 
@@ -155,26 +161,67 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Pagination {
+impl<F, S> FromRequestParts<S> for List<F>
+where
+    F: DeserializeOwned,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        #[derive(Deserialize)]
-        struct Raw {
-            page: Option<String>,
-            per_page: Option<String>,
-        }
-        let Query(raw) = Query::<Raw>::from_request_parts(parts, state).await?;
-        let page = number("page", raw.page.as_deref(), 1, u32::MAX, 1)?;
-        let per_page = number(
-            "per_page",
-            raw.per_page.as_deref(),
-            1,
-            MAX_PER_PAGE,
-            DEFAULT_PER_PAGE,
-        )?;
-        Ok(Self { page, per_page })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ([page, per_page], filter) = split_query(parts, ["page", "per_page"])?;
+        let pagination = Pagination {
+            page: number("page", page.as_deref(), 1, u32::MAX, 1)?,
+            per_page: number(
+                "per_page",
+                per_page.as_deref(),
+                1,
+                MAX_PER_PAGE,
+                DEFAULT_PER_PAGE,
+            )?,
+        };
+        Ok(Self { filter, pagination })
     }
+}
+
+/// Takes the parameters `names` out of the query string and reads the rest
+/// as `F`; a parameter named twice is refused.
+pub fn split_query<F: DeserializeOwned, const N: usize>(
+    parts: &Parts,
+    names: [&str; N],
+) -> Result<([Option<String>; N], F), ApiError> {
+    let query = parts.uri.query().unwrap_or_default();
+    let mut taken = [const { None }; N];
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match names.iter().position(|name| *name == key) {
+            Some(index) if taken[index].is_some() => {
+                return Err(ApiError::invalid(key, "given more than once"));
+            }
+            Some(index) => taken[index] = Some(value.into_owned()),
+            None => {
+                rest.append_pair(&key, &value);
+            }
+        }
+    }
+    let rest = rest.finish();
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(rest.as_bytes()));
+    let filter = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let message = error.inner().to_string();
+        ApiError::invalid(field_or(&field, &message), message)
+    })?;
+    Ok((taken, filter))
+}
+
+/// `201 Created` with `Location` naming what was made, below the API's prefix.
+pub fn created<T: Serialize>(location: &str, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("{API_PREFIX}{location}"))],
+        Json(body),
+    )
+        .into_response()
 }
 
 impl Pagination {
@@ -193,6 +240,18 @@ impl Pagination {
             per_page: self.per_page,
             total,
         }
+    }
+
+    /// This page of a list held whole (the services answer a few short
+    /// lists, like products and flags, in one piece).
+    pub fn slice<T>(&self, all: Vec<T>) -> Page<T> {
+        let total = all.len() as i64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(self.offset()).unwrap_or(usize::MAX))
+            .take(self.per_page as usize)
+            .collect();
+        self.page(items, total)
     }
 }
 
@@ -402,5 +461,43 @@ mod tests {
             per_page: 20,
         };
         assert_eq!((p.limit(), p.offset()), (20, 40));
+    }
+
+    #[test]
+    fn a_list_held_whole_is_sliced_into_its_page() {
+        let p = Pagination {
+            page: 2,
+            per_page: 2,
+        };
+        let page = p.slice(vec![1, 2, 3, 4, 5]);
+        assert_eq!((page.items, page.total), (vec![3, 4], 5));
+        assert!(p.slice(Vec::<u8>::new()).items.is_empty());
+    }
+
+    #[test]
+    fn query_strings_split_into_named_parameters_and_strict_filters() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Filter {
+            q: Option<String>,
+        }
+        let parts = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let ([page], filter) =
+            split_query::<Filter, 1>(&parts("/x?q=a%20b&page=2"), ["page"]).unwrap();
+        assert_eq!(
+            (page.as_deref(), filter.q.as_deref()),
+            (Some("2"), Some("a b"))
+        );
+        let twice = split_query::<Filter, 1>(&parts("/x?page=1&page=2"), ["page"]).unwrap_err();
+        assert_eq!(twice.field(), Some("page"));
+        let unknown = split_query::<Filter, 1>(&parts("/x?sort=name"), ["page"]).unwrap_err();
+        assert_eq!(unknown.field(), Some("sort"));
     }
 }

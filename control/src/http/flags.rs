@@ -2,31 +2,19 @@
 //! (`flags:read|write`). Every change reaches edges with the next snapshot.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::flags::{self, FeatureFlag, FlagUpdate, NewFlag};
 use crate::error::DomainError;
+use crate::http::AppState;
 use crate::http::auth::{Auth, Flags, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
-
-/// The flag list is answered whole by the service; only pagination is read.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnlyPagination {
-    #[serde(default)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    pub per_page: Option<IgnoredAny>,
-}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -51,7 +39,7 @@ pub async fn create_flag(
     auth: Auth<Write<Flags>>,
     State(state): State<AppState>,
     Json(request): Json<NewFlag>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let flag = flags::create(&state.pool, &auth.ctx, &request)
         .await
         .map_err(|error| match error {
@@ -63,12 +51,7 @@ pub async fn create_flag(
             other => other.into(),
         })?;
     tracing::info!(flag_id = %flag.id, key = %flag.key, "flag created");
-    let location = format!("{API_PREFIX}/flags/{}", flag.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(flag),
-    ))
+    Ok(created(&format!("/flags/{}", flag.id), flag))
 }
 
 /// Every flag by key, global ones before per-product ones.
@@ -86,17 +69,9 @@ pub async fn create_flag(
 pub async fn list_flags(
     _auth: Auth<Read<Flags>>,
     State(state): State<AppState>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<FeatureFlag>>> {
-    let all = flags::list(&state.pool).await?;
-    let total = all.len() as i64;
-    let items = all
-        .into_iter()
-        .skip(usize::try_from(pagination.offset()).unwrap_or(usize::MAX))
-        .take(pagination.per_page as usize)
-        .collect();
-    Ok(Json(pagination.page(items, total)))
+    Ok(Json(pagination.slice(flags::list(&state.pool).await?)))
 }
 
 #[utoipa::path(

@@ -3,10 +3,9 @@
 //! suspend/resume/revoke, extend, delete.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use latchkey_shared::snapshot::LicenseStatus;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -17,11 +16,11 @@ use uuid::Uuid;
 use crate::db::licenses::{
     self, CreatedLicense, License, LicenseFilter, LicensePatch, MAX_BATCH, NewLicense,
 };
+use crate::http::AppState;
 use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query, parse_json};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created, parse_json};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
 
 /// The body of `POST /licenses`: a [`NewLicense`] and how many alike to
 /// make. Documentation only: the body is read as a map so that `count` can
@@ -57,13 +56,6 @@ pub struct LicenseQuery {
     pub batch_id: Option<Uuid>,
     /// The first group of a key, as lists show it (any case).
     pub key_prefix: Option<String>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -109,7 +101,7 @@ pub async fn create_licenses(
     auth: Auth<Write<Licenses>>,
     State(state): State<AppState>,
     Json(mut body): Json<Map<String, Value>>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let count = match body.remove("count") {
         None | Some(Value::Null) => 1,
         Some(value) => value
@@ -130,15 +122,11 @@ pub async fn create_licenses(
     let batch_id = items.first().and_then(|created| created.license.batch_id);
     tracing::info!(count = items.len(), batch_id = ?batch_id, "licenses created");
     let location = match (batch_id, items.first()) {
-        (Some(batch), _) => format!("{API_PREFIX}/licenses?batch_id={batch}"),
-        (None, Some(created)) => format!("{API_PREFIX}/licenses/{}", created.license.id),
+        (Some(batch), _) => format!("/licenses?batch_id={batch}"),
+        (None, Some(one)) => format!("/licenses/{}", one.license.id),
         (None, None) => return Err(ApiError::internal("a license create returned nothing")),
     };
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedLicenses { batch_id, items }),
-    ))
+    Ok(created(&location, CreatedLicenses { batch_id, items }))
 }
 
 /// Licenses, newest first, filtered. Keys are never listed, only their first group.
@@ -156,8 +144,10 @@ pub async fn create_licenses(
 pub async fn list_licenses(
     _auth: Auth<Read<Licenses>>,
     State(state): State<AppState>,
-    Query(query): Query<LicenseQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<LicenseQuery>,
 ) -> ApiResult<Json<Page<License>>> {
     if query.key_prefix.as_ref().is_some_and(|p| p.len() > 64) {
         return Err(ApiError::invalid("key_prefix", "at most 64 characters"));

@@ -4,20 +4,19 @@
 //! application would see it.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, Release};
+use crate::http::AppState;
 use crate::http::auth::{Auth, Products, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, Query, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -45,16 +44,6 @@ pub struct VersionCheck {
     update_mandatory: bool,
     minimum_allowed: Option<String>,
     download_url: Option<String>,
-}
-
-/// Pages of lists the services answer whole (products and releases are few).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnlyPagination {
-    #[serde(default)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -85,15 +74,10 @@ pub async fn create_product(
     auth: Auth<Write<Products>>,
     State(state): State<AppState>,
     Json(request): Json<NewProduct>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let product = products::create(&state.pool, &auth.ctx, &request).await?;
     tracing::info!(product_id = product.id, slug = %product.slug, "product created");
-    let location = format!("{API_PREFIX}/products/{}", product.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(product),
-    ))
+    Ok(created(&format!("/products/{}", product.id), product))
 }
 
 /// Products, by slug.
@@ -111,11 +95,9 @@ pub async fn create_product(
 pub async fn list_products(
     _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Product>>> {
-    let all = products::list(&state.pool).await?;
-    Ok(Json(page_of(pagination, all)))
+    Ok(Json(pagination.slice(products::list(&state.pool).await?)))
 }
 
 #[utoipa::path(
@@ -187,15 +169,10 @@ pub async fn add_release(
     State(state): State<AppState>,
     Path(id): Path<i32>,
     Json(request): Json<NewRelease>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let release = products::add_release(&state.pool, &auth.ctx, id, &request).await?;
     tracing::info!(product_id = id, release_id = %release.id, version = %release.version, "release added");
-    let location = format!("{API_PREFIX}/releases/{}", release.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(release),
-    ))
+    Ok(created(&format!("/releases/{}", release.id), release))
 }
 
 /// The product's releases of every channel, drafts included, newest version first.
@@ -214,11 +191,11 @@ pub async fn list_releases(
     _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
     Path(id): Path<i32>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Release>>> {
-    let all = products::list_releases(&state.pool, id).await?;
-    Ok(Json(page_of(pagination, all)))
+    Ok(Json(
+        pagination.slice(products::list_releases(&state.pool, id).await?),
+    ))
 }
 
 #[utoipa::path(
@@ -352,15 +329,4 @@ pub async fn version_check(
         products::version_check(&state.pool, &slug, &query.version, query.channel.as_deref())
             .await?,
     ))
-}
-
-/// One page of a list held whole.
-fn page_of<T>(pagination: Pagination, all: Vec<T>) -> Page<T> {
-    let total = all.len() as i64;
-    let items = all
-        .into_iter()
-        .skip(usize::try_from(pagination.offset()).unwrap_or(usize::MAX))
-        .take(pagination.per_page as usize)
-        .collect();
-    pagination.page(items, total)
 }

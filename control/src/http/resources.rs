@@ -2,9 +2,7 @@
 //! read them with their history, allocate to a license, release, quarantine.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use serde::de::IgnoredAny;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -14,11 +12,11 @@ use uuid::Uuid;
 use crate::db::resources::{
     self, BulkAdded, HistoryEntry, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
+use crate::http::AppState;
 use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-use crate::http::{API_PREFIX, AppState};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,13 +69,6 @@ pub struct ResourceQuery {
     pub kind: Option<ResourceKind>,
     pub status: Option<ResourceStatus>,
     pub license_id: Option<Uuid>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -106,7 +97,7 @@ pub async fn add_resources(
     auth: Auth<Write<Resources>>,
     State(state): State<AppState>,
     Json(request): Json<AddResources>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let added = resources::add_bulk(&state.pool, &auth.ctx, request.kind, &request.values).await?;
     tracing::info!(
         kind = request.kind.as_str(),
@@ -114,11 +105,9 @@ pub async fn add_resources(
         skipped = added.skipped,
         "resources added"
     );
-    let location = format!("{API_PREFIX}/resources?kind={}", request.kind.as_str());
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(added),
+    Ok(created(
+        &format!("/resources?kind={}", request.kind.as_str()),
+        added,
     ))
 }
 
@@ -137,8 +126,10 @@ pub async fn add_resources(
 pub async fn list_resources(
     _auth: Auth<Read<Resources>>,
     State(state): State<AppState>,
-    Query(query): Query<ResourceQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<ResourceQuery>,
 ) -> ApiResult<Json<Page<Resource>>> {
     let filter = ResourceFilter {
         kind: query.kind,

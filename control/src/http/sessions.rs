@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -12,7 +11,7 @@ use crate::db::sessions::{self, Session};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Read, Sessions, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
+use crate::http::extract::{Json, List, Page, Pagination, Path};
 use crate::http::openapi::{ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -23,13 +22,6 @@ pub struct SessionQuery {
     #[serde(default)]
     pub open: bool,
     pub license_id: Option<Uuid>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,8 +45,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub async fn list_sessions(
     _auth: Auth<Read<Sessions>>,
     State(state): State<AppState>,
-    Query(query): Query<SessionQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<SessionQuery>,
 ) -> ApiResult<Json<Page<Session>>> {
     let (items, total) = sessions::list(
         &state.pool,
