@@ -724,9 +724,12 @@ async fn flag_crud(pool: PgPool) {
     let flag = patched.ok(StatusCode::OK);
     assert_eq!(flag["enabled"], false);
     assert_eq!(flag["description"], "later");
-    api.call(Method::PATCH, &format!("{V1}/flags/{id}"), Some(json!({})))
-        .await
-        .expect(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None);
+    // An empty merge patch changes nothing and writes no audit row.
+    let unchanged = api
+        .call(Method::PATCH, &format!("{V1}/flags/{id}"), Some(json!({})))
+        .await;
+    assert_eq!(unchanged.ok(StatusCode::OK), flag);
+    assert!(api.audit(unchanged.request_id()).await.is_empty());
     api.call(
         Method::PATCH,
         &format!("{V1}/flags/{id}"),
@@ -1051,7 +1054,13 @@ async fn bad_input_is_a_4xx_naming_the_field(pool: PgPool) {
     patch(json!({ "kind": "gold" }))
         .await
         .expect(bad, "INVALID_REQUEST", Some("kind"));
-    patch(json!({})).await.expect(bad, "INVALID_REQUEST", None);
+    let unchanged = patch(json!({})).await;
+    assert_eq!(
+        unchanged.ok(StatusCode::OK),
+        &api.get(&one).await.body,
+        "an empty merge patch changes nothing"
+    );
+    assert!(api.audit(unchanged.request_id()).await.is_empty());
     api.call(
         Method::PATCH,
         &format!("{licenses}/{unknown}"),
@@ -1226,6 +1235,99 @@ async fn bad_input_is_a_4xx_naming_the_field(pool: PgPool) {
         .await
         .expect(StatusCode::NOT_FOUND, "SESSION_NOT_FOUND", None);
     api.get(&format!("{V1}/sessions?page=0"))
+        .await
+        .expect(bad, "INVALID_REQUEST", Some("page"));
+}
+
+/// What the document allows is accepted and what it forbids refused, also
+/// where the database alone would have refused it with a 500.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn requests_are_held_to_the_document(pool: PgPool) {
+    let api = Api::new(pool).await;
+    let (id, _) = api.license(json!({})).await;
+    let one = format!("{V1}/licenses/{id}");
+    let product_id = api.get(&one).await.body["product_id"].clone();
+    let bad = StatusCode::BAD_REQUEST;
+
+    // JSON has one kind of number: 2.0 is the integer 2.
+    let made = api
+        .post(
+            &format!("{V1}/licenses"),
+            json!({ "product_id": product_id, "device_limit": 2.0, "count": 2.0 }),
+        )
+        .await;
+    let items = made.ok(StatusCode::CREATED)["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["device_limit"], 2);
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "device_limit": 2.5 }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("device_limit"));
+
+    // A body is an object, and no text holds U+0000.
+    api.call(Method::PATCH, &one, Some(json!([null, null])))
+        .await
+        .expect(bad, "INVALID_REQUEST", None);
+    api.call(
+        Method::PATCH,
+        &one,
+        Some(json!({ "metadata": { "note": "a\u{0}b" } })),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("metadata.note"));
+    api.get(&format!("{V1}/audit?action=a%00b")).await.expect(
+        bad,
+        "INVALID_REQUEST",
+        Some("action"),
+    );
+
+    // A window that ends before it starts (the table's CHECK, once a 500).
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "valid_until": "2001-01-01T00:00:00Z" }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("valid_until"));
+    api.call(
+        Method::PATCH,
+        &one,
+        Some(json!({ "valid_until": "2001-01-01T00:00:00Z" })),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("valid_until"));
+
+    // A version whose normalised form would be too long (once a 500).
+    let long = format!("1+{}", "0".repeat(123));
+    api.get(&format!(
+        "{V1}/products/studio/version-check?version={long}"
+    ))
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("version"));
+    api.post(
+        &format!("{V1}/products/{product_id}/releases"),
+        json!({ "version": long }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("version"));
+
+    // Lists: pages within `int32`, no parameter they do not name.
+    api.get(&format!("{V1}/customers?page=2147483648"))
+        .await
+        .expect(bad, "INVALID_REQUEST", Some("page"));
+    assert_eq!(
+        api.get(&format!("{V1}/customers?page=2147483647"))
+            .await
+            .ok(StatusCode::OK)["items"],
+        json!([])
+    );
+    api.get(&format!("{V1}/customers?sort=name")).await.expect(
+        bad,
+        "INVALID_REQUEST",
+        Some("sort"),
+    );
+    api.get(&format!("{V1}/api-keys?page=1&page=2"))
         .await
         .expect(bad, "INVALID_REQUEST", Some("page"));
 }

@@ -22,7 +22,7 @@ use crate::http::openapi::{Guarded, QueryErrors};
 /// Most rows one export answers; `x-total-count` says how many matched.
 pub const EXPORT_MAX_ROWS: u32 = 100_000;
 /// Longest text filter value accepted.
-const MAX_FILTER_CHARS: usize = 256;
+pub const MAX_FILTER_CHARS: usize = 256;
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 static X_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");

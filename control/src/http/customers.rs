@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
 use crate::http::AppState;
 use crate::http::auth::{Auth, Customers, Read, Write};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::http::extract::{Json, List, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
@@ -33,7 +33,8 @@ pub struct CreateCustomer {
     pub metadata: Option<Value>,
 }
 
-/// Fields left out stay as they are; `null` clears an optional one.
+/// Fields left out stay as they are, and so do `name` and `metadata` given
+/// as `null`; `null` clears `email`, `company` or `notes`. `{}` changes nothing.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
@@ -178,10 +179,8 @@ pub async fn update_customer(
         && changes.notes.is_none()
         && changes.metadata.is_none()
     {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give at least one of name, email, company, notes, metadata",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(customers::get(&state.pool, id).await?));
     }
     Ok(Json(
         customers::update(&state.pool, &auth.ctx, id, changes).await?,

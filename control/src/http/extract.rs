@@ -18,12 +18,15 @@ use axum::response::{IntoResponse, Response};
 use latchkey_shared::api::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::http::error::ApiError;
 use crate::http::{API_PREFIX, BodyLimit};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
+/// The largest page: the document's `page` is an `int32`.
+pub const MAX_PAGE: u32 = i32::MAX as u32;
 
 /// A JSON body in, a JSON body out.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,9 +59,9 @@ pub struct NoFilter {}
 #[into_params(parameter_in = Query)]
 pub struct Pagination {
     /// From 1.
-    #[param(minimum = 1, default = 1)]
+    #[param(required = false, minimum = 1, maximum = 2147483647, default = 1)]
     pub page: u32,
-    #[param(minimum = 1, maximum = 200, default = 50)]
+    #[param(required = false, minimum = 1, maximum = 200, default = 50)]
     pub per_page: u32,
 }
 
@@ -101,7 +104,7 @@ where
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(body_rejection)?;
-        parse_json(&bytes).map(Json)
+        parse_body(&bytes).map(Json)
     }
 }
 
@@ -134,6 +137,11 @@ where
         use axum::extract::path::ErrorKind;
         use axum::extract::rejection::PathRejection;
 
+        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            for (key, value) in &params {
+                no_nul(key, value)?;
+            }
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(PathRejection::FailedToDeserializePathParams(error)) => {
@@ -171,7 +179,7 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let ([page, per_page], filter) = split_query(parts, ["page", "per_page"])?;
         let pagination = Pagination {
-            page: number("page", page.as_deref(), 1, u32::MAX, 1)?,
+            page: number("page", page.as_deref(), 1, MAX_PAGE, 1)?,
             per_page: number(
                 "per_page",
                 per_page.as_deref(),
@@ -194,6 +202,8 @@ pub fn split_query<F: DeserializeOwned, const N: usize>(
     let mut taken = [const { None }; N];
     let mut rest = form_urlencoded::Serializer::new(String::new());
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        no_nul(&key, &key)?;
+        no_nul(&key, &value)?;
         match names.iter().position(|name| *name == key) {
             Some(index) if taken[index].is_some() => {
                 return Err(ApiError::invalid(key, "given more than once"));
@@ -280,16 +290,87 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Parses JSON, naming the JSON path of what is wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+/// Parses a request body, a JSON object, naming the JSON path of what is
+/// wrong.
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Trailing characters are a syntax error here too.
+    let value: Value = serde_json::from_slice(bytes).map_err(|error| json_error("", &error))?;
+    // serde reads a struct from an array as well, by position.
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be a JSON object",
+        ));
+    }
+    from_value(value)
+}
+
+/// Reads a JSON value as `T`, naming the JSON path of what is wrong. JSON
+/// has one kind of number: `3.0` is the integer 3, as JSON Schema says, so
+/// integral numbers written with a fraction become integers first. PostgreSQL
+/// text cannot hold U+0000, so a string (or key) with it is refused here
+/// rather than failing in the database.
+pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    normalise(&mut value, &mut String::new())?;
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         json_error(&path, error.inner())
-    })?;
-    // Anything after the value is malformed too.
-    deserializer.end().map_err(|error| json_error("", &error))?;
-    Ok(value)
+    })
+}
+
+fn normalise(value: &mut Value, path: &mut String) -> Result<(), ApiError> {
+    match value {
+        Value::String(text) => no_nul(path, text),
+        Value::Number(number) => {
+            if number.is_f64()
+                && let Some(integer) = number.as_f64().and_then(integral)
+            {
+                *number = integer;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().enumerate().try_for_each(|(index, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{index}]"));
+            normalise(item, path)?;
+            path.truncate(len);
+            Ok(())
+        }),
+        Value::Object(members) => members.iter_mut().try_for_each(|(key, member)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            no_nul(path, key)?;
+            normalise(member, path)?;
+            path.truncate(len);
+            Ok(())
+        }),
+        Value::Null | Value::Bool(_) => Ok(()),
+    }
+}
+
+/// The integer a float with no fraction stands for, when one fits.
+fn integral(float: f64) -> Option<serde_json::Number> {
+    const TWO_TO_THE_64: f64 = 18_446_744_073_709_551_616.0;
+    const MINUS_TWO_TO_THE_63: f64 = -9_223_372_036_854_775_808.0;
+    if float.fract() != 0.0 || !(MINUS_TWO_TO_THE_63..TWO_TO_THE_64).contains(&float) {
+        None
+    } else if float >= 0.0 {
+        Some((float as u64).into())
+    } else {
+        Some((float as i64).into())
+    }
+}
+
+/// Refuses U+0000, which no text column can store.
+pub fn no_nul(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        Err(ApiError::invalid(field, "must not contain U+0000"))
+    } else {
+        Ok(())
+    }
 }
 
 fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
@@ -393,7 +474,7 @@ mod tests {
     }
 
     fn fails(json: &str) -> ApiError {
-        parse_json::<Outer>(json.as_bytes()).unwrap_err()
+        parse_body::<Outer>(json.as_bytes()).unwrap_err()
     }
 
     #[test]
@@ -426,6 +507,37 @@ mod tests {
             fails(r#"{"name": "a", "inner": {"count": 1}} trailing"#)
                 .field()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn integral_floats_are_integers_and_nul_is_refused() {
+        #[derive(Debug, Deserialize)]
+        struct Numbers {
+            n: u32,
+            m: i16,
+            big: u64,
+        }
+        let parsed: Numbers =
+            parse_body(br#"{"n": 1845.0, "m": -2.0, "big": 9007199254740993}"#).unwrap();
+        assert_eq!(
+            (parsed.n, parsed.m, parsed.big),
+            (1845, -2, 9_007_199_254_740_993)
+        );
+        assert_eq!(
+            parse_body::<Numbers>(br#"{"n": 1.5, "m": 0, "big": 0}"#)
+                .unwrap_err()
+                .field(),
+            Some("n")
+        );
+        let nul = parse_body::<Value>(br#"{"a": [{"b": "x\u0000"}]}"#).unwrap_err();
+        assert_eq!(nul.field(), Some("a[0].b"));
+        let key = parse_body::<Value>(br#"{"a\u0000": 1}"#).unwrap_err();
+        assert_eq!(key.field(), Some("a\0"));
+        let array = parse_body::<Value>(b"[1, 2]").unwrap_err();
+        assert_eq!(
+            (array.code(), array.field()),
+            (ErrorCode::InvalidRequest, None)
         );
     }
 

@@ -93,8 +93,9 @@ pub async fn get_flag(
     Ok(Json(flags::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `"description": null` clears it. Key
-/// and product are the flag's identity and do not change.
+/// Fields left out (or `null`) stay as they are, but `"description": null`
+/// clears it; `{}` changes nothing. Key and product are the flag's identity
+/// and do not change.
 #[utoipa::path(
     patch,
     path = "/flags/{id}",
@@ -114,10 +115,8 @@ pub async fn update_flag(
     Json(request): Json<FlagUpdate>,
 ) -> ApiResult<Json<FeatureFlag>> {
     if request == FlagUpdate::default() {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give enabled, rollout_percent or description",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(flags::get(&state.pool, id).await?));
     }
     Ok(Json(
         flags::update(&state.pool, &auth.ctx, id, &request).await?,

@@ -19,21 +19,32 @@ use crate::db::licenses::{
 use crate::http::AppState;
 use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, List, Page, Pagination, Path, created, parse_json};
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created, from_value};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
-/// The body of `POST /licenses`: a [`NewLicense`] and how many alike to
-/// make. Documentation only: the body is read as a map so that `count` can
-/// be taken out before the rest is read, strictly, as a `NewLicense`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct CreateLicenses {
-    #[serde(flatten)]
-    license: NewLicense,
-    /// 1 (the default) to 10000; more than 1 makes a batch sharing a `batch_id`.
-    #[schema(minimum = 1, maximum = 10000)]
-    count: Option<u32>,
+/// Longest `key_prefix` filter.
+pub const KEY_PREFIX_MAX_CHARS: usize = 64;
+
+/// The body of `POST /licenses` in the document: a [`NewLicense`] and
+/// `count`. The body is read as a map so that `count` can be taken out
+/// before the rest is read, strictly, as a `NewLicense`.
+#[derive(Debug)]
+pub struct CreateLicenses;
+
+impl utoipa::PartialSchema for CreateLicenses {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{RefOr, Schema};
+
+        match <NewLicense as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(new_license)) => {
+                Schema::Object(formats::create_licenses(new_license)).into()
+            }
+            other => other,
+        }
+    }
 }
+
+impl utoipa::ToSchema for CreateLicenses {}
 
 /// What `POST /licenses` answers: every license with its key, shown this
 /// once (an admin may reveal a key later, which is audited).
@@ -115,9 +126,17 @@ pub async fn create_licenses(
                 )
             })?,
     };
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|error| ApiError::internal(format!("re-encoding a JSON object: {error}")))?;
-    let new: NewLicense = parse_json(&bytes)?;
+    let new: NewLicense = from_value(Value::Object(body))?;
+    // The table refuses a window that ends before it starts (a CHECK, which
+    // would be a 500); a license starts now when `valid_from` is left out.
+    if let Some(until) = new.valid_until
+        && until <= new.valid_from.unwrap_or_else(OffsetDateTime::now_utc)
+    {
+        return Err(ApiError::invalid(
+            "valid_until",
+            "must be after valid_from (now, when it is left out)",
+        ));
+    }
     let items = licenses::create(&state.pool, &auth.ctx, &state.secrets, &new, count).await?;
     let batch_id = items.first().and_then(|created| created.license.batch_id);
     tracing::info!(count = items.len(), batch_id = ?batch_id, "licenses created");
@@ -149,8 +168,15 @@ pub async fn list_licenses(
         pagination,
     }: List<LicenseQuery>,
 ) -> ApiResult<Json<Page<License>>> {
-    if query.key_prefix.as_ref().is_some_and(|p| p.len() > 64) {
-        return Err(ApiError::invalid("key_prefix", "at most 64 characters"));
+    if query
+        .key_prefix
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > KEY_PREFIX_MAX_CHARS)
+    {
+        return Err(ApiError::invalid(
+            "key_prefix",
+            format!("at most {KEY_PREFIX_MAX_CHARS} characters"),
+        ));
     }
     let filter = LicenseFilter {
         status: query.status,
@@ -183,8 +209,8 @@ pub async fn get_license(
     Ok(Json(licenses::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `null` clears `customer_id`,
-/// `valid_until` and `grace_period_secs`.
+/// Fields left out (or `null`) stay as they are, but `null` clears
+/// `customer_id`, `valid_until` and `grace_period_secs`; `{}` changes nothing.
 #[utoipa::path(
     patch,
     path = "/licenses/{id}",
@@ -204,9 +230,16 @@ pub async fn update_license(
     Json(patch): Json<LicensePatch>,
 ) -> ApiResult<Json<License>> {
     if is_empty(&patch) {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give at least one field",
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(licenses::get(&state.pool, id).await?));
+    }
+    // As at creation: the window must end after it starts.
+    if let Some(Some(until)) = patch.valid_until
+        && until <= licenses::get(&state.pool, id).await?.valid_from
+    {
+        return Err(ApiError::invalid(
+            "valid_until",
+            "must be after the license's valid_from",
         ));
     }
     Ok(Json(

@@ -8,6 +8,8 @@
 //! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`]),
 //! then the refusals of its own.
 
+pub mod formats;
+
 use std::borrow::Cow;
 
 use axum::body::Bytes;
@@ -28,7 +30,8 @@ pub const BEARER: &str = "bearer";
         title = "Latchkey admin API",
         description = "Manage customers, API keys and (as they arrive) licenses, devices, sessions, \
                        resources and products. Authenticate with `Authorization: Bearer <API key or token>`; \
-                       each operation names the scope it needs. Errors answer an `ErrorBody`.",
+                       each operation names the scope it needs. Errors answer an `ErrorBody`. \
+                       No string may contain U+0000, which PostgreSQL cannot store.",
     ),
     modifiers(&SecurityAddon),
     tags(
@@ -151,10 +154,12 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// The document serialized once; the handler answering it.
+/// The document, with the formats of [`formats`], serialized once; the
+/// handler answering it.
 pub fn serve(
-    document: Document,
+    mut document: Document,
 ) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    formats::apply(&mut document);
     let body = document
         .to_json()
         .map(Bytes::from)

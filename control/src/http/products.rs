@@ -18,6 +18,17 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, Query, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
+/// Longest version accepted; see [`check_version_length`].
+pub const VERSION_MAX_CHARS: usize = 124;
+
+/// The product a version check is about.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProductSlug {
+    /// The product's slug, as applications name it.
+    pub slug: String,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -119,8 +130,8 @@ pub async fn get_product(
     Ok(Json(products::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `"description": null` clears it. The
-/// slug never changes.
+/// Fields left out (or `null`) stay as they are, but `"description": null`
+/// clears it; `{}` changes nothing. The slug never changes.
 #[utoipa::path(
     patch,
     path = "/products/{id}",
@@ -140,10 +151,8 @@ pub async fn update_product(
     Json(request): Json<ProductUpdate>,
 ) -> ApiResult<Json<Product>> {
     if request.name.is_none() && request.description.is_none() {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give name or description",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(products::get(&state.pool, id).await?));
     }
     Ok(Json(
         products::update(&state.pool, &auth.ctx, id, &request).await?,
@@ -170,6 +179,7 @@ pub async fn add_release(
     Path(id): Path<i32>,
     Json(request): Json<NewRelease>,
 ) -> ApiResult<Response> {
+    check_version_length(&request.version)?;
     let release = products::add_release(&state.pool, &auth.ctx, id, &request).await?;
     tracing::info!(product_id = id, release_id = %release.id, version = %release.version, "release added");
     Ok(created(&format!("/releases/{}", release.id), release))
@@ -308,25 +318,36 @@ pub async fn clear_min_allowed(
     get,
     path = "/products/{slug}/version-check",
     tag = "products",
-    params(
-        ("slug" = String, Path, description = "The product's slug, as applications name it"),
-        VersionCheckQuery,
-    ),
+    params(ProductSlug, VersionCheckQuery),
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The answer", body = VersionCheck),
-        Guarded, PathErrors,
+        Guarded, PathErrors, QueryErrors,
         (status = 400, description = "Bad version or channel", body = ErrorBody),
     )
 )]
 pub async fn version_check(
     _auth: Auth<Read<Products>>,
     State(state): State<AppState>,
-    Path(slug): Path<String>,
+    Path(ProductSlug { slug }): Path<ProductSlug>,
     Query(query): Query<VersionCheckQuery>,
 ) -> ApiResult<Json<latchkey_shared::api::VersionCheckResponse>> {
+    check_version_length(&query.version)?;
     Ok(Json(
         products::version_check(&state.pool, &slug, &query.version, query.channel.as_deref())
             .await?,
     ))
+}
+
+/// A version is stored and compared in its normalised form, which may be
+/// `.0.0` longer than the text given and must stay within the 128
+/// characters a version may have.
+fn check_version_length(version: &str) -> ApiResult<()> {
+    if version.chars().count() > VERSION_MAX_CHARS {
+        return Err(ApiError::invalid(
+            "version",
+            format!("at most {VERSION_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }

@@ -16,17 +16,24 @@ use crate::http::AppState;
 use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, List, Page, Pagination, Path, created};
-use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// 1 to 10000 values of one kind; its schema says what each kind's look
+/// like ([`formats::add_resources`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddResources {
     pub kind: ResourceKind,
-    /// 1 to 10000 values of that kind; each is stored canonical (lower-case
-    /// domains, canonical IP text, E.164 numbers). Values already in the
-    /// pool, or repeated, are skipped.
     pub values: Vec<String>,
 }
+
+impl utoipa::PartialSchema for AddResources {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        formats::add_resources().into()
+    }
+}
+
+impl utoipa::ToSchema for AddResources {}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
