@@ -2,191 +2,26 @@
 //! licenses, devices, sessions, resources, products, flags and audit, each
 //! test on a fresh migrated database, requests sent with `oneshot`.
 
+#[allow(dead_code)]
+mod support;
+
 use std::collections::BTreeMap;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use latchkey_control::app::{self, AppState};
-use latchkey_control::config::Config;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
-use latchkey_control::db::api_keys::{self, Area, Scope};
+use latchkey_control::db::api_keys::{Area, Scope};
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
 use latchkey_shared::SigningKeyPair;
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use support::api::{Api, V1};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
-use tower::ServiceExt;
 use uuid::Uuid;
-
-const V1: &str = "/admin/api/v1";
-
-struct Api {
-    app: Router,
-    state: AppState,
-    pool: PgPool,
-    /// A key with every scope.
-    admin: String,
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-fn config() -> Config {
-    let env: BTreeMap<String, String> = [
-        ("DATABASE_URL", "postgres://unused.invalid/latchkey"),
-        (
-            "SECRET_KEY",
-            "test-secret-key-test-secret-key-test-secret-key",
-        ),
-        (
-            "JWT_SECRET",
-            "test-jwt-secret-test-jwt-secret-test-jwt-secret",
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    Config::from_layers(None, &env).expect("test configuration is valid")
-}
-
-impl Api {
-    async fn new(pool: PgPool) -> Self {
-        let state = AppState::new(pool.clone(), &config()).unwrap();
-        let admin = api_keys::create_bootstrap(&pool, &state.api.secrets, "admin", &[Scope::All])
-            .await
-            .unwrap()
-            .secret;
-        Self {
-            app: app::router(state.clone()),
-            state,
-            pool,
-            admin,
-        }
-    }
-
-    /// A key minted without HTTP, as an operator's first key would be.
-    async fn key(&self, scopes: &[Scope]) -> String {
-        api_keys::create_bootstrap(&self.pool, &self.state.api.secrets, "viewer", scopes)
-            .await
-            .unwrap()
-            .secret
-    }
-
-    async fn raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
-        let response = self.app.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 26)
-            .await
-            .unwrap();
-        assert!(
-            headers.contains_key("x-request-id"),
-            "every answer carries x-request-id: {status}"
-        );
-        (status, headers, bytes)
-    }
-
-    async fn call_as(&self, bearer: &str, method: Method, uri: &str, body: Option<Value>) -> Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {bearer}"));
-        let request = match body {
-            Some(body) => request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        };
-        let (status, headers, bytes) = self.raw(request.unwrap()).await;
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-                panic!("not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
-            })
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Reply {
-        self.call_as(&self.admin, method, uri, body).await
-    }
-
-    async fn get(&self, uri: &str) -> Reply {
-        self.call(Method::GET, uri, None).await
-    }
-
-    async fn post(&self, uri: &str, body: Value) -> Reply {
-        self.call(Method::POST, uri, Some(body)).await
-    }
-
-    async fn product(&self, slug: &str) -> i64 {
-        let created = self
-            .post(
-                &format!("{V1}/products"),
-                json!({ "slug": slug, "name": "Studio" }),
-            )
-            .await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        created.body["id"].as_i64().unwrap()
-    }
-
-    /// One license of a new product; answers its id and key.
-    async fn license(&self, template: Value) -> (String, String) {
-        let product_id = self.product("studio").await;
-        let mut body = json!({ "product_id": product_id });
-        body.as_object_mut()
-            .unwrap()
-            .extend(template.as_object().unwrap().clone());
-        let created = self.post(&format!("{V1}/licenses"), body).await;
-        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
-        let license = &created.body["items"][0];
-        (
-            license["id"].as_str().unwrap().to_owned(),
-            license["license_key"].as_str().unwrap().to_owned(),
-        )
-    }
-}
-
-impl Reply {
-    fn request_id(&self) -> &str {
-        self.headers["x-request-id"].to_str().unwrap()
-    }
-
-    #[track_caller]
-    fn ok(&self, status: StatusCode) -> &Value {
-        assert_eq!(self.status, status, "{}", self.body);
-        &self.body
-    }
-
-    #[track_caller]
-    fn expect(&self, status: StatusCode, code: &str, field: Option<&str>) {
-        assert_eq!(
-            (
-                self.status,
-                self.body["code"].as_str().unwrap_or_default(),
-                self.body["field"].as_str()
-            ),
-            (status, code, field),
-            "{}",
-            self.body
-        );
-        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()));
-    }
-}
 
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap()
@@ -889,9 +724,12 @@ async fn flag_crud(pool: PgPool) {
     let flag = patched.ok(StatusCode::OK);
     assert_eq!(flag["enabled"], false);
     assert_eq!(flag["description"], "later");
-    api.call(Method::PATCH, &format!("{V1}/flags/{id}"), Some(json!({})))
-        .await
-        .expect(StatusCode::BAD_REQUEST, "INVALID_REQUEST", None);
+    // An empty merge patch changes nothing and writes no audit row.
+    let unchanged = api
+        .call(Method::PATCH, &format!("{V1}/flags/{id}"), Some(json!({})))
+        .await;
+    assert_eq!(unchanged.ok(StatusCode::OK), flag);
+    assert!(api.audit(unchanged.request_id()).await.is_empty());
     api.call(
         Method::PATCH,
         &format!("{V1}/flags/{id}"),
@@ -1011,7 +849,7 @@ async fn audit_filters_and_export(pool: PgPool) {
     .header(header::AUTHORIZATION, format!("Bearer {}", api.admin))
     .body(Body::empty())
     .unwrap();
-    let (status, headers, bytes) = api.raw(request).await;
+    let (status, headers, bytes) = api.bytes(request).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers[header::CONTENT_TYPE]
@@ -1045,7 +883,7 @@ async fn audit_filters_and_export(pool: PgPool) {
     .header(header::AUTHORIZATION, format!("Bearer {}", api.admin))
     .body(Body::empty())
     .unwrap();
-    let (status, headers, bytes) = api.raw(request).await;
+    let (status, headers, bytes) = api.bytes(request).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     let rows: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
@@ -1216,7 +1054,13 @@ async fn bad_input_is_a_4xx_naming_the_field(pool: PgPool) {
     patch(json!({ "kind": "gold" }))
         .await
         .expect(bad, "INVALID_REQUEST", Some("kind"));
-    patch(json!({})).await.expect(bad, "INVALID_REQUEST", None);
+    let unchanged = patch(json!({})).await;
+    assert_eq!(
+        unchanged.ok(StatusCode::OK),
+        &api.get(&one).await.body,
+        "an empty merge patch changes nothing"
+    );
+    assert!(api.audit(unchanged.request_id()).await.is_empty());
     api.call(
         Method::PATCH,
         &format!("{licenses}/{unknown}"),
@@ -1268,7 +1112,7 @@ async fn bad_input_is_a_4xx_naming_the_field(pool: PgPool) {
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from("{}"))
         .unwrap();
-    assert_eq!(api.raw(plain).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(api.bytes(plain).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Resources.
     let resources = format!("{V1}/resources");
@@ -1395,13 +1239,106 @@ async fn bad_input_is_a_4xx_naming_the_field(pool: PgPool) {
         .expect(bad, "INVALID_REQUEST", Some("page"));
 }
 
+/// What the document allows is accepted and what it forbids refused, also
+/// where the database alone would have refused it with a 500.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn requests_are_held_to_the_document(pool: PgPool) {
+    let api = Api::new(pool).await;
+    let (id, _) = api.license(json!({})).await;
+    let one = format!("{V1}/licenses/{id}");
+    let product_id = api.get(&one).await.body["product_id"].clone();
+    let bad = StatusCode::BAD_REQUEST;
+
+    // JSON has one kind of number: 2.0 is the integer 2.
+    let made = api
+        .post(
+            &format!("{V1}/licenses"),
+            json!({ "product_id": product_id, "device_limit": 2.0, "count": 2.0 }),
+        )
+        .await;
+    let items = made.ok(StatusCode::CREATED)["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["device_limit"], 2);
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "device_limit": 2.5 }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("device_limit"));
+
+    // A body is an object, and no text holds U+0000.
+    api.call(Method::PATCH, &one, Some(json!([null, null])))
+        .await
+        .expect(bad, "INVALID_REQUEST", None);
+    api.call(
+        Method::PATCH,
+        &one,
+        Some(json!({ "metadata": { "note": "a\u{0}b" } })),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("metadata.note"));
+    api.get(&format!("{V1}/audit?action=a%00b")).await.expect(
+        bad,
+        "INVALID_REQUEST",
+        Some("action"),
+    );
+
+    // A window that ends before it starts (the table's CHECK, once a 500).
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "valid_until": "2001-01-01T00:00:00Z" }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("valid_until"));
+    api.call(
+        Method::PATCH,
+        &one,
+        Some(json!({ "valid_until": "2001-01-01T00:00:00Z" })),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("valid_until"));
+
+    // A version whose normalised form would be too long (once a 500).
+    let long = format!("1+{}", "0".repeat(123));
+    api.get(&format!(
+        "{V1}/products/studio/version-check?version={long}"
+    ))
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("version"));
+    api.post(
+        &format!("{V1}/products/{product_id}/releases"),
+        json!({ "version": long }),
+    )
+    .await
+    .expect(bad, "INVALID_REQUEST", Some("version"));
+
+    // Lists: pages within `int32`, no parameter they do not name.
+    api.get(&format!("{V1}/customers?page=2147483648"))
+        .await
+        .expect(bad, "INVALID_REQUEST", Some("page"));
+    assert_eq!(
+        api.get(&format!("{V1}/customers?page=2147483647"))
+            .await
+            .ok(StatusCode::OK)["items"],
+        json!([])
+    );
+    api.get(&format!("{V1}/customers?sort=name")).await.expect(
+        bad,
+        "INVALID_REQUEST",
+        Some("sort"),
+    );
+    api.get(&format!("{V1}/api-keys?page=1&page=2"))
+        .await
+        .expect(bad, "INVALID_REQUEST", Some("page"));
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_document_lists_every_new_route(pool: PgPool) {
     let api = Api::new(pool).await;
     let request = Request::get(format!("{V1}/openapi.json"))
         .body(Body::empty())
         .unwrap();
-    let (status, _, bytes) = api.raw(request).await;
+    let (status, _, bytes) = api.bytes(request).await;
     assert_eq!(status, StatusCode::OK);
     let document: Value = serde_json::from_slice(&bytes).unwrap();
     let paths = document["paths"].as_object().unwrap();

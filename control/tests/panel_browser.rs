@@ -8,26 +8,24 @@
 //! with a message saying so.
 
 #[allow(dead_code)]
-mod panel_support;
+mod support;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use latchkey_control::app::{self, AppState};
+use latchkey_control::app::AppState;
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::admins::Role;
-use latchkey_control::db::api_keys::{self, Scope};
-use panel_support::{PASSWORD, admin, config};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
+use support::api::{Api, V1};
+use support::panel::{PASSWORD, admin};
+use support::{config, serve};
 use totp_rs::{Builder, Secret};
-use tower::ServiceExt;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -94,21 +92,6 @@ async fn browser(driver: &Driver) -> Client {
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
         .expect("a Chromium session from chromedriver")
-}
-
-/// The app served on a free port; answers its base URL.
-async fn serve(state: AppState) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -249,41 +232,14 @@ async fn log_in_with_totp_and_watch_the_dashboard_follow_the_api(pool: PgPool) {
         text(&browser, "#live-status").await.starts_with("updated")
     })
     .await;
-    let key = api_keys::create_bootstrap(&pool, &state.api.secrets, "browser-test", &[Scope::All])
-        .await
-        .unwrap()
-        .secret;
-    let api = app::router(state.clone());
-    let call = |uri: &str, body: Value| {
-        Request::post(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {key}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
-    let product = api
-        .clone()
-        .oneshot(call(
-            "/admin/api/v1/products",
-            json!({ "slug": "studio", "name": "Studio" }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(product.status(), StatusCode::CREATED);
-    let product: Value = serde_json::from_slice(
-        &axum::body::to_bytes(product.into_body(), 1 << 20)
-            .await
-            .unwrap(),
+    let api = Api::with_state(state.clone()).await;
+    let product_id = api.product("studio").await;
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "count": 3 }),
     )
-    .unwrap();
-    let created = api
-        .oneshot(call(
-            "/admin/api/v1/licenses",
-            json!({ "product_id": product["id"], "count": 3 }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    .await
+    .ok(StatusCode::CREATED);
     eventually(15, "the dashboard to count the new licenses", || async {
         text(&browser, "#stat-active_licenses").await == (before + 3).to_string()
     })

@@ -1,9 +1,9 @@
 //! The admin panel over HTTP, without a browser: sessions, CSRF, the login
 //! guard with both counter backends, roles, 2FA and the audit viewer. Each
-//! test has a fresh database; requests go to `http::app` with `oneshot`.
+//! test has a fresh database; requests go to `app::router` with `oneshot`.
 
 #[allow(dead_code)]
-mod panel_support;
+mod support;
 
 use axum::http::{Method, StatusCode, header};
 use latchkey_control::app::{self, AppState};
@@ -13,9 +13,10 @@ use latchkey_control::db::admins::Role;
 use latchkey_control::db::audit::{self, Change};
 use latchkey_control::panel::guard::{Counters, LoginGuard};
 use latchkey_control::panel::{self, PanelState};
-use panel_support::{Client, PASSWORD, admin, config};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use support::config;
+use support::panel::{Client, PASSWORD, admin};
 use totp_rs::{Builder, Secret};
 
 /// The Redis the login-guard tests share counters through.

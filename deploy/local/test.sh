@@ -39,4 +39,15 @@ if [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
+# The admin API's conformance test (control/tests/openapi_conformance.rs)
+# runs schemathesis against control's OpenAPI document and fails (not
+# skips) without it; install it when missing.
+export PATH="$HOME/.local/bin:$PATH"
+if ! command -v schemathesis >/dev/null && command -v python3 >/dev/null; then
+  python3 -m pip install --quiet 'schemathesis>=4.32,<5' \
+    || python3 -m pip install --quiet --user --break-system-packages 'schemathesis>=4.32,<5' \
+    || true
+fi
+command -v schemathesis >/dev/null || echo "schemathesis is missing: pip install 'schemathesis>=4.32,<5'" >&2
+
 cargo test --workspace --locked

@@ -3,23 +3,19 @@
 //! is no way up to `*`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{self, ApiKey, Area, NewApiKey, Scope, Scopes};
-use crate::http::auth::{Auth, forbidden};
+use crate::db::api_keys::{self, ApiKey, NewApiKey, Scopes};
+use crate::http::ApiState;
+use crate::http::auth::{ApiKeys, Auth, Read, Write, forbidden};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
-
-const READ: Scope = Scope::read(Area::ApiKeys);
-const WRITE: Scope = Scope::write(Area::ApiKeys);
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, created};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -59,17 +55,14 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["api_keys:read"])),
     responses(
         (status = 200, description = "One page of keys", body = Page<ApiKey>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_api_keys(
-    auth: Auth,
+    _auth: Auth<Read<ApiKeys>>,
     State(state): State<ApiState>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
-    auth.require(READ)?;
     let (items, total) =
         api_keys::list(&state.pool, pagination.limit(), pagination.offset()).await?;
     Ok(Json(pagination.page(items, total)))
@@ -83,17 +76,15 @@ pub async fn list_api_keys(
     security(("bearer" = ["api_keys:write"])),
     responses(
         (status = 201, description = "Created; the secret is in this answer only", body = CreatedApiKey),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
+        Guarded, BodyErrors,
         (status = 403, description = "Lacks `api_keys:write` or a scope it tries to grant", body = ErrorBody),
     )
 )]
 pub async fn create_api_key(
-    auth: Auth,
+    auth: Auth<Write<ApiKeys>>,
     State(state): State<ApiState>,
     Json(request): Json<CreateApiKey>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let scopes = Scopes::parse(&request.scopes)
         .map_err(|(index, message)| ApiError::invalid(format!("scopes[{index}]"), message))?;
     if let Some(beyond) = scopes
@@ -102,7 +93,7 @@ pub async fn create_api_key(
     {
         return Err(forbidden(beyond));
     }
-    let created = api_keys::create(
+    let made = api_keys::create(
         &state.pool,
         &state.secrets,
         &auth.ctx,
@@ -113,15 +104,13 @@ pub async fn create_api_key(
         },
     )
     .await?;
-    tracing::info!(api_key_id = %created.key.id, "API key created");
-    let location = format!("{API_PREFIX}/api-keys/{}", created.key.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedApiKey {
-            api_key: created.key,
-            secret: created.secret,
-        }),
+    tracing::info!(api_key_id = %made.key.id, "API key created");
+    Ok(created(
+        &format!("/api-keys/{}", made.key.id),
+        CreatedApiKey {
+            api_key: made.key,
+            secret: made.secret,
+        },
     ))
 }
 
@@ -133,17 +122,14 @@ pub async fn create_api_key(
     security(("bearer" = ["api_keys:read"])),
     responses(
         (status = 200, description = "The key", body = ApiKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:read`", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_api_key(
-    auth: Auth,
+    _auth: Auth<Read<ApiKeys>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
-    auth.require(READ)?;
     Ok(Json(api_keys::get(&state.pool, id).await?))
 }
 
@@ -156,18 +142,15 @@ pub async fn get_api_key(
     security(("bearer" = ["api_keys:write"])),
     responses(
         (status = 200, description = "The revoked key", body = ApiKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `api_keys:write`", body = ErrorBody),
-        (status = 404, description = "No such key", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "Already revoked", body = ErrorBody),
     )
 )]
 pub async fn revoke_api_key(
-    auth: Auth,
+    auth: Auth<Write<ApiKeys>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
-    auth.require(WRITE)?;
     let key = api_keys::revoke(&state.pool, &auth.ctx, id).await?;
     tracing::info!(api_key_id = %id, "API key revoked");
     Ok(Json(key))

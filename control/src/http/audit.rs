@@ -1,28 +1,26 @@
 //! `/admin/api/v1/audit` (`audit:read`): the audit log, newest first and
 //! filtered, and the same view exported as CSV or JSON.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::IntoDeserializer;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::audit::{self, AuditEntry, AuditFilter};
 use crate::export::{self, EXPORT_MAX_ROWS};
 use crate::http::ApiState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Query};
-use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Audit);
+use crate::http::extract::{Json, List, Page, Pagination, split_query};
+use crate::http::openapi::{Guarded, QueryErrors};
 
 /// Longest text filter value accepted.
-const MAX_FILTER_CHARS: usize = 256;
+pub const MAX_FILTER_CHARS: usize = 256;
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 static X_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");
@@ -48,13 +46,6 @@ pub struct AuditQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
@@ -65,27 +56,26 @@ pub enum ExportFormat {
     Json,
 }
 
-/// The filters of [`AuditQuery`] and the format; no pagination.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// `csv` (the default) or `json`.
-    #[serde(default)]
+/// The export's query string: its format and the filters of [`AuditQuery`].
+#[derive(Debug)]
+pub struct Export {
     pub format: ExportFormat,
-    pub actor_id: Option<String>,
-    pub action: Option<String>,
-    pub entity_kind: Option<String>,
-    pub entity_id: Option<String>,
-    pub request_id: Option<String>,
-    /// RFC 3339, inclusive.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub from: Option<OffsetDateTime>,
-    /// RFC 3339, exclusive.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub to: Option<OffsetDateTime>,
+    pub filter: AuditQuery,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Export {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ([format], filter) = split_query(parts, ["format"])?;
+        let format = match format {
+            None => ExportFormat::default(),
+            Some(text) => ExportFormat::deserialize(text.as_str().into_deserializer()).map_err(
+                |error: serde::de::value::Error| ApiError::invalid("format", error.to_string()),
+            )?,
+        };
+        Ok(Self { format, filter })
+    }
 }
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -103,27 +93,18 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "One page of audit rows", body = Page<AuditEntry>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_audit(
-    auth: Auth,
+    _auth: Auth<Read<Audit>>,
     State(state): State<ApiState>,
-    Query(query): Query<AuditQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<AuditQuery>,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    auth.require(READ)?;
-    let filter = checked(AuditFilter {
-        actor_id: query.actor_id,
-        action: query.action,
-        entity_kind: query.entity_kind,
-        entity_id: query.entity_id,
-        request_id: query.request_id,
-        from: query.from,
-        to: query.to,
-    })?;
+    let filter = checked(query)?;
     let (items, total) =
         audit::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
     Ok(Json(pagination.page(items, total)))
@@ -137,35 +118,27 @@ pub async fn list_audit(
     get,
     path = "/audit/export",
     tag = "audit",
-    params(ExportQuery),
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        AuditQuery,
+    ),
     security(("bearer" = ["audit:read"])),
     responses(
         (status = 200, description = "The rows, as `text/csv` or a JSON array", content(
             (String = "text/csv"),
             (Vec<AuditEntry> = "application/json"),
         )),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `audit:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn export_audit(
-    auth: Auth,
+    _auth: Auth<Read<Audit>>,
     State(state): State<ApiState>,
-    Query(query): Query<ExportQuery>,
+    Export { format, filter }: Export,
 ) -> ApiResult<Response> {
-    auth.require(READ)?;
-    let filter = checked(AuditFilter {
-        actor_id: query.actor_id,
-        action: query.action,
-        entity_kind: query.entity_kind,
-        entity_id: query.entity_id,
-        request_id: query.request_id,
-        from: query.from,
-        to: query.to,
-    })?;
+    let filter = checked(filter)?;
     let (rows, total) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
-    let (body, content_type, extension) = match query.format {
+    let (body, content_type, extension) = match format {
         ExportFormat::Csv => (export::audit_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
         ExportFormat::Json => (
             serde_json::to_vec(&rows)
@@ -198,8 +171,17 @@ pub async fn export_audit(
     Ok(response)
 }
 
-/// Refuses text filters too long to be a real value.
-fn checked(filter: AuditFilter) -> ApiResult<AuditFilter> {
+/// The query's filters, refusing text too long to be a real value.
+fn checked(query: AuditQuery) -> ApiResult<AuditFilter> {
+    let filter = AuditFilter {
+        actor_id: query.actor_id,
+        action: query.action,
+        entity_kind: query.entity_kind,
+        entity_id: query.entity_id,
+        request_id: query.request_id,
+        from: query.from,
+        to: query.to,
+    };
     for (field, value) in [
         ("actor_id", &filter.actor_id),
         ("action", &filter.action),

@@ -8,8 +8,13 @@
 //! its key is neither revoked nor expired, so revoking a key ends its tokens
 //! at once (one primary-key lookup per call).
 //!
-//! Handlers take [`Auth`] and call [`Auth::require`] with the scope they
-//! need; [`Auth::ctx`] is the [`RequestContext`] their audit rows carry.
+//! A handler names the scope it needs in its first argument's type,
+//! `Auth<Read<Licenses>>` or `Auth<Write<Flags>>`: the extractor answers 401
+//! without valid credentials and 403 without the scope, before any other
+//! extractor reads the request, so no handler can forget the check.
+//! [`Auth::ctx`] is the [`RequestContext`] their audit rows carry.
+
+use std::marker::PhantomData;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -25,12 +30,12 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::context::{Actor, ActorKind, RequestContext, client_context};
-use crate::db::api_keys::{self, ApiKey, Scope, Scopes};
+use crate::db::api_keys::{self, ApiKey, Area, Scope, Scopes};
 use crate::error::DomainError;
 use crate::http::ApiState;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::Json;
-use crate::http::openapi::ErrorBody;
+use crate::http::openapi::{BodyErrors, ErrorBody};
 
 const ISSUER: &str = "latchkey-control";
 const AUDIENCE: &str = "latchkey-admin-api";
@@ -50,12 +55,56 @@ pub enum Credential {
     Token,
 }
 
-/// The extractor every protected handler takes.
-#[derive(Debug, Clone)]
-pub struct Auth {
+/// The extractor every protected handler takes: an authenticated caller
+/// holding the scope `S` names.
+#[derive(Debug)]
+pub struct Auth<S> {
     pub principal: Principal,
     pub ctx: RequestContext,
+    scope: PhantomData<S>,
 }
+
+/// A scope as a type, for [`Auth`].
+pub trait Required {
+    const SCOPE: Scope;
+}
+
+/// `<area>:read`.
+#[derive(Debug)]
+pub struct Read<A>(PhantomData<A>);
+
+/// `<area>:write` (which implies read).
+#[derive(Debug)]
+pub struct Write<A>(PhantomData<A>);
+
+/// An [`Area`] as a type.
+pub trait AreaType {
+    const AREA: Area;
+}
+
+impl<A: AreaType> Required for Read<A> {
+    const SCOPE: Scope = Scope::read(A::AREA);
+}
+
+impl<A: AreaType> Required for Write<A> {
+    const SCOPE: Scope = Scope::write(A::AREA);
+}
+
+macro_rules! area_types {
+    ($($area:ident),* $(,)?) => {$(
+        #[doc = concat!("[`Area::", stringify!($area), "`] as a type.")]
+        #[derive(Debug)]
+        pub struct $area;
+
+        impl AreaType for $area {
+            const AREA: Area = Area::$area;
+        }
+    )*};
+}
+
+area_types!(
+    Customers, Licenses, Devices, Sessions, Resources, Products, Flags, ApiKeys, Audit,
+);
 
 /// HS256 keys and rules of the admin API's tokens.
 pub struct TokenKeys {
@@ -111,8 +160,9 @@ pub fn router() -> OpenApiRouter<ApiState> {
     request_body = TokenRequest,
     responses(
         (status = 200, description = "A token", body = TokenResponse),
-        (status = 400, description = "Malformed request", body = ErrorBody),
+        BodyErrors,
         (status = 401, description = "Unknown, revoked or expired API key", body = ErrorBody),
+        (status = 500, description = "Internal error; the request id identifies it in our logs", body = ErrorBody),
     )
 )]
 pub async fn issue_token(
@@ -133,17 +183,6 @@ pub async fn issue_token(
     }))
 }
 
-impl Auth {
-    /// Refuses with 403 naming `scope` unless the caller holds it.
-    pub fn require(&self, scope: Scope) -> ApiResult<()> {
-        if self.principal.scopes.allows(scope) {
-            Ok(())
-        } else {
-            Err(forbidden(scope))
-        }
-    }
-}
-
 /// The 403 for a scope the caller lacks.
 pub fn forbidden(scope: Scope) -> ApiError {
     ApiError::new(
@@ -152,7 +191,7 @@ pub fn forbidden(scope: Scope) -> ApiError {
     )
 }
 
-impl FromRequestParts<ApiState> for Auth {
+impl<S: Required + Send> FromRequestParts<ApiState> for Auth<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -172,12 +211,19 @@ impl FromRequestParts<ApiState> for Auth {
         } else {
             state.tokens.verify(state, credential).await?
         };
+        if !principal.scopes.allows(S::SCOPE) {
+            return Err(forbidden(S::SCOPE));
+        }
         ctx.actor = Actor {
             kind: ActorKind::ApiKey,
             id: Some(principal.key_id.to_string()),
             name: Some(principal.name.clone()),
         };
-        Ok(Self { principal, ctx })
+        Ok(Self {
+            principal,
+            ctx,
+            scope: PhantomData,
+        })
     }
 }
 
@@ -276,7 +322,7 @@ impl TokenKeys {
         let key_id: Uuid = claims.sub.parse().map_err(|_| invalid_credentials())?;
         let key = match api_keys::get(&state.pool, key_id).await {
             Ok(key) => key,
-            Err(DomainError::NotFound(_)) => return Err(invalid_credentials()),
+            Err(DomainError::NotFound { .. }) => return Err(invalid_credentials()),
             Err(other) => return Err(other.into()),
         };
         if let Err(refusal) = api_keys::usable(&key, OffsetDateTime::now_utc()) {

@@ -1,24 +1,20 @@
 //! `/admin/api/v1/customers`: list and search, create, read, change, delete.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
-use crate::http::auth::Auth;
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
-
-const READ: Scope = Scope::read(Area::Customers);
-const WRITE: Scope = Scope::write(Area::Customers);
+use crate::http::ApiState;
+use crate::http::auth::{Auth, Customers, Read, Write};
+use crate::http::error::ApiResult;
+use crate::http::extract::{Json, List, Page, Pagination, Path, created};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +33,8 @@ pub struct CreateCustomer {
     pub metadata: Option<Value>,
 }
 
-/// Fields left out stay as they are; `null` clears an optional one.
+/// Fields left out stay as they are, and so do `name` and `metadata` given
+/// as `null`; `null` clears `email`, `company` or `notes`. `{}` changes nothing.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
@@ -58,6 +55,7 @@ pub struct UpdateCustomer {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerSearch {
     /// Part of the name (any case) or of the e-mail address.
@@ -79,18 +77,17 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["customers:read"])),
     responses(
         (status = 200, description = "One page of customers", body = Page<Customer>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_customers(
-    auth: Auth,
+    _auth: Auth<Read<Customers>>,
     State(state): State<ApiState>,
-    Query(search): Query<CustomerSearch>,
-    pagination: Pagination,
+    List {
+        filter: search,
+        pagination,
+    }: List<CustomerSearch>,
 ) -> ApiResult<Json<Page<Customer>>> {
-    auth.require(READ)?;
     let (items, total) = customers::list(
         &state.pool,
         search.q.as_deref(),
@@ -109,19 +106,14 @@ pub async fn list_customers(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 201, description = "Created", body = Customer),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
+        Guarded, BodyErrors,
     )
 )]
 pub async fn create_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<ApiState>,
     Json(request): Json<CreateCustomer>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let customer = customers::create(
         &state.pool,
         &auth.ctx,
@@ -134,12 +126,7 @@ pub async fn create_customer(
         },
     )
     .await?;
-    let location = format!("{API_PREFIX}/customers/{}", customer.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(customer),
-    ))
+    Ok(created(&format!("/customers/{}", customer.id), customer))
 }
 
 #[utoipa::path(
@@ -150,18 +137,14 @@ pub async fn create_customer(
     security(("bearer" = ["customers:read"])),
     responses(
         (status = 200, description = "The customer", body = Customer),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:read`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_customer(
-    auth: Auth,
+    _auth: Auth<Read<Customers>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Customer>> {
-    auth.require(READ)?;
     Ok(Json(customers::get(&state.pool, id).await?))
 }
 
@@ -174,19 +157,15 @@ pub async fn get_customer(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 200, description = "The changed customer", body = Customer),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<UpdateCustomer>,
 ) -> ApiResult<Json<Customer>> {
-    auth.require(WRITE)?;
     let changes = CustomerChanges {
         name: request.name,
         email: request.email,
@@ -200,10 +179,8 @@ pub async fn update_customer(
         && changes.notes.is_none()
         && changes.metadata.is_none()
     {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give at least one of name, email, company, notes, metadata",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(customers::get(&state.pool, id).await?));
     }
     Ok(Json(
         customers::update(&state.pool, &auth.ctx, id, changes).await?,
@@ -219,18 +196,15 @@ pub async fn update_customer(
     security(("bearer" = ["customers:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `customers:write`", body = ErrorBody),
-        (status = 404, description = "No such customer", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The customer still has licenses", body = ErrorBody),
     )
 )]
 pub async fn delete_customer(
-    auth: Auth,
+    auth: Auth<Write<Customers>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     customers::delete(&state.pool, &auth.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

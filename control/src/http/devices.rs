@@ -6,17 +6,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::devices::{self, Device};
 use crate::db::licenses;
 use crate::http::ApiState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Devices, Read, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Json, Path, Query};
-use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Devices);
-const WRITE: Scope = Scope::write(Area::Devices);
+use crate::http::openapi::{Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -42,19 +38,15 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["devices:read"])),
     responses(
         (status = 200, description = "The devices", body = Vec<Device>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `devices:read`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, QueryErrors,
     )
 )]
 pub async fn list_devices(
-    auth: Auth,
+    _auth: Auth<Read<Devices>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Query(query): Query<DeviceQuery>,
 ) -> ApiResult<Json<Vec<Device>>> {
-    auth.require(READ)?;
     // An unknown license is a 404, not an empty list.
     licenses::get(&state.pool, id).await?;
     Ok(Json(
@@ -71,18 +63,14 @@ pub async fn list_devices(
     security(("bearer" = ["devices:write"])),
     responses(
         (status = 200, description = "The deactivated device", body = Device),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `devices:write`", body = ErrorBody),
-        (status = 404, description = "No such device, or it holds no seat any more", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn deactivate_device(
-    auth: Auth,
+    auth: Auth<Write<Devices>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Device>> {
-    auth.require(WRITE)?;
     let device = devices::deactivate_by_id(&state.pool, &auth.ctx, id).await?;
     tracing::info!(device_id = %id, license_id = %device.license_id, "device deactivated");
     Ok(Json(device))

@@ -1,11 +1,13 @@
-//! Extractors whose rejections speak our error format, and the page shape of
-//! every list.
+//! Extractors whose rejections speak our error format, the page shape of
+//! every list and the answer of every create.
 //!
 //! - [`Json`]: the body must say `application/json` (else 415), fit in
 //!   `max_body_bytes` (else 413) and deserialize (else 400 naming the field's
 //!   JSON path; request types refuse unknown fields).
 //! - [`Query`]: query-string parameters, 400 naming the parameter.
-//! - [`Pagination`]: `page` (from 1) and `per_page` (1 to 200, default 50).
+//! - [`List`]: a list's query string, its filters and its [`Pagination`]:
+//!   `page` (from 1) and `per_page` (1 to 200, default 50).
+//! - [`created`]: `201 Created` with its `Location`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,19 +18,22 @@ use axum::response::{IntoResponse, Response};
 use latchkey_shared::api::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::http::BodyLimit;
 use crate::http::error::ApiError;
+use crate::http::{API_PREFIX, BodyLimit};
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
+/// The largest page: the document's `page` is an `int32`.
+pub const MAX_PAGE: u32 = i32::MAX as u32;
 
 /// A JSON body in, a JSON body out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-/// Query-string parameters; unknown ones are ignored, since `page` and
-/// `per_page` live in the same string.
+/// Query-string parameters, read as `T`: with `#[serde(deny_unknown_fields)]`
+/// an unknown one is refused, naming it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
@@ -36,14 +41,27 @@ pub struct Query<T>(pub T);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);
 
+/// A list's query string: the filters `F` (which refuse parameters they do
+/// not name, with `#[serde(deny_unknown_fields)]`) and which page.
+#[derive(Debug, Clone, Copy)]
+pub struct List<F> {
+    pub filter: F,
+    pub pagination: Pagination,
+}
+
+/// The filters of a list that has none.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFilter {}
+
 /// Which page of a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Pagination {
     /// From 1.
-    #[param(minimum = 1, default = 1)]
+    #[param(required = false, minimum = 1, maximum = 2147483647, default = 1)]
     pub page: u32,
-    #[param(minimum = 1, maximum = 200, default = 50)]
+    #[param(required = false, minimum = 1, maximum = 200, default = 50)]
     pub per_page: u32,
 }
 
@@ -86,7 +104,7 @@ where
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(body_rejection)?;
-        parse_json(&bytes).map(Json)
+        parse_body(&bytes).map(Json)
     }
 }
 
@@ -104,16 +122,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Query)
-            .map_err(|error| {
-                let field = error.path().to_string();
-                let message = error.inner().to_string();
-                ApiError::invalid(field_or(&field, &message), message)
-            })
+        split_query(parts, []).map(|([], query)| Query(query))
     }
 }
 
@@ -128,6 +137,11 @@ where
         use axum::extract::path::ErrorKind;
         use axum::extract::rejection::PathRejection;
 
+        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            for (key, value) in &params {
+                no_nul(key, value)?;
+            }
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(PathRejection::FailedToDeserializePathParams(error)) => {
@@ -155,26 +169,69 @@ where
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Pagination {
+impl<F, S> FromRequestParts<S> for List<F>
+where
+    F: DeserializeOwned,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        #[derive(Deserialize)]
-        struct Raw {
-            page: Option<String>,
-            per_page: Option<String>,
-        }
-        let Query(raw) = Query::<Raw>::from_request_parts(parts, state).await?;
-        let page = number("page", raw.page.as_deref(), 1, u32::MAX, 1)?;
-        let per_page = number(
-            "per_page",
-            raw.per_page.as_deref(),
-            1,
-            MAX_PER_PAGE,
-            DEFAULT_PER_PAGE,
-        )?;
-        Ok(Self { page, per_page })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ([page, per_page], filter) = split_query(parts, ["page", "per_page"])?;
+        let pagination = Pagination {
+            page: number("page", page.as_deref(), 1, MAX_PAGE, 1)?,
+            per_page: number(
+                "per_page",
+                per_page.as_deref(),
+                1,
+                MAX_PER_PAGE,
+                DEFAULT_PER_PAGE,
+            )?,
+        };
+        Ok(Self { filter, pagination })
     }
+}
+
+/// Takes the parameters `names` out of the query string and reads the rest
+/// as `F`; a parameter named twice is refused.
+pub fn split_query<F: DeserializeOwned, const N: usize>(
+    parts: &Parts,
+    names: [&str; N],
+) -> Result<([Option<String>; N], F), ApiError> {
+    let query = parts.uri.query().unwrap_or_default();
+    let mut taken = [const { None }; N];
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        no_nul(&key, &key)?;
+        no_nul(&key, &value)?;
+        match names.iter().position(|name| *name == key) {
+            Some(index) if taken[index].is_some() => {
+                return Err(ApiError::invalid(key, "given more than once"));
+            }
+            Some(index) => taken[index] = Some(value.into_owned()),
+            None => {
+                rest.append_pair(&key, &value);
+            }
+        }
+    }
+    let rest = rest.finish();
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(rest.as_bytes()));
+    let filter = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let field = error.path().to_string();
+        let message = error.inner().to_string();
+        ApiError::invalid(field_or(&field, &message), message)
+    })?;
+    Ok((taken, filter))
+}
+
+/// `201 Created` with `Location` naming what was made, below the API's prefix.
+pub fn created<T: Serialize>(location: &str, body: T) -> Response {
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("{API_PREFIX}{location}"))],
+        Json(body),
+    )
+        .into_response()
 }
 
 impl Pagination {
@@ -193,6 +250,18 @@ impl Pagination {
             per_page: self.per_page,
             total,
         }
+    }
+
+    /// This page of a list held whole (the services answer a few short
+    /// lists, like products and flags, in one piece).
+    pub fn slice<T>(&self, all: Vec<T>) -> Page<T> {
+        let total = all.len() as i64;
+        let items = all
+            .into_iter()
+            .skip(usize::try_from(self.offset()).unwrap_or(usize::MAX))
+            .take(self.per_page as usize)
+            .collect();
+        self.page(items, total)
     }
 }
 
@@ -221,16 +290,87 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Parses JSON, naming the JSON path of what is wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+/// Parses a request body, a JSON object, naming the JSON path of what is
+/// wrong.
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Trailing characters are a syntax error here too.
+    let value: Value = serde_json::from_slice(bytes).map_err(|error| json_error("", &error))?;
+    // serde reads a struct from an array as well, by position.
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be a JSON object",
+        ));
+    }
+    from_value(value)
+}
+
+/// Reads a JSON value as `T`, naming the JSON path of what is wrong. JSON
+/// has one kind of number: `3.0` is the integer 3, as JSON Schema says, so
+/// integral numbers written with a fraction become integers first. PostgreSQL
+/// text cannot hold U+0000, so a string (or key) with it is refused here
+/// rather than failing in the database.
+pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    normalise(&mut value, &mut String::new())?;
+    serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         json_error(&path, error.inner())
-    })?;
-    // Anything after the value is malformed too.
-    deserializer.end().map_err(|error| json_error("", &error))?;
-    Ok(value)
+    })
+}
+
+fn normalise(value: &mut Value, path: &mut String) -> Result<(), ApiError> {
+    match value {
+        Value::String(text) => no_nul(path, text),
+        Value::Number(number) => {
+            if number.is_f64()
+                && let Some(integer) = number.as_f64().and_then(integral)
+            {
+                *number = integer;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().enumerate().try_for_each(|(index, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{index}]"));
+            normalise(item, path)?;
+            path.truncate(len);
+            Ok(())
+        }),
+        Value::Object(members) => members.iter_mut().try_for_each(|(key, member)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            no_nul(path, key)?;
+            normalise(member, path)?;
+            path.truncate(len);
+            Ok(())
+        }),
+        Value::Null | Value::Bool(_) => Ok(()),
+    }
+}
+
+/// The integer a float with no fraction stands for, when one fits.
+fn integral(float: f64) -> Option<serde_json::Number> {
+    const TWO_TO_THE_64: f64 = 18_446_744_073_709_551_616.0;
+    const MINUS_TWO_TO_THE_63: f64 = -9_223_372_036_854_775_808.0;
+    if float.fract() != 0.0 || !(MINUS_TWO_TO_THE_63..TWO_TO_THE_64).contains(&float) {
+        None
+    } else if float >= 0.0 {
+        Some((float as u64).into())
+    } else {
+        Some((float as i64).into())
+    }
+}
+
+/// Refuses U+0000, which no text column can store.
+pub fn no_nul(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        Err(ApiError::invalid(field, "must not contain U+0000"))
+    } else {
+        Ok(())
+    }
 }
 
 fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
@@ -334,7 +474,7 @@ mod tests {
     }
 
     fn fails(json: &str) -> ApiError {
-        parse_json::<Outer>(json.as_bytes()).unwrap_err()
+        parse_body::<Outer>(json.as_bytes()).unwrap_err()
     }
 
     #[test]
@@ -371,6 +511,37 @@ mod tests {
     }
 
     #[test]
+    fn integral_floats_are_integers_and_nul_is_refused() {
+        #[derive(Debug, Deserialize)]
+        struct Numbers {
+            n: u32,
+            m: i16,
+            big: u64,
+        }
+        let parsed: Numbers =
+            parse_body(br#"{"n": 1845.0, "m": -2.0, "big": 9007199254740993}"#).unwrap();
+        assert_eq!(
+            (parsed.n, parsed.m, parsed.big),
+            (1845, -2, 9_007_199_254_740_993)
+        );
+        assert_eq!(
+            parse_body::<Numbers>(br#"{"n": 1.5, "m": 0, "big": 0}"#)
+                .unwrap_err()
+                .field(),
+            Some("n")
+        );
+        let nul = parse_body::<Value>(br#"{"a": [{"b": "x\u0000"}]}"#).unwrap_err();
+        assert_eq!(nul.field(), Some("a[0].b"));
+        let key = parse_body::<Value>(br#"{"a\u0000": 1}"#).unwrap_err();
+        assert_eq!(key.field(), Some("a\0"));
+        let array = parse_body::<Value>(b"[1, 2]").unwrap_err();
+        assert_eq!(
+            (array.code(), array.field()),
+            (ErrorCode::InvalidRequest, None)
+        );
+    }
+
+    #[test]
     fn content_types() {
         let mut headers = axum::http::HeaderMap::new();
         assert!(!is_json(&headers));
@@ -402,5 +573,43 @@ mod tests {
             per_page: 20,
         };
         assert_eq!((p.limit(), p.offset()), (20, 40));
+    }
+
+    #[test]
+    fn a_list_held_whole_is_sliced_into_its_page() {
+        let p = Pagination {
+            page: 2,
+            per_page: 2,
+        };
+        let page = p.slice(vec![1, 2, 3, 4, 5]);
+        assert_eq!((page.items, page.total), (vec![3, 4], 5));
+        assert!(p.slice(Vec::<u8>::new()).items.is_empty());
+    }
+
+    #[test]
+    fn query_strings_split_into_named_parameters_and_strict_filters() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Filter {
+            q: Option<String>,
+        }
+        let parts = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let ([page], filter) =
+            split_query::<Filter, 1>(&parts("/x?q=a%20b&page=2"), ["page"]).unwrap();
+        assert_eq!(
+            (page.as_deref(), filter.q.as_deref()),
+            (Some("2"), Some("a b"))
+        );
+        let twice = split_query::<Filter, 1>(&parts("/x?page=1&page=2"), ["page"]).unwrap_err();
+        assert_eq!(twice.field(), Some("page"));
+        let unknown = split_query::<Filter, 1>(&parts("/x?sort=name"), ["page"]).unwrap_err();
+        assert_eq!(unknown.field(), Some("sort"));
     }
 }

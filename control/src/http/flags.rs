@@ -2,35 +2,19 @@
 //! (`flags:read|write`). Every change reaches edges with the next snapshot.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use axum::http::StatusCode;
+use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::flags::{self, FeatureFlag, FlagUpdate, NewFlag};
 use crate::error::{DomainError, Entity};
-use crate::http::auth::Auth;
+use crate::http::ApiState;
+use crate::http::auth::{Auth, Flags, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
-
-const READ: Scope = Scope::read(Area::Flags);
-const WRITE: Scope = Scope::write(Area::Flags);
-
-/// The flag list is answered whole by the service; only pagination is read.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnlyPagination {
-    #[serde(default)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    pub per_page: Option<IgnoredAny>,
-}
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, created};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -46,19 +30,16 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 201, description = "Created", body = FeatureFlag),
+        Guarded, BodyErrors,
         (status = 400, description = "Invalid field or unknown product", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
         (status = 409, description = "The key is taken for this product", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<ApiState>,
     Json(request): Json<NewFlag>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let flag = flags::create(&state.pool, &auth.ctx, &request)
         .await
         .map_err(|error| match error {
@@ -70,12 +51,7 @@ pub async fn create_flag(
             other => other.into(),
         })?;
     tracing::info!(flag_id = %flag.id, key = %flag.key, "flag created");
-    let location = format!("{API_PREFIX}/flags/{}", flag.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(flag),
-    ))
+    Ok(created(&format!("/flags/{}", flag.id), flag))
 }
 
 /// Every flag by key, global ones before per-product ones.
@@ -87,26 +63,15 @@ pub async fn create_flag(
     security(("bearer" = ["flags:read"])),
     responses(
         (status = 200, description = "One page of flags", body = Page<FeatureFlag>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_flags(
-    auth: Auth,
+    _auth: Auth<Read<Flags>>,
     State(state): State<ApiState>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<FeatureFlag>>> {
-    auth.require(READ)?;
-    let all = flags::list(&state.pool).await?;
-    let total = all.len() as i64;
-    let items = all
-        .into_iter()
-        .skip(usize::try_from(pagination.offset()).unwrap_or(usize::MAX))
-        .take(pagination.per_page as usize)
-        .collect();
-    Ok(Json(pagination.page(items, total)))
+    Ok(Json(pagination.slice(flags::list(&state.pool).await?)))
 }
 
 #[utoipa::path(
@@ -117,23 +82,20 @@ pub async fn list_flags(
     security(("bearer" = ["flags:read"])),
     responses(
         (status = 200, description = "The flag", body = FeatureFlag),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:read`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_flag(
-    auth: Auth,
+    _auth: Auth<Read<Flags>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<FeatureFlag>> {
-    auth.require(READ)?;
     Ok(Json(flags::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `"description": null` clears it. Key
-/// and product are the flag's identity and do not change.
+/// Fields left out (or `null`) stay as they are, but `"description": null`
+/// clears it; `{}` changes nothing. Key and product are the flag's identity
+/// and do not change.
 #[utoipa::path(
     patch,
     path = "/flags/{id}",
@@ -143,24 +105,18 @@ pub async fn get_flag(
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 200, description = "The changed flag", body = FeatureFlag),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<FlagUpdate>,
 ) -> ApiResult<Json<FeatureFlag>> {
-    auth.require(WRITE)?;
     if request == FlagUpdate::default() {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give enabled, rollout_percent or description",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(flags::get(&state.pool, id).await?));
     }
     Ok(Json(
         flags::update(&state.pool, &auth.ctx, id, &request).await?,
@@ -175,17 +131,14 @@ pub async fn update_flag(
     security(("bearer" = ["flags:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `flags:write`", body = ErrorBody),
-        (status = 404, description = "No such flag", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn delete_flag(
-    auth: Auth,
+    auth: Auth<Write<Flags>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     let flag = flags::delete(&state.pool, &auth.ctx, id).await?;
     tracing::info!(flag_id = %id, key = %flag.key, "flag deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -3,10 +3,9 @@
 //! suspend/resume/revoke, extend, delete.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use latchkey_shared::snapshot::LicenseStatus;
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -14,31 +13,38 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::licenses::{
     self, CreatedLicense, License, LicenseFilter, LicensePatch, MAX_BATCH, NewLicense,
 };
-use crate::http::auth::Auth;
+use crate::http::ApiState;
+use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query, parse_json};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created, from_value};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
-const READ: Scope = Scope::read(Area::Licenses);
-const WRITE: Scope = Scope::write(Area::Licenses);
+/// Longest `key_prefix` filter.
+pub const KEY_PREFIX_MAX_CHARS: usize = 64;
 
-/// The body of `POST /licenses`: a [`NewLicense`] and how many alike to
-/// make. Documentation only: the body is read as a map so that `count` can
-/// be taken out before the rest is read, strictly, as a `NewLicense`.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct CreateLicenses {
-    #[serde(flatten)]
-    license: NewLicense,
-    /// 1 (the default) to 10000; more than 1 makes a batch sharing a `batch_id`.
-    #[schema(minimum = 1, maximum = 10000)]
-    count: Option<u32>,
+/// The body of `POST /licenses` in the document: a [`NewLicense`] and
+/// `count`. The body is read as a map so that `count` can be taken out
+/// before the rest is read, strictly, as a `NewLicense`.
+#[derive(Debug)]
+pub struct CreateLicenses;
+
+impl utoipa::PartialSchema for CreateLicenses {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::{RefOr, Schema};
+
+        match <NewLicense as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(new_license)) => {
+                Schema::Object(formats::create_licenses(new_license)).into()
+            }
+            other => other,
+        }
+    }
 }
+
+impl utoipa::ToSchema for CreateLicenses {}
 
 /// What `POST /licenses` answers: every license with its key, shown this
 /// once (an admin may reveal a key later, which is audited).
@@ -61,13 +67,6 @@ pub struct LicenseQuery {
     pub batch_id: Option<Uuid>,
     /// The first group of a key, as lists show it (any case).
     pub key_prefix: Option<String>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -105,19 +104,15 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 201, description = "Created, with their keys (shown this once)", body = CreatedLicenses),
+        Guarded, BodyErrors,
         (status = 400, description = "Invalid field, unknown product or customer", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_licenses(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Json(mut body): Json<Map<String, Value>>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let count = match body.remove("count") {
         None | Some(Value::Null) => 1,
         Some(value) => value
@@ -131,22 +126,26 @@ pub async fn create_licenses(
                 )
             })?,
     };
-    let bytes = serde_json::to_vec(&body)
-        .map_err(|error| ApiError::internal(format!("re-encoding a JSON object: {error}")))?;
-    let new: NewLicense = parse_json(&bytes)?;
+    let new: NewLicense = from_value(Value::Object(body))?;
+    // The table refuses a window that ends before it starts (a CHECK, which
+    // would be a 500); a license starts now when `valid_from` is left out.
+    if let Some(until) = new.valid_until
+        && until <= new.valid_from.unwrap_or_else(OffsetDateTime::now_utc)
+    {
+        return Err(ApiError::invalid(
+            "valid_until",
+            "must be after valid_from (now, when it is left out)",
+        ));
+    }
     let items = licenses::create(&state.pool, &auth.ctx, &state.secrets, &new, count).await?;
     let batch_id = items.first().and_then(|created| created.license.batch_id);
     tracing::info!(count = items.len(), batch_id = ?batch_id, "licenses created");
     let location = match (batch_id, items.first()) {
-        (Some(batch), _) => format!("{API_PREFIX}/licenses?batch_id={batch}"),
-        (None, Some(created)) => format!("{API_PREFIX}/licenses/{}", created.license.id),
+        (Some(batch), _) => format!("/licenses?batch_id={batch}"),
+        (None, Some(one)) => format!("/licenses/{}", one.license.id),
         (None, None) => return Err(ApiError::internal("a license create returned nothing")),
     };
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(CreatedLicenses { batch_id, items }),
-    ))
+    Ok(created(&location, CreatedLicenses { batch_id, items }))
 }
 
 /// Licenses, newest first, filtered. Keys are never listed, only their first group.
@@ -158,20 +157,26 @@ pub async fn create_licenses(
     security(("bearer" = ["licenses:read"])),
     responses(
         (status = 200, description = "One page of licenses", body = Page<License>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_licenses(
-    auth: Auth,
+    _auth: Auth<Read<Licenses>>,
     State(state): State<ApiState>,
-    Query(query): Query<LicenseQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<LicenseQuery>,
 ) -> ApiResult<Json<Page<License>>> {
-    auth.require(READ)?;
-    if query.key_prefix.as_ref().is_some_and(|p| p.len() > 64) {
-        return Err(ApiError::invalid("key_prefix", "at most 64 characters"));
+    if query
+        .key_prefix
+        .as_ref()
+        .is_some_and(|p| p.chars().count() > KEY_PREFIX_MAX_CHARS)
+    {
+        return Err(ApiError::invalid(
+            "key_prefix",
+            format!("at most {KEY_PREFIX_MAX_CHARS} characters"),
+        ));
     }
     let filter = LicenseFilter {
         status: query.status,
@@ -193,23 +198,19 @@ pub async fn list_licenses(
     security(("bearer" = ["licenses:read"])),
     responses(
         (status = 200, description = "The license", body = License),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:read`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_license(
-    auth: Auth,
+    _auth: Auth<Read<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
-    auth.require(READ)?;
     Ok(Json(licenses::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `null` clears `customer_id`,
-/// `valid_until` and `grace_period_secs`.
+/// Fields left out (or `null`) stay as they are, but `null` clears
+/// `customer_id`, `valid_until` and `grace_period_secs`; `{}` changes nothing.
 #[utoipa::path(
     patch,
     path = "/licenses/{id}",
@@ -219,23 +220,26 @@ pub async fn get_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The changed license", body = License),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(patch): Json<LicensePatch>,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     if is_empty(&patch) {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give at least one field",
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(licenses::get(&state.pool, id).await?));
+    }
+    // As at creation: the window must end after it starts.
+    if let Some(Some(until)) = patch.valid_until
+        && until <= licenses::get(&state.pool, id).await?.valid_from
+    {
+        return Err(ApiError::invalid(
+            "valid_until",
+            "must be after the license's valid_from",
         ));
     }
     Ok(Json(
@@ -252,14 +256,12 @@ pub async fn update_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The suspended license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The license is revoked", body = ErrorBody),
     )
 )]
 pub async fn suspend_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -274,14 +276,12 @@ pub async fn suspend_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The active license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The license is revoked: that is final", body = ErrorBody),
     )
 )]
 pub async fn resume_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -297,13 +297,11 @@ pub async fn resume_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The revoked license", body = License),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn revoke_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<License>> {
@@ -320,19 +318,16 @@ pub async fn revoke_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The extended license", body = License),
+        Guarded, PathErrors, BodyErrors,
         (status = 400, description = "Not later than now, or the license never expires", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
     )
 )]
 pub async fn extend_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<ExtendLicense>,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     Ok(Json(
         licenses::extend(&state.pool, &auth.ctx, id, request.valid_until).await?,
     ))
@@ -347,17 +342,14 @@ pub async fn extend_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn delete_license(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     licenses::delete(&state.pool, &auth.ctx, id).await?;
     tracing::info!(license_id = %id, "license deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -372,17 +364,14 @@ pub async fn delete_license(
     security(("bearer" = ["licenses:write"])),
     responses(
         (status = 200, description = "The license key", body = RevealedKey),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `licenses:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn reveal_key(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<RevealedKey>> {
-    auth.require(WRITE)?;
     let license_key = licenses::reveal_key(&state.pool, &auth.ctx, &state.secrets, id).await?;
     tracing::info!(license_id = %id, "license key revealed");
     Ok(Json(RevealedKey {
@@ -392,12 +381,11 @@ pub async fn reveal_key(
 }
 
 async fn set_status(
-    auth: Auth,
+    auth: Auth<Write<Licenses>>,
     state: ApiState,
     id: Uuid,
     status: LicenseStatus,
 ) -> ApiResult<Json<License>> {
-    auth.require(WRITE)?;
     let license = licenses::set_status(&state.pool, &auth.ctx, id, status).await?;
     tracing::info!(license_id = %id, status = status.as_str(), "license status set");
     Ok(Json(license))

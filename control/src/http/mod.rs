@@ -7,9 +7,11 @@
 //! (`crate::app`) adds the layers every request passes.
 //!
 //! To add a resource: write `http/<resource>.rs` with `router()` (paths
-//! relative to `/admin/api/v1`), handlers taking [`auth::Auth`] and calling
-//! `auth.require(scope)`, our [`extract::Json`], [`extract::Path`] and
-//! [`extract::Pagination`]; then merge its router in [`router`].
+//! relative to `/admin/api/v1`), handlers whose first argument is
+//! [`auth::Auth`] naming their scope (`Auth<Read<Licenses>>`), our
+//! [`extract::Json`], [`extract::Path`] and [`extract::List`], answering
+//! [`extract::created`] from a create, and documented with the error sets of
+//! [`openapi`]; then merge its router in [`router`].
 
 pub mod api_keys;
 pub mod audit;

@@ -3,7 +3,12 @@
 //!
 //! Paths and their schemas come from the handlers' `#[utoipa::path]`
 //! attributes, collected by each module's `OpenApiRouter`; this module adds
-//! the title, the bearer security scheme and the shared error schema.
+//! the title, the bearer security scheme, the shared error schema and the
+//! error answers operations share: an operation lists [`Guarded`] and one
+//! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`]),
+//! then the refusals of its own.
+
+pub mod formats;
 
 use std::borrow::Cow;
 
@@ -14,7 +19,7 @@ use latchkey_shared::api::ErrorCode;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
 
 /// The security scheme's name in the document.
 pub const BEARER: &str = "bearer";
@@ -25,7 +30,8 @@ pub const BEARER: &str = "bearer";
         title = "Latchkey admin API",
         description = "Manage customers, API keys and (as they arrive) licenses, devices, sessions, \
                        resources and products. Authenticate with `Authorization: Bearer <API key or token>`; \
-                       each operation names the scope it needs. Errors answer an `ErrorBody`.",
+                       each operation names the scope it needs. Errors answer an `ErrorBody`. \
+                       No string may contain U+0000, which PostgreSQL cannot store.",
     ),
     modifiers(&SecurityAddon),
     tags(
@@ -55,6 +61,53 @@ pub struct ErrorBody {
     field: Option<String>,
     /// Whether the same request may succeed later.
     retryable: bool,
+}
+
+/// What every operation behind a scope may answer.
+#[derive(Debug, IntoResponses)]
+pub enum Guarded {
+    /// No or bad credentials
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The credential lacks the scope the operation names
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// Internal error; the request id identifies it in our logs
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
+/// What an operation with path parameters may answer.
+#[derive(Debug, IntoResponses)]
+pub enum PathErrors {
+    /// A path parameter of the wrong shape; `field` names it
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+    /// Nothing has this id
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// What an operation with query parameters may answer.
+#[derive(Debug, IntoResponses)]
+pub enum QueryErrors {
+    /// A bad or unknown query parameter; `field` names it
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+}
+
+/// What an operation with a JSON body may answer.
+#[derive(Debug, IntoResponses)]
+pub enum BodyErrors {
+    /// Malformed JSON or an invalid field; `field` names it
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// Larger than `max_body_bytes`
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `Content-Type: application/json`
+    #[response(status = 415)]
+    NotJson(ErrorBody),
 }
 
 /// The stable error codes, as an enumeration of strings.
@@ -101,10 +154,12 @@ impl Modify for SecurityAddon {
     }
 }
 
-/// The document serialized once; the handler answering it.
+/// The document, with the formats of [`formats`], serialized once; the
+/// handler answering it.
 pub fn serve(
-    document: Document,
+    mut document: Document,
 ) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    formats::apply(&mut document);
     let body = document
         .to_json()
         .map(Bytes::from)

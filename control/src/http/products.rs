@@ -4,24 +4,30 @@
 //! application would see it.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, Release};
-use crate::http::auth::Auth;
+use crate::http::ApiState;
+use crate::http::auth::{Auth, Products, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
+use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, Query, created};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
-const READ: Scope = Scope::read(Area::Products);
-const WRITE: Scope = Scope::write(Area::Products);
+/// Longest version accepted; see [`check_version_length`].
+pub const VERSION_MAX_CHARS: usize = 124;
+
+/// The product a version check is about.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ProductSlug {
+    /// The product's slug, as applications name it.
+    pub slug: String,
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -51,16 +57,6 @@ pub struct VersionCheck {
     download_url: Option<String>,
 }
 
-/// Pages of lists the services answer whole (products and releases are few).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OnlyPagination {
-    #[serde(default)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    pub per_page: Option<IgnoredAny>,
-}
-
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
@@ -81,27 +77,18 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["products:write"])),
     responses(
         (status = 201, description = "Created", body = Product),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
+        Guarded, BodyErrors,
         (status = 409, description = "The slug is taken", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 pub async fn create_product(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Json(request): Json<NewProduct>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let product = products::create(&state.pool, &auth.ctx, &request).await?;
     tracing::info!(product_id = product.id, slug = %product.slug, "product created");
-    let location = format!("{API_PREFIX}/products/{}", product.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(product),
-    ))
+    Ok(created(&format!("/products/{}", product.id), product))
 }
 
 /// Products, by slug.
@@ -113,20 +100,15 @@ pub async fn create_product(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "One page of products", body = Page<Product>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_products(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<ApiState>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Product>>> {
-    auth.require(READ)?;
-    let all = products::list(&state.pool).await?;
-    Ok(Json(page_of(pagination, all)))
+    Ok(Json(pagination.slice(products::list(&state.pool).await?)))
 }
 
 #[utoipa::path(
@@ -137,23 +119,19 @@ pub async fn list_products(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The product", body = Product),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_product(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<i32>,
 ) -> ApiResult<Json<Product>> {
-    auth.require(READ)?;
     Ok(Json(products::get(&state.pool, id).await?))
 }
 
-/// Fields left out stay as they are; `"description": null` clears it. The
-/// slug never changes.
+/// Fields left out (or `null`) stay as they are, but `"description": null`
+/// clears it; `{}` changes nothing. The slug never changes.
 #[utoipa::path(
     patch,
     path = "/products/{id}",
@@ -163,24 +141,18 @@ pub async fn get_product(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The changed product", body = Product),
-        (status = 400, description = "Invalid field or nothing to change", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
     )
 )]
 pub async fn update_product(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<i32>,
     Json(request): Json<ProductUpdate>,
 ) -> ApiResult<Json<Product>> {
-    auth.require(WRITE)?;
     if request.name.is_none() && request.description.is_none() {
-        return Err(ApiError::new(
-            latchkey_shared::api::ErrorCode::InvalidRequest,
-            "nothing to change: give name or description",
-        ));
+        // An empty merge patch changes nothing (RFC 7396): no update, no audit row.
+        return Ok(Json(products::get(&state.pool, id).await?));
     }
     Ok(Json(
         products::update(&state.pool, &auth.ctx, id, &request).await?,
@@ -197,28 +169,20 @@ pub async fn update_product(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 201, description = "The draft release", body = Release),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "This version already exists on this channel", body = ErrorBody),
     )
 )]
 pub async fn add_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<i32>,
     Json(request): Json<NewRelease>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
+    check_version_length(&request.version)?;
     let release = products::add_release(&state.pool, &auth.ctx, id, &request).await?;
     tracing::info!(product_id = id, release_id = %release.id, version = %release.version, "release added");
-    let location = format!("{API_PREFIX}/releases/{}", release.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(release),
-    ))
+    Ok(created(&format!("/releases/{}", release.id), release))
 }
 
 /// The product's releases of every channel, drafts included, newest version first.
@@ -230,22 +194,18 @@ pub async fn add_release(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "One page of releases", body = Page<Release>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
+        Guarded, PathErrors, QueryErrors,
     )
 )]
 pub async fn list_releases(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<i32>,
-    Query(_strict): Query<OnlyPagination>,
-    pagination: Pagination,
+    List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Release>>> {
-    auth.require(READ)?;
-    let all = products::list_releases(&state.pool, id).await?;
-    Ok(Json(page_of(pagination, all)))
+    Ok(Json(
+        pagination.slice(products::list_releases(&state.pool, id).await?),
+    ))
 }
 
 #[utoipa::path(
@@ -256,18 +216,14 @@ pub async fn list_releases(
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The release", body = Release),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_release(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(READ)?;
     Ok(Json(products::get_release(&state.pool, id).await?))
 }
 
@@ -280,17 +236,14 @@ pub async fn get_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The published release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn publish_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(products::publish(&state.pool, &auth.ctx, id).await?))
 }
 
@@ -303,18 +256,15 @@ pub async fn publish_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The draft release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "It is the minimum allowed release", body = ErrorBody),
     )
 )]
 pub async fn unpublish_release(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(products::unpublish(&state.pool, &auth.ctx, id).await?))
 }
 
@@ -328,18 +278,15 @@ pub async fn unpublish_release(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 200, description = "The minimum allowed release", body = Release),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The release is a draft", body = ErrorBody),
     )
 )]
 pub async fn mark_min_allowed(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Release>> {
-    auth.require(WRITE)?;
     Ok(Json(
         products::mark_min_allowed(&state.pool, &auth.ctx, id).await?,
     ))
@@ -354,17 +301,14 @@ pub async fn mark_min_allowed(
     security(("bearer" = ["products:write"])),
     responses(
         (status = 204, description = "Cleared (or was not set)"),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:write`", body = ErrorBody),
-        (status = 404, description = "No such release", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn clear_min_allowed(
-    auth: Auth,
+    auth: Auth<Write<Products>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     products::clear_min_allowed(&state.pool, &auth.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -374,39 +318,36 @@ pub async fn clear_min_allowed(
     get,
     path = "/products/{slug}/version-check",
     tag = "products",
-    params(
-        ("slug" = String, Path, description = "The product's slug, as applications name it"),
-        VersionCheckQuery,
-    ),
+    params(ProductSlug, VersionCheckQuery),
     security(("bearer" = ["products:read"])),
     responses(
         (status = 200, description = "The answer", body = VersionCheck),
+        Guarded, PathErrors, QueryErrors,
         (status = 400, description = "Bad version or channel", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `products:read`", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
     )
 )]
 pub async fn version_check(
-    auth: Auth,
+    _auth: Auth<Read<Products>>,
     State(state): State<ApiState>,
-    Path(slug): Path<String>,
+    Path(ProductSlug { slug }): Path<ProductSlug>,
     Query(query): Query<VersionCheckQuery>,
 ) -> ApiResult<Json<latchkey_shared::api::VersionCheckResponse>> {
-    auth.require(READ)?;
+    check_version_length(&query.version)?;
     Ok(Json(
         products::version_check(&state.pool, &slug, &query.version, query.channel.as_deref())
             .await?,
     ))
 }
 
-/// One page of a list held whole.
-fn page_of<T>(pagination: Pagination, all: Vec<T>) -> Page<T> {
-    let total = all.len() as i64;
-    let items = all
-        .into_iter()
-        .skip(usize::try_from(pagination.offset()).unwrap_or(usize::MAX))
-        .take(pagination.per_page as usize)
-        .collect();
-    pagination.page(items, total)
+/// A version is stored and compared in its normalised form, which may be
+/// `.0.0` longer than the text given and must stay within the 128
+/// characters a version may have.
+fn check_version_length(version: &str) -> ApiResult<()> {
+    if version.chars().count() > VERSION_MAX_CHARS {
+        return Err(ApiError::invalid(
+            "version",
+            format!("at most {VERSION_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }

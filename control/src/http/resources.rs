@@ -2,37 +2,38 @@
 //! read them with their history, allocate to a license, release, quarantine.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use serde::de::IgnoredAny;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::resources::{
     self, BulkAdded, HistoryEntry, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
-use crate::http::auth::Auth;
+use crate::http::ApiState;
+use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
-use crate::http::{API_PREFIX, ApiState};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created};
+use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
-const READ: Scope = Scope::read(Area::Resources);
-const WRITE: Scope = Scope::write(Area::Resources);
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// 1 to 10000 values of one kind; its schema says what each kind's look
+/// like ([`formats::add_resources`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddResources {
     pub kind: ResourceKind,
-    /// 1 to 10000 values of that kind; each is stored canonical (lower-case
-    /// domains, canonical IP text, E.164 numbers). Values already in the
-    /// pool, or repeated, are skipped.
     pub values: Vec<String>,
 }
+
+impl utoipa::PartialSchema for AddResources {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        formats::add_resources().into()
+    }
+}
+
+impl utoipa::ToSchema for AddResources {}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,13 +76,6 @@ pub struct ResourceQuery {
     pub kind: Option<ResourceKind>,
     pub status: Option<ResourceStatus>,
     pub license_id: Option<Uuid>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -103,19 +97,14 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 201, description = "How many were added and skipped; `Location` lists the pool", body = BulkAdded),
-        (status = 400, description = "Invalid field or value", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
+        Guarded, BodyErrors,
     )
 )]
 pub async fn add_resources(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<ApiState>,
     Json(request): Json<AddResources>,
-) -> ApiResult<impl IntoResponse> {
-    auth.require(WRITE)?;
+) -> ApiResult<Response> {
     let added = resources::add_bulk(&state.pool, &auth.ctx, request.kind, &request.values).await?;
     tracing::info!(
         kind = request.kind.as_str(),
@@ -123,11 +112,9 @@ pub async fn add_resources(
         skipped = added.skipped,
         "resources added"
     );
-    let location = format!("{API_PREFIX}/resources?kind={}", request.kind.as_str());
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(added),
+    Ok(created(
+        &format!("/resources?kind={}", request.kind.as_str()),
+        added,
     ))
 }
 
@@ -140,18 +127,17 @@ pub async fn add_resources(
     security(("bearer" = ["resources:read"])),
     responses(
         (status = 200, description = "One page of resources", body = Page<Resource>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_resources(
-    auth: Auth,
+    _auth: Auth<Read<Resources>>,
     State(state): State<ApiState>,
-    Query(query): Query<ResourceQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<ResourceQuery>,
 ) -> ApiResult<Json<Page<Resource>>> {
-    auth.require(READ)?;
     let filter = ResourceFilter {
         kind: query.kind,
         status: query.status,
@@ -169,18 +155,14 @@ pub async fn list_resources(
     security(("bearer" = ["resources:read"])),
     responses(
         (status = 200, description = "The resource and its history", body = ResourceDetail),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:read`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors,
     )
 )]
 pub async fn get_resource(
-    auth: Auth,
+    _auth: Auth<Read<Resources>>,
     State(state): State<ApiState>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ResourceDetail>> {
-    auth.require(READ)?;
     let resource = resources::get(&state.pool, id).await?;
     let history = resources::history(&state.pool, id).await?;
     Ok(Json(ResourceDetail { resource, history }))
@@ -197,20 +179,16 @@ pub async fn get_resource(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The allocated resources", body = Vec<Resource>),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such license", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Too few available, or the license is revoked", body = ErrorBody),
     )
 )]
 pub async fn allocate_resources(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
     Json(request): Json<AllocateResources>,
 ) -> ApiResult<Json<Vec<Resource>>> {
-    auth.require(WRITE)?;
     let allocated =
         resources::allocate(&state.pool, &auth.ctx, id, request.kind, request.count).await?;
     tracing::info!(license_id = %id, kind = request.kind.as_str(), count = allocated.len(), "resources allocated");
@@ -228,20 +206,16 @@ pub async fn allocate_resources(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The released resource", body = Resource),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Not allocated", body = ErrorBody),
     )
 )]
 pub async fn release_resource(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<ApiState>,
     Path(id): Path<i64>,
     Json(request): Json<ReleaseResource>,
 ) -> ApiResult<Json<Resource>> {
-    auth.require(WRITE)?;
     let resource = resources::release(&state.pool, &auth.ctx, id, request.quarantine_until).await?;
     tracing::info!(
         resource_id = id,
@@ -261,20 +235,16 @@ pub async fn release_resource(
     security(("bearer" = ["resources:write"])),
     responses(
         (status = 200, description = "The quarantined resource", body = Resource),
-        (status = 400, description = "Invalid field", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `resources:write`", body = ErrorBody),
-        (status = 404, description = "No such resource", body = ErrorBody),
+        Guarded, PathErrors, BodyErrors,
         (status = 409, description = "Allocated: release it first", body = ErrorBody),
     )
 )]
 pub async fn quarantine_resource(
-    auth: Auth,
+    auth: Auth<Write<Resources>>,
     State(state): State<ApiState>,
     Path(id): Path<i64>,
     Json(request): Json<QuarantineResource>,
 ) -> ApiResult<Json<Resource>> {
-    auth.require(WRITE)?;
     let resource = resources::quarantine(&state.pool, &auth.ctx, id, request.until).await?;
     tracing::info!(resource_id = id, "resource quarantined");
     Ok(Json(resource))

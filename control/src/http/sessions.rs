@@ -3,21 +3,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::api_keys::{Area, Scope};
 use crate::db::sessions::{self, Session};
 use crate::http::ApiState;
-use crate::http::auth::Auth;
+use crate::http::auth::{Auth, Read, Sessions, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, Page, Pagination, Path, Query};
-use crate::http::openapi::ErrorBody;
-
-const READ: Scope = Scope::read(Area::Sessions);
-const WRITE: Scope = Scope::write(Area::Sessions);
+use crate::http::extract::{Json, List, Page, Pagination, Path};
+use crate::http::openapi::{ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -27,13 +22,6 @@ pub struct SessionQuery {
     #[serde(default)]
     pub open: bool,
     pub license_id: Option<Uuid>,
-    /// Read by [`Pagination`].
-    #[serde(default)]
-    #[param(ignore)]
-    pub page: Option<IgnoredAny>,
-    #[serde(default)]
-    #[param(ignore)]
-    pub per_page: Option<IgnoredAny>,
 }
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -51,18 +39,17 @@ pub fn router() -> OpenApiRouter<ApiState> {
     security(("bearer" = ["sessions:read"])),
     responses(
         (status = 200, description = "One page of sessions", body = Page<Session>),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `sessions:read`", body = ErrorBody),
+        Guarded, QueryErrors,
     )
 )]
 pub async fn list_sessions(
-    auth: Auth,
+    _auth: Auth<Read<Sessions>>,
     State(state): State<ApiState>,
-    Query(query): Query<SessionQuery>,
-    pagination: Pagination,
+    List {
+        filter: query,
+        pagination,
+    }: List<SessionQuery>,
 ) -> ApiResult<Json<Page<Session>>> {
-    auth.require(READ)?;
     let (items, total) = sessions::list(
         &state.pool,
         query.open,
@@ -83,19 +70,15 @@ pub async fn list_sessions(
     security(("bearer" = ["sessions:write"])),
     responses(
         (status = 204, description = "Terminated"),
-        (status = 400, description = "Malformed id", body = ErrorBody),
-        (status = 401, description = "No or bad credentials", body = ErrorBody),
-        (status = 403, description = "Lacks `sessions:write`", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
+        Guarded, PathErrors,
         (status = 409, description = "The session has already ended", body = ErrorBody),
     )
 )]
 pub async fn terminate_session(
-    auth: Auth,
+    auth: Auth<Write<Sessions>>,
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    auth.require(WRITE)?;
     // The service answers the row as it was before it ended: not worth
     // showing, so the answer is empty.
     let session = sessions::terminate(&state.pool, &auth.ctx, id).await?;

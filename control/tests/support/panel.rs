@@ -1,5 +1,5 @@
-//! What the panel's HTTP and browser tests share: configuration, admins,
-//! and a cookie-keeping client that talks to the app with `oneshot`.
+//! What the panel's HTTP and browser tests share: admins, and a
+//! cookie-keeping client that talks to the app with `oneshot`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,7 +8,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use latchkey_control::config::Config;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::admins::{self, Role};
 use sqlx::PgPool;
@@ -16,26 +15,6 @@ use tower::ServiceExt;
 use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery staple";
-
-/// A valid configuration; `extra` are more `LATCHKEY_*` variables.
-pub fn config(extra: &[(&str, &str)]) -> Config {
-    let env: BTreeMap<String, String> = [
-        ("DATABASE_URL", "postgres://unused.invalid/latchkey"),
-        (
-            "SECRET_KEY",
-            "test-secret-key-test-secret-key-test-secret-key",
-        ),
-        (
-            "JWT_SECRET",
-            "test-jwt-secret-test-jwt-secret-test-jwt-secret",
-        ),
-    ]
-    .iter()
-    .chain(extra)
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Config::from_layers(None, &env).expect("test configuration is valid")
-}
 
 pub async fn admin(pool: &PgPool, username: &str, role: Role) -> Uuid {
     admins::create(
