@@ -798,6 +798,25 @@ async fn api_keys_are_made_listed_and_revoked(pool: PgPool) {
         .await;
     beyond.expect(StatusCode::FORBIDDEN, "FORBIDDEN", None);
     assert!(beyond.body["message"].as_str().unwrap().contains('*'));
+
+    // Nor revoke a key holding what they do not: the `*` key stays.
+    let root_id: String = sqlx::query_scalar(
+        "SELECT id::text FROM api_keys WHERE '*' = ANY(scopes) ORDER BY created_at LIMIT 1",
+    )
+    .fetch_one(&api.pool)
+    .await
+    .unwrap();
+    let refused = api
+        .call_as(
+            &admin,
+            Method::POST,
+            &format!("{API_KEYS}/{root_id}/revoke"),
+            None,
+        )
+        .await;
+    refused.expect(StatusCode::FORBIDDEN, "FORBIDDEN", None);
+    let root = api.get(&format!("{API_KEYS}/{root_id}")).await;
+    assert!(root.body["revoked_at"].is_null(), "{}", root.body);
     api.call_as(
         &admin,
         Method::POST,

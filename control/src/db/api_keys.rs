@@ -18,6 +18,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use latchkey_shared::api::ErrorCode;
+
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
@@ -217,6 +219,12 @@ impl Scopes {
         self.0.iter().any(|held| held.grants(wanted))
     }
 
+    /// The first of `other`'s scopes these do not grant: a key may make or
+    /// revoke only keys whose every scope it holds itself.
+    pub fn first_beyond(&self, other: &Scopes) -> Option<Scope> {
+        other.iter().find(|&scope| !self.allows(scope))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
         self.0.iter().copied()
     }
@@ -228,6 +236,13 @@ impl Scopes {
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(ToString::to_string).collect()
     }
+}
+
+fn beyond_caller(scope: Scope) -> DomainError {
+    DomainError::refused(
+        ErrorCode::Forbidden,
+        format!("this credential lacks the scope `{scope}`"),
+    )
 }
 
 /// Makes a fresh key: its prefix and the whole text.
@@ -309,10 +324,13 @@ pub fn usable(key: &ApiKey, now: OffsetDateTime) -> Result<(), KeyRefusal> {
 }
 
 /// Validates and stores a new key; one audit row.
+/// Makes a key for the caller, who holds `granted_by` and may grant no
+/// scope beyond those.
 pub async fn create(
     pool: &PgPool,
     secrets: &Secrets,
     ctx: &RequestContext,
+    granted_by: &Scopes,
     new: NewApiKey,
 ) -> DomainResult<CreatedApiKey> {
     let name = new.name.trim().to_owned();
@@ -324,6 +342,9 @@ pub async fn create(
             "scopes",
             "must name at least one scope",
         ));
+    }
+    if let Some(beyond) = granted_by.first_beyond(&new.scopes) {
+        return Err(beyond_caller(beyond));
     }
     if new
         .expires_at
@@ -376,6 +397,7 @@ pub async fn create_bootstrap(
         pool,
         secrets,
         &ctx,
+        &Scopes::new(vec![Scope::All]),
         NewApiKey {
             name: name.to_owned(),
             scopes: Scopes::new(scopes.to_vec()),
@@ -411,7 +433,14 @@ pub async fn list(pool: &PgPool, limit: i64, offset: i64) -> DomainResult<(Vec<A
 }
 
 /// Revokes a key at once; revoking it twice is a conflict.
-pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResult<ApiKey> {
+/// Stops a key; the caller, holding `revoked_by`, must hold every scope the
+/// key has (an `api_keys:write` key cannot stop a `*` one).
+pub async fn revoke(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    revoked_by: &Scopes,
+    id: Uuid,
+) -> DomainResult<ApiKey> {
     let mut tx = pool.begin().await?;
     let before = sqlx::query_as::<_, ApiKey>(&format!(
         "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE"
@@ -420,6 +449,11 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(DomainError::NotFound(Entity::ApiKey))?;
+    let held = Scopes::parse(&before.scopes)
+        .map_err(|(_, message)| DomainError::Internal(format!("a stored scope: {message}")))?;
+    if let Some(beyond) = revoked_by.first_beyond(&held) {
+        return Err(beyond_caller(beyond));
+    }
     if before.revoked_at.is_some() {
         return Err(DomainError::Conflict {
             field: None,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::db::api_keys::{self, ApiKey, NewApiKey, Scopes};
 use crate::http::ApiState;
-use crate::http::auth::{ApiKeys, Auth, Read, Write, forbidden};
+use crate::http::auth::{ApiKeys, Auth, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Json, List, NoFilter, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
@@ -87,16 +87,11 @@ pub async fn create_api_key(
 ) -> ApiResult<Response> {
     let scopes = Scopes::parse(&request.scopes)
         .map_err(|(index, message)| ApiError::invalid(format!("scopes[{index}]"), message))?;
-    if let Some(beyond) = scopes
-        .iter()
-        .find(|&scope| !auth.principal.scopes.allows(scope))
-    {
-        return Err(forbidden(beyond));
-    }
     let made = api_keys::create(
         &state.pool,
         &state.secrets,
         &auth.ctx,
+        &auth.principal.scopes,
         NewApiKey {
             name: request.name,
             scopes,
@@ -133,7 +128,8 @@ pub async fn get_api_key(
     Ok(Json(api_keys::get(&state.pool, id).await?))
 }
 
-/// Stops a key (and the tokens made from it) at once.
+/// Stops a key (and the tokens made from it) at once. The caller must hold
+/// every scope the key has: 403 otherwise.
 #[utoipa::path(
     post,
     path = "/api-keys/{id}/revoke",
@@ -151,7 +147,7 @@ pub async fn revoke_api_key(
     State(state): State<ApiState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ApiKey>> {
-    let key = api_keys::revoke(&state.pool, &auth.ctx, id).await?;
+    let key = api_keys::revoke(&state.pool, &auth.ctx, &auth.principal.scopes, id).await?;
     tracing::info!(api_key_id = %id, "API key revoked");
     Ok(Json(key))
 }
