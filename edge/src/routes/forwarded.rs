@@ -95,18 +95,18 @@ fn record(
     }
 }
 
-/// Forwards the call and hands back control's answer of the expected kind.
-async fn forward<T>(
+/// Forwards the call and hands back control's answer of the kind the call
+/// expects; a refusal is relayed with its code.
+async fn forward<T: TryFrom<Reply, Error = Reply>>(
     app: &AppState,
     call: Call,
-    expected: fn(Reply) -> Result<T, Reply>,
 ) -> Result<axum::Json<T>, EdgeError> {
     let link = app
         .link
         .as_ref()
         .ok_or_else(|| unavailable("this edge has no link configured"))?;
     let reply = link.call(&call).await.map_err(unavailable)?;
-    match expected(reply) {
+    match T::try_from(reply) {
         Ok(answer) => Ok(axum::Json(answer)),
         Err(Reply::Refused(body)) => Err(EdgeError::from(body)),
         Err(other) => {
@@ -133,11 +133,7 @@ pub async fn activate(
         request,
         client_ip: Some(ip),
     };
-    let answer = forward(&app, call, |reply| match reply {
-        Reply::Activated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer: axum::Json<ActivateResponse> = forward(&app, call).await?;
     record(
         &app,
         UsageKind::Activation,
@@ -157,11 +153,7 @@ pub async fn deactivate(
     Json(request): Json<DeactivateRequest>,
 ) -> Result<axum::Json<DeactivateResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
-    forward(&app, Call::Deactivate { request }, |reply| match reply {
-        Reply::Deactivated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, Call::Deactivate { request }).await
 }
 
 #[utoipa::path(post, path = "/api/license/transfer", tag = "licenses", request_body = TransferRequest,
@@ -177,11 +169,7 @@ pub async fn transfer(
         request,
         client_ip: Some(ip),
     };
-    forward(&app, call, |reply| match reply {
-        Reply::Activated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, call).await
 }
 
 #[utoipa::path(post, path = "/api/license/lease", tag = "licenses", request_body = LeaseRequest,
@@ -193,11 +181,7 @@ pub async fn lease(
     Json(request): Json<LeaseRequest>,
 ) -> Result<axum::Json<LeaseResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
-    forward(&app, Call::Lease { request }, |reply| match reply {
-        Reply::Lease(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, Call::Lease { request }).await
 }
 
 #[utoipa::path(post, path = "/api/license/session/start", tag = "sessions", request_body = SessionStartRequest,
@@ -213,11 +197,7 @@ pub async fn session_start(
         request,
         client_ip: Some(ip),
     };
-    let answer = forward(&app, call, |reply| match reply {
-        Reply::SessionStarted(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer: axum::Json<SessionStartResponse> = forward(&app, call).await?;
     record(
         &app,
         UsageKind::SessionStart,
@@ -247,11 +227,7 @@ pub async fn session_end(
     }
     let claims: Option<SessionClaims> =
         token::verify(&request.session_token, app.snapshots.trusted(), unix_now()).ok();
-    let answer = forward(&app, Call::SessionEnd { request }, |reply| match reply {
-        Reply::SessionEnded(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer = forward(&app, Call::SessionEnd { request }).await?;
     if let (Some(usage), Some(claims)) = (&app.usage, claims) {
         usage.record(usage::now(
             UsageKind::SessionEnd,
