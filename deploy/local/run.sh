@@ -84,7 +84,7 @@ for _ in $(seq 1 100); do [ -f "$data/link/link-cert.pem" ] && break; sleep 0.1;
 edge_addrs=("${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}" "${LATCHKEY_EDGE2_LISTEN:-127.0.0.1:8444}")
 for n in 1 2; do
   "$bin/latchkey-edge" serve --control "$link_addr" --control-cert "$data/link/link-cert.pem" \
-    --data-dir "$data/edge-$n" --name "edge-$n" --enrol-token "$(cat "$data/edge-$n.token")" \
+    --data-dir "$data/edge-$n" --name "edge-$n" --enrol-token-file "$data/edge-$n.token" \
     --trusted-key "$public" --listen "${edge_addrs[$((n - 1))]}" > "$data/edge-$n.log" 2>&1 &
   pids+=($!)
 done
