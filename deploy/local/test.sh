@@ -39,4 +39,21 @@ if [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
+# The edge's OpenAPI conformance test (edge/tests/openapi_conformance.rs)
+# runs schemathesis and fails (not skips) without it: installed with pip
+# when missing, into a virtualenv under target/ (a system Python may refuse
+# packages of its own, PEP 668).
+if ! command -v schemathesis >/dev/null; then
+  tools="$PWD/target/python-tools"
+  if [ ! -x "$tools/bin/schemathesis" ]; then
+    if ! python3 -m venv "$tools" 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      rm -rf "$tools" && python3 -m venv "$tools"
+    fi
+    "$tools/bin/pip" install --quiet schemathesis ||
+      echo "schemathesis could not be installed: pip install schemathesis" >&2
+  fi
+  export PATH="$tools/bin:$PATH"
+fi
+
 cargo test --workspace --locked

@@ -12,6 +12,8 @@ mod digest;
 pub mod fingerprint;
 pub mod key;
 pub mod link;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod signing;
 pub mod snapshot;
 pub mod token;

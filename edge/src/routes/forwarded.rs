@@ -120,8 +120,15 @@ async fn forward<T: TryFrom<Reply, Error = Reply>>(
 }
 
 #[utoipa::path(post, path = "/api/license/activate", tag = "licenses", request_body = ActivateRequest,
-    responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = ActivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (PRODUCT_MISMATCH here; license state, DEVICE_LIMIT_REACHED, … from control)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn activate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -145,8 +152,14 @@ pub async fn activate(
 }
 
 #[utoipa::path(post, path = "/api/license/deactivate", tag = "licenses", request_body = DeactivateRequest,
-    responses((status = 200, description = "Decided by control", body = DeactivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = DeactivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn deactivate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -157,8 +170,15 @@ pub async fn deactivate(
 }
 
 #[utoipa::path(post, path = "/api/license/transfer", tag = "licenses", request_body = TransferRequest,
-    responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = ActivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or device (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn transfer(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -173,8 +193,14 @@ pub async fn transfer(
 }
 
 #[utoipa::path(post, path = "/api/license/lease", tag = "licenses", request_body = LeaseRequest,
-    responses((status = 200, description = "Decided by control", body = LeaseResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = LeaseResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn lease(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -185,8 +211,15 @@ pub async fn lease(
 }
 
 #[utoipa::path(post, path = "/api/license/session/start", tag = "sessions", request_body = SessionStartRequest,
-    responses((status = 200, description = "Decided by control", body = SessionStartResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = SessionStartResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "The session limit is reached and takeover was not asked for or is not allowed (SESSION_ACTIVE_ELSEWHERE)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn session_start(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -209,8 +242,15 @@ pub async fn session_start(
 }
 
 #[utoipa::path(post, path = "/api/license/session/end", tag = "sessions", request_body = SessionEndRequest,
-    responses((status = 200, description = "Decided by control", body = SessionEndResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = SessionEndResponse),
+        (status = 400, description = "Malformed request, or no session token", body = ErrorBody),
+        (status = 401, description = "Not a valid session token (INVALID_TOKEN)", body = ErrorBody),
+        (status = 403, description = "The session token has expired (SESSION_EXPIRED)", body = ErrorBody),
+        (status = 404, description = "No such session (SESSION_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn session_end(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
