@@ -94,6 +94,9 @@ done
 
 pids=()
 stop_all() {
+  # A second Ctrl-C (or timeout's signal to the whole group) must not cut
+  # the cleanup short and leave PostgreSQL running.
+  trap '' INT TERM
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   stop_private_pg
