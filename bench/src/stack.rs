@@ -96,6 +96,7 @@ impl Stack {
                     control_cert: Some(stack.dir.join("control").join(link::tls::CERT_FILE)),
                     data_dir: Some(stack.dir.join(&name)),
                     name,
+                    enrol_token_file: None,
                     enrol_token: Some(token),
                     call_timeout_ms: 10_000,
                     usage_batch_records: usage.batch_records,

@@ -138,7 +138,8 @@ pub enum SnapshotCommand {
 #[derive(Debug, Subcommand)]
 pub enum EdgesCommand {
     /// Register an edge and print its one-time enrolment token (shown once;
-    /// give it to the edge with --enrol-token on its first start).
+    /// give it to the edge in a file named by --enrol-token-file, or in
+    /// LATCHKEY_EDGE_ENROL_TOKEN, on its first start).
     Create {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,

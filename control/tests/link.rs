@@ -83,6 +83,12 @@ async fn edge_on(
     name: &str,
     enrol_token: Option<String>,
 ) -> RunningEdge {
+    // Handed over in a file, as the run command does.
+    let enrol_token_file = enrol_token.map(|token| {
+        let file = dir.join(format!("{name}.token"));
+        std::fs::write(&file, token).unwrap();
+        file
+    });
     latchkey_edge::start(EdgeConfig {
         snapshot: None,
         trusted_keys: vec![dir.join("trusted.pem")],
@@ -98,7 +104,8 @@ async fn edge_on(
             control_cert: Some(dir.join("control").join(link::tls::CERT_FILE)),
             data_dir: Some(dir.join(name)),
             name: name.to_owned(),
-            enrol_token,
+            enrol_token_file,
+            enrol_token: None,
             call_timeout_ms: 5_000,
             usage_batch_records: 1_000,
             usage_flush_ms: 50,

@@ -33,7 +33,8 @@ if [ ! -f "$data/secrets.env" ]; then
 fi
 set -a; . "$data/secrets.env"; set +a
 
-cargo build --quiet --bin latchkey-control --bin latchkey-edge
+echo "== building latchkey-control and latchkey-edge (the first build compiles every dependency and takes several minutes; later runs seconds)"
+cargo build --bin latchkey-control --bin latchkey-edge
 bin=target/debug
 
 private=$(ls "$data"/keys/signing-*.pem 2>/dev/null | grep -v '\.pub\.pem$' | head -n1 || true)
@@ -57,7 +58,29 @@ if [ ! -f "$data/admin-login.txt" ]; then
   (umask 077; printf 'username: admin\npassword: %s\n' "$admin_password" > "$data/admin-login.txt")
 fi
 api_key=$(awk '{print $NF}' "$data/api-key.txt")
-key=$(head -n1 "$data/demo-licenses.txt" | awk '{print $1}')
+
+# The demo lines below change what they touch (a seat, a session, a
+# suspension), so each run picks its keys by the state they are in now: a
+# full license no run has used yet, and a suspended one.
+# $1: a condition on licenses l. Prints the first demo key (file order) of a
+# license meeting it, found by its first group where that group is unique.
+demo_key() {
+  local prefixes
+  prefixes=$(psql "$DATABASE_URL" -tAc "SELECT key_prefix FROM licenses l WHERE ($1)
+      AND (SELECT count(*) FROM licenses m WHERE m.key_prefix = l.key_prefix) = 1" | tr '\n' ' ')
+  awk -v prefixes="$prefixes" 'BEGIN { n = split(prefixes, p, " "); for (i = 1; i <= n; i++) fresh[p[i]] = 1 }
+      substr($1, 1, 5) in fresh { print $1; exit }' "$data/demo-licenses.txt"
+}
+key=$(demo_key "l.status = 'active' AND l.kind = 'full' AND l.valid_until > now()
+    AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.license_id = l.id)
+    AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.license_id = l.id)")
+if [ -z "$key" ]; then
+  echo "every demo license has been used by an earlier run: stop, remove $data (and the database $db_name) for fresh ones" >&2
+  exit 1
+fi
+suspended=$(demo_key "l.status = 'suspended'")
+# An idempotency key of this run's own: a retry within the run takes one seat.
+idempotency_key="demo-$(date +%s)"
 
 link_addr="${LATCHKEY_LINK_LISTEN_ADDR:-127.0.0.1:7443}"
 export LATCHKEY_LINK_LISTEN_ADDR="$link_addr" LATCHKEY_LINK_DIR="$data/link"
@@ -71,6 +94,9 @@ done
 
 pids=()
 stop_all() {
+  # A second Ctrl-C (or timeout's signal to the whole group) must not cut
+  # the cleanup short and leave PostgreSQL running.
+  trap '' INT TERM
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   stop_private_pg
@@ -84,15 +110,16 @@ for _ in $(seq 1 100); do [ -f "$data/link/link-cert.pem" ] && break; sleep 0.1;
 edge_addrs=("${LATCHKEY_EDGE_LISTEN:-127.0.0.1:8443}" "${LATCHKEY_EDGE2_LISTEN:-127.0.0.1:8444}")
 for n in 1 2; do
   "$bin/latchkey-edge" serve --control "$link_addr" --control-cert "$data/link/link-cert.pem" \
-    --data-dir "$data/edge-$n" --name "edge-$n" --enrol-token "$(cat "$data/edge-$n.token")" \
+    --data-dir "$data/edge-$n" --name "edge-$n" --enrol-token-file "$data/edge-$n.token" \
     --trusted-key "$public" --listen "${edge_addrs[$((n - 1))]}" > "$data/edge-$n.log" 2>&1 &
   pids+=($!)
 done
 for addr in "${edge_addrs[@]}"; do
-  for _ in $(seq 1 300); do curl -sf "http://$addr/readyz" >/dev/null && break; sleep 0.1; done
+  ready=
+  for _ in $(seq 1 300); do curl -sf "http://$addr/readyz" >/dev/null && { ready=1; break; }; sleep 0.1; done
+  [ -n "$ready" ] || echo "the edge on $addr is not ready after 30 s (no snapshot from control yet); see its log in $data/" >&2
 done
 edge1="http://${edge_addrs[0]}"; edge2="http://${edge_addrs[1]}"
-suspended=$(grep -m1 ' suspended$' "$data/demo-licenses.txt" | awk '{print $1}')
 license_id=$(psql "$DATABASE_URL" -tAc "SELECT id FROM licenses WHERE key_prefix = '${key:0:5}' LIMIT 1")
 machine='{"system_uuid":"4c4c4544-0042-3510-8052-b2c04f4e3232","cpu_id":"BFEBFBFF000906EA","macs":["a4:bb:6d:12:34:56"]}'
 
@@ -108,7 +135,7 @@ Admin panel: http://$LATCHKEY_LISTEN_ADDR/ (login in $data/admin-login.txt)
 
 Try the client API from another terminal (either edge answers; changes go through control):
   curl -s -X POST $edge1/api/license/activate -H 'content-type: application/json' \
-      -d '{"license_key":"$key","fingerprint":$machine,"idempotency_key":"first-run"}'
+      -d '{"license_key":"$key","fingerprint":$machine,"idempotency_key":"$idempotency_key"}'
   curl -s -X POST $edge2/api/license/verify -H 'content-type: application/json' \
       -d '{"license_key":"$key","fingerprint":$machine,"product":"studio","app_version":"2.4.0","feature":"sync"}'
   curl -s -X POST $edge1/api/license/session/start -H 'content-type: application/json' \

@@ -39,15 +39,21 @@ if [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
-# The admin API's conformance test (control/tests/openapi_conformance.rs)
-# runs schemathesis against control's OpenAPI document and fails (not
-# skips) without it; install it when missing.
-export PATH="$HOME/.local/bin:$PATH"
-if ! command -v schemathesis >/dev/null && command -v python3 >/dev/null; then
-  python3 -m pip install --quiet 'schemathesis>=4.32,<5' \
-    || python3 -m pip install --quiet --user --break-system-packages 'schemathesis>=4.32,<5' \
-    || true
+# Both OpenAPI conformance tests (control/tests/openapi_conformance.rs and
+# edge/tests/openapi_conformance.rs) run schemathesis and fail (not skip)
+# without it: installed with pip when missing, into a virtualenv under
+# target/ (a system Python may refuse packages of its own, PEP 668).
+if ! command -v schemathesis >/dev/null; then
+  tools="$PWD/target/python-tools"
+  if [ ! -x "$tools/bin/schemathesis" ]; then
+    if ! python3 -m venv "$tools" 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      rm -rf "$tools" && python3 -m venv "$tools"
+    fi
+    "$tools/bin/pip" install --quiet 'schemathesis>=4.32,<5' ||
+      echo "schemathesis could not be installed: pip install 'schemathesis>=4.32,<5'" >&2
+  fi
+  export PATH="$tools/bin:$PATH"
 fi
-command -v schemathesis >/dev/null || echo "schemathesis is missing: pip install 'schemathesis>=4.32,<5'" >&2
 
 cargo test --workspace --locked

@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeConfig {
     /// A signed full snapshot file to serve, reloaded when it changes; for an
@@ -72,8 +74,14 @@ pub struct LinkConfig {
     /// This edge's name, as enrolled in control.
     #[arg(long, env = "LATCHKEY_EDGE_NAME", default_value = "edge")]
     pub name: String,
-    /// The one-time token from `latchkey-control edges create` (first start only).
-    #[arg(long, env = "LATCHKEY_EDGE_ENROL_TOKEN")]
+    /// A file holding the one-time token from `latchkey-control edges
+    /// create` (first start only). Or the token itself in
+    /// `LATCHKEY_EDGE_ENROL_TOKEN`; never an argument, which `ps` shows.
+    #[arg(long, env = "LATCHKEY_EDGE_ENROL_TOKEN_FILE", value_name = "PATH")]
+    pub enrol_token_file: Option<PathBuf>,
+    /// The token itself: from the environment only (or set by a program
+    /// embedding the edge); a file named above wins.
+    #[arg(skip = std::env::var("LATCHKEY_EDGE_ENROL_TOKEN").ok().filter(|t| !t.trim().is_empty()))]
     pub enrol_token: Option<String>,
     /// A forwarded call not answered by control within this gets `503 CONTROL_UNAVAILABLE`.
     #[arg(long, env = "LATCHKEY_EDGE_CALL_TIMEOUT_MS", default_value_t = 5000)]
@@ -101,6 +109,23 @@ pub struct LinkConfig {
 }
 
 impl LinkConfig {
+    /// The enrolment token to present: the file's content, else the one
+    /// given. Read at start, so a missing file stops the edge before it binds.
+    pub fn resolve_enrol_token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.enrol_token_file else {
+            return Ok(self.enrol_token.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the enrolment token file {}", path.display()))?;
+        let token = text.trim();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the enrolment token file {} is empty",
+            path.display()
+        );
+        Ok(Some(token.to_owned()))
+    }
+
     pub fn usage(&self) -> crate::usage::UsageSettings {
         crate::usage::UsageSettings {
             batch_records: self.usage_batch_records.max(1),
@@ -123,5 +148,53 @@ impl EdgeConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        edge: EdgeConfig,
+    }
+
+    const LINKED: [&str; 9] = [
+        "serve",
+        "--trusted-key",
+        "k.pem",
+        "--control",
+        "127.0.0.1:7443",
+        "--control-cert",
+        "c.pem",
+        "--data-dir",
+        "d",
+    ];
+
+    #[test]
+    fn the_enrolment_token_is_no_argument_but_a_file() {
+        let with = |extra: &[&str]| Cli::try_parse_from(LINKED.iter().chain(extra));
+        assert!(with(&["--enrol-token", "lke_secret"]).is_err());
+
+        let dir = std::env::temp_dir().join(format!("latchkey-edge-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.token");
+        std::fs::write(&file, "lke_secret\n").unwrap();
+        let cli = with(&["--enrol-token-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(
+            cli.edge.link.resolve_enrol_token().unwrap().as_deref(),
+            Some("lke_secret")
+        );
+
+        std::fs::write(&file, " \n").unwrap();
+        let error = cli.edge.link.resolve_enrol_token().unwrap_err();
+        assert!(error.to_string().contains("is empty"), "{error:#}");
+        std::fs::remove_file(&file).unwrap();
+        let error = cli.edge.link.resolve_enrol_token().unwrap_err();
+        assert!(error.to_string().contains("edge.token"), "{error:#}");
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use latchkey_shared::snapshot::{Opened, SnapshotBuffer, SnapshotState, open};
+use latchkey_shared::snapshot::{Opened, SnapshotState, open};
 use latchkey_shared::{LicenseKey, TrustedKeys};
 
 // glibc malloc's arena locks showed up in profiles of the verify path under
@@ -71,8 +71,8 @@ fn inspect(
             .insert_pem(&pem)
             .with_context(|| format!("loading trusted key {}", key_path.display()))?;
     }
-    let bytes =
-        SnapshotBuffer::read_file(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = latchkey_edge::snapshots::read_file(path)
+        .with_context(|| format!("reading {}", path.display()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;

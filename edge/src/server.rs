@@ -97,6 +97,8 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             .insert_pem(&pem)
             .with_context(|| format!("loading trusted key {}", path.display()))?;
     }
+    // Read before binding: an unreadable token file stops the edge here.
+    let enrol_token = config.link.resolve_enrol_token()?;
     let (store, link) = match (&config.snapshot, &config.link.data_dir) {
         (Some(file), _) => (SnapshotStore::new(file.clone(), trusted), None),
         (None, Some(dir)) => (
@@ -172,7 +174,12 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         (Some(link), Some(usage)) => {
             background.push(tokio::spawn(usage::cut_periodically(usage.clone())));
             background.push(tokio::spawn(usage::send(usage.clone(), link.clone())));
-            background.push(tokio::spawn(link::run(link, config.link.clone(), store)));
+            background.push(tokio::spawn(link::run(
+                link,
+                config.link.clone(),
+                enrol_token,
+                store,
+            )));
         }
         _ => background.push(tokio::spawn(
             store.watch(Duration::from_millis(config.reload_check_ms)),

@@ -10,6 +10,7 @@
 //! (the full file and the deltas after it), which an edge starts from while
 //! control is out of reach.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -111,7 +112,7 @@ impl SnapshotStore {
         };
         let stamp = file_stamp(&self.path).map_err(io)?;
         *self.seen.lock().expect("not poisoned") = Some(stamp);
-        let bytes = SnapshotBuffer::read_file(&self.path).map_err(io)?;
+        let bytes = read_file(&self.path).map_err(io)?;
         let held = self.current().map(|state| state.sequence());
         let opened =
             open(bytes, &self.trusted, held, unix_now()).map_err(|source| LoadError::Refused {
@@ -139,7 +140,7 @@ impl SnapshotStore {
         // Zero-padded sequence numbers: name order is sequence order.
         files.sort();
         for file in files {
-            let applied = SnapshotBuffer::read_file(&file)
+            let applied = read_file(&file)
                 .map_err(|source| LoadError::Io {
                     path: file.clone(),
                     source,
@@ -264,6 +265,28 @@ pub fn record_loaded(state: &SnapshotState) {
         .set(state.data_created_at() as f64);
     metrics::gauge!("latchkey_edge_snapshot_licenses").set(state.base_license_count() as f64);
     metrics::counter!("latchkey_edge_snapshot_loaded_total").increment(1);
+}
+
+/// Reads a snapshot file straight into the memory it is opened in (no copy
+/// on the way: a gigabyte at ten million licenses), and checks that nothing
+/// was appended while it was read.
+pub fn read_file(path: &Path) -> std::io::Result<SnapshotBuffer> {
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "snapshot larger than memory",
+        )
+    })?;
+    let mut buffer = SnapshotBuffer::zeroed(len)?;
+    file.read_exact(&mut buffer)?;
+    if file.read(&mut [0u8; 1])? != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "snapshot grew while it was read",
+        ));
+    }
+    Ok(buffer)
 }
 
 /// Written aside and renamed: a crash never leaves half a file.

@@ -247,16 +247,22 @@ impl ErrorBody {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     pub fingerprint: Fingerprint,
+    /// At most 128 characters (control refuses more).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
     pub device_name: Option<String>,
     #[serde(default)]
     pub product: Option<String>,
+    /// Recorded with the seat; control refuses more than 64 bytes.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub app_version: Option<String>,
-    /// Makes a retried activation take at most one seat.
+    /// Makes a retried activation take at most one seat; 1 to 128 bytes.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: Option<String>,
 }
 
@@ -291,6 +297,7 @@ pub struct ActivateResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     pub fingerprint: Fingerprint,
 }
@@ -308,20 +315,30 @@ pub struct DeactivateResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     /// The device giving up its seat.
     pub from_device_id: Uuid,
     pub fingerprint: Fingerprint,
+    /// At most 128 characters (control refuses more).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 128))]
     pub device_name: Option<String>,
+    /// Makes a retried transfer move the seat once; 1 to 128 bytes.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({ "license_key": crate::schema::LICENSE_KEY_EXAMPLE, "product": "studio", "app_version": "2.4.0" }))
+)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     /// When given, the machine must hold a seat (matching rule).
     #[serde(default)]
@@ -330,6 +347,7 @@ pub struct VerifyRequest {
     #[serde(default)]
     pub product: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Version>))]
     pub app_version: Option<String>,
     /// A feature the application is about to use.
     #[serde(default)]
@@ -377,6 +395,7 @@ pub struct LicenseInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     pub fingerprint: Fingerprint,
 }
@@ -394,9 +413,12 @@ pub struct LeaseResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionStartRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
     pub license_key: String,
     pub fingerprint: Fingerprint,
+    /// Recorded with the seat; control refuses more than 64 bytes.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub app_version: Option<String>,
     /// End the oldest session if the limit is reached and the license allows it.
     #[serde(default)]
@@ -420,6 +442,7 @@ pub struct SessionStartResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::SessionToken))]
     pub session_token: String,
     #[serde(default)]
     pub app_version: Option<String>,
@@ -437,6 +460,7 @@ pub struct HeartbeatResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionEndRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::SessionToken))]
     pub session_token: String,
 }
 
@@ -451,9 +475,14 @@ pub struct SessionEndResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({ "product": "studio", "version": "2.4.0" }))
+)]
 #[serde(deny_unknown_fields)]
 pub struct VersionCheckRequest {
     pub product: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Version))]
     pub version: String,
     #[serde(default)]
     pub channel: Option<String>,

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MACS: usize = 16;
 /// Most extra components a fingerprint may report.
 pub const MAX_EXTRA: usize = 8;
-/// Longest component value, in bytes, after trimming.
+/// Longest component value, in characters, after trimming.
 pub const MAX_VALUE_LEN: usize = 256;
 /// MAC hashes a [`DeviceDigest`] keeps: the lowest three canonical MACs.
 pub const DIGEST_MACS: usize = 3;
@@ -58,13 +58,20 @@ const COMPONENT_CONTEXT: &str = "latchkey 2026-11 fingerprint component v1";
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::SystemUuid>))]
     pub system_uuid: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::ComponentText>))]
     pub cpu_id: Option<String>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Vec<crate::schema::MacAddress>, max_items = 16)
+    )]
     pub macs: Vec<String>,
     /// Further components by name (`disk_serial`, `board_serial`, ...).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::schema::extra_components))]
     pub extra: BTreeMap<String, String>,
 }
 
@@ -421,8 +428,9 @@ fn canonical_hex(
 
 fn canonical_text(raw: &str, field: &str) -> Result<String, FingerprintError> {
     let value = raw.trim();
-    if value.len() > MAX_VALUE_LEN {
-        return Err(error(field, "longer than 256 bytes"));
+    // Bytes first: a value that short has no more characters (the common case).
+    if value.len() > MAX_VALUE_LEN && value.chars().count() > MAX_VALUE_LEN {
+        return Err(error(field, "longer than 256 characters"));
     }
     if value.chars().any(char::is_control) {
         return Err(error(field, "contains control characters"));
@@ -550,6 +558,20 @@ mod tests {
             ..Fingerprint::default()
         };
         assert_eq!(empty.canonicalize().unwrap_err().field, "fingerprint");
+    }
+
+    #[test]
+    fn text_components_are_limited_in_characters() {
+        let with_cpu = |cpu_id: String| Fingerprint {
+            cpu_id: Some(cpu_id),
+            ..Fingerprint::default()
+        };
+        // 256 three-byte characters: 768 bytes, still within the limit.
+        assert!(with_cpu("€".repeat(MAX_VALUE_LEN)).canonicalize().is_ok());
+        let error = with_cpu("€".repeat(MAX_VALUE_LEN + 1))
+            .canonicalize()
+            .unwrap_err();
+        assert_eq!(error.field, "fingerprint.cpu_id");
     }
 
     #[test]

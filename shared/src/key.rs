@@ -3,7 +3,7 @@
 //!
 //! A key is 24 data symbols of Crockford base32 (120 bits from the OS CSPRNG)
 //! and one check symbol, shown as five groups of five:
-//! `7KQ2M-X0RDT-9HF3W-BC4NE-8YVPA`. The check symbol is Luhn mod 32 over the
+//! `7KQ2M-X0RDT-9HF3W-BC4NE-8YVPG`. The check symbol is Luhn mod 32 over the
 //! data symbols, which catches every single-symbol typo and almost every swap
 //! of two neighbours before any network call is made.
 //!

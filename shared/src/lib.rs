@@ -13,6 +13,8 @@ pub mod fingerprint;
 pub mod forwarded;
 pub mod key;
 pub mod link;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod signing;
 pub mod snapshot;
 pub mod token;

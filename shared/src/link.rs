@@ -112,3 +112,51 @@ pub enum Reply {
     },
     Refused(ErrorBody),
 }
+
+/// Each answer a call expects, taken out of its [`Reply`]. Any other reply
+/// (control's [`Reply::Refused`], or a kind the call never gets) is handed
+/// back whole, for the caller's one refusal path.
+macro_rules! answer_from_reply {
+    ($($answer:ty => $variant:ident),* $(,)?) => {$(
+        impl TryFrom<Reply> for $answer {
+            type Error = Reply;
+
+            fn try_from(reply: Reply) -> Result<Self, Reply> {
+                match reply {
+                    Reply::$variant(answer) => Ok(answer),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+answer_from_reply! {
+    ActivateResponse => Activated,
+    DeactivateResponse => Deactivated,
+    LeaseResponse => Lease,
+    SessionStartResponse => SessionStarted,
+    SessionEndResponse => SessionEnded,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ErrorCode;
+
+    #[test]
+    fn an_answer_comes_out_of_its_own_reply_only() {
+        let ended = SessionEndResponse {
+            session_id: Uuid::from_u128(7),
+            ended: true,
+        };
+        assert_eq!(
+            SessionEndResponse::try_from(Reply::SessionEnded(ended.clone())),
+            Ok(ended.clone())
+        );
+        let refused = Reply::Refused(ErrorBody::new(ErrorCode::SessionNotFound, "gone"));
+        assert_eq!(SessionEndResponse::try_from(refused.clone()), Err(refused));
+        let other = Reply::SessionEnded(ended);
+        assert_eq!(LeaseResponse::try_from(other.clone()), Err(other));
+    }
+}

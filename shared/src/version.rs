@@ -48,15 +48,23 @@ pub fn check(
     latest: Option<&str>,
     minimum: Option<&str>,
 ) -> Result<VersionStatus, VersionError> {
-    let current = parse_version(current)?;
+    check_parsed(&parse_version(current)?, latest, minimum)
+}
+
+/// [`check`] of a version parsed already.
+pub fn check_parsed(
+    current: &Version,
+    latest: Option<&str>,
+    minimum: Option<&str>,
+) -> Result<VersionStatus, VersionError> {
     let update_available = latest
         .map(parse_version)
         .transpose()?
-        .is_some_and(|l| l > current);
+        .is_some_and(|l| l > *current);
     let update_mandatory = minimum
         .map(parse_version)
         .transpose()?
-        .is_some_and(|m| current < m);
+        .is_some_and(|m| *current < m);
     Ok(VersionStatus {
         update_available,
         update_mandatory,

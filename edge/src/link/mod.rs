@@ -74,7 +74,14 @@ fn link(error: impl std::fmt::Display) -> CallError {
 }
 
 /// Keeps the link up for as long as the edge runs.
-pub async fn run(link: Arc<Link>, config: LinkConfig, store: Arc<SnapshotStore>) {
+/// `enrol_token` is presented in every hello: control ignores it once this
+/// edge's identity is enrolled.
+pub async fn run(
+    link: Arc<Link>,
+    config: LinkConfig,
+    enrol_token: Option<String>,
+    store: Arc<SnapshotStore>,
+) {
     let endpoint = match endpoint(&config) {
         Ok(endpoint) => endpoint,
         Err(error) => {
@@ -88,7 +95,13 @@ pub async fn run(link: Arc<Link>, config: LinkConfig, store: Arc<SnapshotStore>)
     let mut backoff = BACKOFF.0;
     loop {
         metrics::gauge!("latchkey_edge_link_connected").set(0.0);
-        match session(&endpoint, control, &config, &link, &store).await {
+        let hello = Hello {
+            name: config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            held_sequence: store.current().map(|s| s.sequence()),
+            enrol_token: enrol_token.clone(),
+        };
+        match session(&endpoint, control, hello, &link, &store).await {
             Ok(()) => backoff = BACKOFF.0,
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), %control, "link to control down; retrying");
@@ -116,17 +129,11 @@ fn endpoint(config: &LinkConfig) -> anyhow::Result<quinn::Endpoint> {
 async fn session(
     endpoint: &quinn::Endpoint,
     control: SocketAddr,
-    config: &LinkConfig,
+    hello: Hello,
     link: &Link,
     store: &Arc<SnapshotStore>,
 ) -> anyhow::Result<()> {
     let connection = endpoint.connect(control, SERVER_NAME)?.await?;
-    let hello = Hello {
-        name: config.name.clone(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        held_sequence: store.current().map(|s| s.sequence()),
-        enrol_token: config.enrol_token.clone(),
-    };
     let (mut send, mut recv) = connection.open_bi().await?;
     send.write_all(&serde_json::to_vec(&hello)?).await?;
     send.finish()?;

@@ -95,18 +95,18 @@ fn record(
     }
 }
 
-/// Forwards the call and hands back control's answer of the expected kind.
-async fn forward<T>(
+/// Forwards the call and hands back control's answer of the kind the call
+/// expects; a refusal is relayed with its code.
+async fn forward<T: TryFrom<Reply, Error = Reply>>(
     app: &AppState,
     call: Call,
-    expected: fn(Reply) -> Result<T, Reply>,
 ) -> Result<axum::Json<T>, EdgeError> {
     let link = app
         .link
         .as_ref()
         .ok_or_else(|| unavailable("this edge has no link configured"))?;
     let reply = link.call(&call).await.map_err(unavailable)?;
-    match expected(reply) {
+    match T::try_from(reply) {
         Ok(answer) => Ok(axum::Json(answer)),
         Err(Reply::Refused(body)) => Err(EdgeError::from(body)),
         Err(other) => {
@@ -120,8 +120,15 @@ async fn forward<T>(
 }
 
 #[utoipa::path(post, path = "/api/license/activate", tag = "licenses", request_body = ActivateRequest,
-    responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = ActivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (PRODUCT_MISMATCH here; license state, DEVICE_LIMIT_REACHED, … from control)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn activate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -133,11 +140,7 @@ pub async fn activate(
         request,
         client_ip: Some(ip),
     };
-    let answer = forward(&app, call, |reply| match reply {
-        Reply::Activated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer: axum::Json<ActivateResponse> = forward(&app, call).await?;
     record(
         &app,
         UsageKind::Activation,
@@ -149,24 +152,33 @@ pub async fn activate(
 }
 
 #[utoipa::path(post, path = "/api/license/deactivate", tag = "licenses", request_body = DeactivateRequest,
-    responses((status = 200, description = "Decided by control", body = DeactivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = DeactivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn deactivate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(request): Json<DeactivateRequest>,
 ) -> Result<axum::Json<DeactivateResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
-    forward(&app, Call::Deactivate { request }, |reply| match reply {
-        Reply::Deactivated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, Call::Deactivate { request }).await
 }
 
 #[utoipa::path(post, path = "/api/license/transfer", tag = "licenses", request_body = TransferRequest,
-    responses((status = 200, description = "Decided by control", body = ActivateResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = ActivateResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or device (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn transfer(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -177,32 +189,37 @@ pub async fn transfer(
         request,
         client_ip: Some(ip),
     };
-    forward(&app, call, |reply| match reply {
-        Reply::Activated(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, call).await
 }
 
 #[utoipa::path(post, path = "/api/license/lease", tag = "licenses", request_body = LeaseRequest,
-    responses((status = 200, description = "Decided by control", body = LeaseResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = LeaseResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn lease(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
     Json(request): Json<LeaseRequest>,
 ) -> Result<axum::Json<LeaseResponse>, EdgeError> {
     admit(&app, ip, &request.license_key, &request.fingerprint)?;
-    forward(&app, Call::Lease { request }, |reply| match reply {
-        Reply::Lease(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await
+    forward(&app, Call::Lease { request }).await
 }
 
 #[utoipa::path(post, path = "/api/license/session/start", tag = "sessions", request_body = SessionStartRequest,
-    responses((status = 200, description = "Decided by control", body = SessionStartResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = SessionStartResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, …)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 409, description = "The session limit is reached and takeover was not asked for or is not allowed (SESSION_ACTIVE_ELSEWHERE)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn session_start(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -213,11 +230,7 @@ pub async fn session_start(
         request,
         client_ip: Some(ip),
     };
-    let answer = forward(&app, call, |reply| match reply {
-        Reply::SessionStarted(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer: axum::Json<SessionStartResponse> = forward(&app, call).await?;
     record(
         &app,
         UsageKind::SessionStart,
@@ -229,8 +242,15 @@ pub async fn session_start(
 }
 
 #[utoipa::path(post, path = "/api/license/session/end", tag = "sessions", request_body = SessionEndRequest,
-    responses((status = 200, description = "Decided by control", body = SessionEndResponse), (status = 400, body = ErrorBody),
-              (status = 503, description = "Control cannot be reached; retry with backoff", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Decided by control", body = SessionEndResponse),
+        (status = 400, description = "Malformed request, or no session token", body = ErrorBody),
+        (status = 401, description = "Not a valid session token (INVALID_TOKEN)", body = ErrorBody),
+        (status = 403, description = "The session token has expired (SESSION_EXPIRED)", body = ErrorBody),
+        (status = 404, description = "No such session (SESSION_NOT_FOUND)", body = ErrorBody),
+        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
+        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+    ))]
 pub async fn session_end(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -247,11 +267,7 @@ pub async fn session_end(
     }
     let claims: Option<SessionClaims> =
         token::verify(&request.session_token, app.snapshots.trusted(), unix_now()).ok();
-    let answer = forward(&app, Call::SessionEnd { request }, |reply| match reply {
-        Reply::SessionEnded(answer) => Ok(answer),
-        other => Err(other),
-    })
-    .await?;
+    let answer = forward(&app, Call::SessionEnd { request }).await?;
     if let (Some(usage), Some(claims)) = (&app.usage, claims) {
         usage.record(usage::now(
             UsageKind::SessionEnd,

@@ -15,8 +15,14 @@ use crate::snapshots::unix_now;
 use crate::usage;
 
 #[utoipa::path(post, path = "/api/license/session/heartbeat", tag = "sessions", request_body = HeartbeatRequest,
-    responses((status = 200, body = HeartbeatResponse), (status = 401, description = "Invalid session token", body = ErrorBody),
-              (status = 403, description = "Session revoked or expired, or license not usable", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The session is alive; the next heartbeat is due in `next_heartbeat_secs`", body = HeartbeatResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Not a valid session token (INVALID_TOKEN)", body = ErrorBody),
+        (status = 403, description = "Session expired or revoked, or the license suspended, revoked or expired", body = ErrorBody),
+        (status = 404, description = "The session's license no longer exists (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+    ))]
 pub async fn heartbeat(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -1,5 +1,6 @@
 //! `POST /api/license/verify` and `GET /api/license/info/{license_key}`.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
 use latchkey_shared::snapshot::{LicenseStatus, LicenseView, SnapshotState};
@@ -12,7 +13,11 @@ use crate::extract::Json;
 use crate::snapshots::unix_now;
 
 #[utoipa::path(post, path = "/api/license/verify", tag = "licenses", request_body = VerifyRequest,
-    responses((status = 200, description = "The verdict; `valid: false` carries the reason code", body = VerifyResponse), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "The verdict; `valid: false` carries the reason code", body = VerifyResponse),
+        (status = 400, description = "Malformed request: INVALID_REQUEST, INVALID_LICENSE_KEY or INVALID_VERSION, with the field", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+    ))]
 pub async fn verify(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -31,13 +36,21 @@ pub async fn verify(
 }
 
 #[utoipa::path(get, path = "/api/license/info/{license_key}", tag = "licenses",
-    params(("license_key" = String, Path, description = "The license key")),
-    responses((status = 200, body = LicenseInfo), (status = 404, description = "Unknown license", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
+    params(("license_key" = LicenseKey, Path, description = "The license key")),
+    responses(
+        (status = 200, description = "What the client may see of its license", body = LicenseInfo),
+        (status = 400, description = "Not a license key (INVALID_LICENSE_KEY)", body = ErrorBody),
+        (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+    ))]
 pub async fn info(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
-    Path(license_key): Path<String>,
+    license_key: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<LicenseInfo>, EdgeError> {
+    // A segment that is not UTF-8 once decoded gets our 400, not axum's text.
+    let Path(license_key) =
+        license_key.map_err(|e| EdgeError::invalid("license_key", e.body_text()))?;
     let snapshot = app.snapshot()?;
     app.admit_ip(&snapshot, ip)?;
     let hash = parse_key(&license_key)?.hash();
@@ -72,7 +85,8 @@ pub fn parse_key(text: &str) -> Result<LicenseKey, EdgeError> {
 }
 
 /// The verdict on a well-formed request: `valid: false` with the code for
-/// every license-state reason; `Err` only for malformed input.
+/// every license-state reason; `Err` only for malformed input, whatever
+/// the license (the request is checked whole before any verdict).
 /// `license` is the request key's license in `snapshot`, looked up once by
 /// the caller (which counts the verification against it too).
 pub fn decide(
@@ -81,6 +95,22 @@ pub fn decide(
     request: &VerifyRequest,
     now: i64,
 ) -> Result<VerifyResponse, EdgeError> {
+    let fingerprint = request
+        .fingerprint
+        .as_ref()
+        .map(|f| f.canonicalize())
+        .transpose()
+        .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
+    let invalid_version = |e: version::VersionError| EdgeError {
+        field: Some("app_version".into()),
+        ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
+    };
+    let app_version = request
+        .app_version
+        .as_deref()
+        .map(version::parse_version)
+        .transpose()
+        .map_err(invalid_version)?;
     let mut answer = VerifyResponse {
         valid: false,
         code: None,
@@ -117,23 +147,17 @@ pub fn decide(
     {
         return refuse(answer, ErrorCode::ProductMismatch);
     }
-    if let Some(fingerprint) = &request.fingerprint {
-        let canonical = fingerprint
-            .canonicalize()
-            .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
-        let verdict = license.match_device(&canonical);
+    if let Some(canonical) = &fingerprint {
+        let verdict = license.match_device(canonical);
         let matched = verdict != MatchVerdict::Different;
         answer.fingerprint = Some(verdict);
         if !matched {
             return refuse(answer, ErrorCode::FingerprintMismatch);
         }
     }
-    if let Some(app_version) = &request.app_version {
+    if let Some(app_version) = &app_version {
         let minimum = product.and_then(|p| p.min_allowed_version.as_deref());
-        let status = version::check(app_version, None, minimum).map_err(|e| EdgeError {
-            field: Some("app_version".into()),
-            ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
-        })?;
+        let status = version::check_parsed(app_version, None, minimum).map_err(invalid_version)?;
         if status.update_mandatory {
             return refuse(answer, ErrorCode::VersionNotAllowed);
         }

@@ -16,7 +16,12 @@ use crate::extract::Json;
 const DEFAULT_CHANNEL: &str = "stable";
 
 #[utoipa::path(post, path = "/api/version/check", tag = "versions", request_body = VersionCheckRequest,
-    responses((status = 200, body = VersionCheckResponse), (status = 404, description = "Unknown product", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
+    responses(
+        (status = 200, description = "Whether this version may run and what is newer", body = VersionCheckResponse),
+        (status = 400, description = "Malformed request, or not a version (INVALID_VERSION)", body = ErrorBody),
+        (status = 404, description = "Unknown product (PRODUCT_NOT_FOUND)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+    ))]
 pub async fn check(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -24,18 +29,17 @@ pub async fn check(
 ) -> Result<axum::Json<VersionCheckResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
     app.admit_ip(&snapshot, ip)?;
+    let invalid_version = |e: version::VersionError| EdgeError {
+        field: Some("version".into()),
+        ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
+    };
+    // Malformed is malformed, whichever product it names.
+    let current = version::parse_version(&request.version).map_err(invalid_version)?;
     let channel = request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
     let (product, release) = find(&snapshot, &request.product, channel)?;
     let minimum = product.min_allowed_version.as_deref();
-    let status = version::check(
-        &request.version,
-        release.map(|r| r.version.as_str()),
-        minimum,
-    )
-    .map_err(|e| EdgeError {
-        field: Some("version".into()),
-        ..EdgeError::new(ErrorCode::InvalidVersion, e.to_string())
-    })?;
+    let status = version::check_parsed(&current, release.map(|r| r.version.as_str()), minimum)
+        .map_err(invalid_version)?;
     Ok(axum::Json(VersionCheckResponse {
         product: product.slug.clone(),
         channel: channel.to_owned(),
@@ -49,8 +53,16 @@ pub async fn check(
 }
 
 #[utoipa::path(get, path = "/api/version/latest", tag = "versions",
-    params(("product" = String, Query, description = "Product slug"), ("channel" = Option<String>, Query, description = "Release channel (default stable)")),
-    responses((status = 200, body = VersionLatestResponse), (status = 404, description = "Unknown product or no release", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody), (status = 503, description = "No snapshot loaded yet", body = ErrorBody)))]
+    params(
+        ("product" = String, Query, description = "Product slug", example = "studio"),
+        ("channel" = Option<String>, Query, description = "Release channel (default stable)", example = "stable"),
+    ),
+    responses(
+        (status = 200, description = "The latest release on the channel", body = VersionLatestResponse),
+        (status = 400, description = "Malformed query: `product` missing or an unknown parameter (INVALID_REQUEST)", body = ErrorBody),
+        (status = 404, description = "Unknown product (PRODUCT_NOT_FOUND) or no release on the channel (NOT_FOUND)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+    ))]
 pub async fn latest(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,

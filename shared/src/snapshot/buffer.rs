@@ -6,8 +6,8 @@
 //! takes that miss away (it is advice: where THP is off, plain pages work
 //! the same). A mapping is page-aligned, as zero-copy access needs.
 
-use std::io::{self, Read};
-use std::ops::Deref;
+use std::io;
+use std::ops::{Deref, DerefMut};
 
 use memmap2::{Advice, MmapMut};
 
@@ -21,32 +21,13 @@ pub struct SnapshotBuffer {
 impl SnapshotBuffer {
     pub fn from_slice(bytes: &[u8]) -> io::Result<Self> {
         let mut buffer = Self::zeroed(bytes.len())?;
-        buffer.map[..bytes.len()].copy_from_slice(bytes);
+        buffer.copy_from_slice(bytes);
         Ok(buffer)
     }
 
-    /// Reads a snapshot of `len` bytes (a file's size) and checks nothing follows.
-    pub fn read_exact(mut reader: impl Read, len: usize) -> io::Result<Self> {
-        let mut buffer = Self::zeroed(len)?;
-        reader.read_exact(&mut buffer.map[..len])?;
-        if reader.read(&mut [0u8; 1])? != 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "snapshot grew while it was read",
-            ));
-        }
-        Ok(buffer)
-    }
-
-    pub fn read_file(path: &std::path::Path) -> io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, "snapshot larger than memory")
-        })?;
-        Self::read_exact(file, len)
-    }
-
-    fn zeroed(len: usize) -> io::Result<Self> {
+    /// `len` zero bytes for the caller to fill: a snapshot file is read
+    /// straight into them (the edge does the reading; this crate does no I/O).
+    pub fn zeroed(len: usize) -> io::Result<Self> {
         // A mapping cannot be empty; an empty snapshot still gets a page.
         let map = MmapMut::map_anon(len.max(1))?;
         #[cfg(target_os = "linux")]
@@ -60,5 +41,11 @@ impl Deref for SnapshotBuffer {
 
     fn deref(&self) -> &[u8] {
         &self.map[..self.len]
+    }
+}
+
+impl DerefMut for SnapshotBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.map[..self.len]
     }
 }
