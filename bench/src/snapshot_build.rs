@@ -40,7 +40,13 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
     let mut size = 0;
     for _ in 0..args.runs {
         let started = Instant::now();
-        let built = snapshot::build_full(pool, &signer, time::OffsetDateTime::now_utc()).await?;
+        let built = snapshot::build_full(
+            pool,
+            &signer,
+            time::OffsetDateTime::now_utc(),
+            snapshot::EXPORT_VALID_SECS,
+        )
+        .await?;
         builds.push(started.elapsed());
         anyhow::ensure!(
             built.licenses == args.licenses,

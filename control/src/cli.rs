@@ -349,7 +349,13 @@ async fn export_snapshot(
 ) -> anyhow::Result<()> {
     let signer = keys::load(signing_key)?;
     let started = std::time::Instant::now();
-    let built = db::snapshot::build_full(pool, &signer, time::OffsetDateTime::now_utc()).await?;
+    let built = db::snapshot::build_full(
+        pool,
+        &signer,
+        time::OffsetDateTime::now_utc(),
+        db::snapshot::EXPORT_VALID_SECS,
+    )
+    .await?;
     std::fs::write(file, &built.bytes).with_context(|| format!("writing {}", file.display()))?;
     writeln!(
         out,

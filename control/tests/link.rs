@@ -347,6 +347,18 @@ async fn activations_through_an_edge_are_decided_by_control_exactly(pool: PgPool
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{session}");
+    // The session is bound to its machine: the same token from another one
+    // is refused, from its own it runs.
+    let beat =
+        |n: u32| json!({ "session_token": session["session_token"], "fingerprint": machine(n) });
+    let (status, copied) = post(&edge, "/api/license/session/heartbeat", beat(2)).await;
+    assert_eq!(
+        (status, copied["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("SESSION_DEVICE_MISMATCH")),
+        "{copied}"
+    );
+    let (status, own) = post(&edge, "/api/license/session/heartbeat", beat(1)).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
     let (status, ended) = post(
         &edge,
         "/api/license/session/end",
@@ -371,7 +383,7 @@ async fn activations_through_an_edge_are_decided_by_control_exactly(pool: PgPool
     let (status, beat) = post(
         &edge,
         "/api/license/session/heartbeat",
-        json!({ "session_token": session["session_token"] }),
+        json!({ "session_token": session["session_token"], "fingerprint": machine(1) }),
     )
     .await;
     assert_eq!(

@@ -70,7 +70,9 @@ async fn the_snapshot_holds_licenses_devices_products_and_flags(pool: PgPool) {
         .unwrap();
 
     let now = OffsetDateTime::now_utc();
-    let built = snapshot::build_full(&pool, &signer, now).await.unwrap();
+    let built = snapshot::build_full(&pool, &signer, now, snapshot::EXPORT_VALID_SECS)
+        .await
+        .unwrap();
     assert_eq!((built.sequence, built.licenses), (1, 20));
     let trusted = TrustedKeys::new().with(signer.verifying_key());
     let buffer = SnapshotBuffer::from_slice(&built.bytes).unwrap();
@@ -95,6 +97,8 @@ async fn the_snapshot_holds_licenses_devices_products_and_flags(pool: PgPool) {
     );
     assert_eq!(state.flags()[0].rollout_percent, 25);
 
-    let again = snapshot::build_full(&pool, &signer, now).await.unwrap();
+    let again = snapshot::build_full(&pool, &signer, now, snapshot::EXPORT_VALID_SECS)
+        .await
+        .unwrap();
     assert_eq!(again.sequence, 2, "each build takes the next sequence");
 }

@@ -170,6 +170,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             limits.load().forget_idle();
         }
     })];
+    background.push(tokio::spawn(snapshots::watch_expiry(store.clone())));
     match (link, &usage) {
         (Some(link), Some(usage)) => {
             background.push(tokio::spawn(usage::cut_periodically(usage.clone())));

@@ -264,6 +264,8 @@ pub fn record_loaded(state: &SnapshotState) {
     metrics::gauge!("latchkey_edge_snapshot_created_timestamp_seconds")
         .set(state.data_created_at() as f64);
     metrics::gauge!("latchkey_edge_snapshot_licenses").set(state.base_license_count() as f64);
+    metrics::gauge!("latchkey_edge_snapshot_expires_timestamp_seconds")
+        .set(state.expires_at() as f64);
     metrics::counter!("latchkey_edge_snapshot_loaded_total").increment(1);
 }
 
@@ -299,6 +301,38 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn file_stamp(path: &Path) -> std::io::Result<(SystemTime, u64)> {
     let meta = std::fs::metadata(path)?;
     Ok((meta.modified()?, meta.len()))
+}
+
+/// Says when the snapshot served goes past its expiry (and when a newer one
+/// brings the edge back): logged once per change and kept in
+/// `latchkey_edge_snapshot_expired`, so an operator sees an edge that stopped
+/// vouching, not only its clients' refusals.
+pub async fn watch_expiry(store: Arc<SnapshotStore>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut was_expired = false;
+    loop {
+        ticks.tick().await;
+        let Some(state) = store.current() else {
+            continue;
+        };
+        let expired = unix_now() > state.expires_at();
+        if expired != was_expired {
+            if expired {
+                tracing::error!(
+                    sequence = state.sequence(),
+                    expired_at = state.expires_at(),
+                    "snapshot expired: refusing verify, info and heartbeats until control sends a newer one"
+                );
+            } else {
+                tracing::info!(
+                    sequence = state.sequence(),
+                    "a valid snapshot again: answering"
+                );
+            }
+            was_expired = expired;
+        }
+        metrics::gauge!("latchkey_edge_snapshot_expired").set(f64::from(u8::from(expired)));
+    }
 }
 
 pub fn unix_now() -> i64 {

@@ -9,17 +9,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use latchkey_edge::start;
+use latchkey_edge::{routes, start};
 use latchkey_shared::api::ErrorCode;
+use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::token::{self, SessionClaims};
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use support::{app, call, config, fixture, key, machine, now, signer, write_snapshot};
+use support::{
+    app, call, config, fixture, key, machine, now, signer, write_snapshot, write_snapshot_valid_for,
+};
 
 async fn verify(app: &axum::Router, body: Value) -> (StatusCode, Value) {
     call(app, "POST", "/api/license/verify", Some(body)).await
@@ -256,7 +260,7 @@ async fn info_version_and_heartbeat_answer_from_the_snapshot() {
         &app,
         "POST",
         "/api/license/session/heartbeat",
-        Some(json!({ "session_token": live })),
+        Some(json!({ "session_token": live, "fingerprint": machine() })),
     )
     .await;
     assert_eq!(
@@ -268,7 +272,7 @@ async fn info_version_and_heartbeat_answer_from_the_snapshot() {
         &app,
         "POST",
         "/api/license/session/heartbeat",
-        Some(json!({ "session_token": ended })),
+        Some(json!({ "session_token": ended, "fingerprint": machine() })),
     )
     .await;
     assert_eq!(
@@ -283,7 +287,7 @@ async fn info_version_and_heartbeat_answer_from_the_snapshot() {
         &app,
         "POST",
         "/api/license/session/heartbeat",
-        Some(json!({ "session_token": forged })),
+        Some(json!({ "session_token": forged, "fingerprint": machine() })),
     )
     .await;
     assert_eq!(
@@ -495,5 +499,133 @@ async fn the_openapi_document_lists_every_client_endpoint() {
             document["components"]["schemas"].get(schema).is_some(),
             "{schema} missing"
         );
+    }
+}
+
+/// An edge cut off from control fails closed: past its snapshot's expiry it
+/// vouches for no license (a suspension it never heard of would otherwise
+/// stay valid), says why with a retryable code, is not ready, and answers
+/// again as soon as a newer snapshot arrives.
+#[tokio::test]
+async fn past_its_expiry_a_snapshot_is_not_answered_from() {
+    let fixture = fixture("expiry");
+    let path = fixture.dir.join("snapshot.bin");
+    write_snapshot_valid_for(&path, 2, false, 2);
+    let edge = start(config(&fixture)).await.unwrap();
+    let mut client = Client::connect(edge.addr).await;
+    let license = fixture.keys["valid"].clone();
+    let (status, answer) = client.verify(&license).await;
+    assert_eq!(
+        (status, answer["valid"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let (status, refused) = client.verify(&license).await;
+    assert_eq!(
+        (
+            status,
+            refused["code"].clone(),
+            refused["retryable"].clone()
+        ),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!("SNAPSHOT_EXPIRED"),
+            json!(true)
+        ),
+        "{refused}"
+    );
+    let app = routes::router(edge.state.clone(), 16 * 1024)
+        .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5001))));
+    let (status, info) = call(&app, "GET", &format!("/api/license/info/{license}"), None).await;
+    assert_eq!(
+        (status, info["code"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("SNAPSHOT_EXPIRED"))
+    );
+    let claims = SessionClaims {
+        session_id: Uuid::from_u128(5),
+        license_id: Uuid::from_u128(1),
+        key_hash: key(1).hash(),
+        fingerprint: machine().canonicalize().unwrap().hash(),
+        issued_at: now(),
+        expires_at: now() + 3600,
+    };
+    let beat =
+        json!({ "session_token": token::sign(&claims, &signer()), "fingerprint": machine() });
+    let (status, refused) = call(&app, "POST", "/api/license/session/heartbeat", Some(beat)).await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("SNAPSHOT_EXPIRED"))
+    );
+    let (status, ready) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(
+        (status, ready["reason"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, json!("snapshot expired"))
+    );
+    let metrics = edge.state.metrics.render();
+    assert!(
+        metrics.contains("latchkey_edge_snapshot_expired 1"),
+        "{metrics}"
+    );
+
+    write_snapshot(&path, 3, false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, answer) = client.verify(&license).await;
+    assert_eq!(
+        (status, answer["valid"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{answer}"
+    );
+    edge.stop().await;
+}
+
+/// One session token copied to a second machine runs nothing there: every
+/// heartbeat from the other machine is refused, while the machine that
+/// started the session keeps it, however the two interleave.
+#[tokio::test]
+async fn a_session_token_runs_only_on_the_machine_that_started_it() {
+    let fixture = fixture("session-binding");
+    let app = app(&fixture, 1_000_000);
+    let claims = SessionClaims {
+        session_id: Uuid::from_u128(5),
+        license_id: Uuid::from_u128(1),
+        key_hash: key(1).hash(),
+        fingerprint: machine().canonicalize().unwrap().hash(),
+        issued_at: now(),
+        expires_at: now() + 3600,
+    };
+    let session_token = token::sign(&claims, &signer());
+    let elsewhere = Fingerprint {
+        system_uuid: Some("11111111-2222-3333-4444-555555555555".into()),
+        ..machine()
+    };
+    let beats = (0..40).map(|n| {
+        let app = app.clone();
+        let fingerprint = if n % 2 == 0 {
+            machine()
+        } else {
+            elsewhere.clone()
+        };
+        let body = json!({ "session_token": session_token, "fingerprint": fingerprint });
+        async move {
+            let (status, answer) =
+                call(&app, "POST", "/api/license/session/heartbeat", Some(body)).await;
+            (n % 2 == 0, status, answer["code"].clone())
+        }
+    });
+    let mut running = tokio::task::JoinSet::new();
+    for beat in beats {
+        running.spawn(beat);
+    }
+    while let Some(done) = running.join_next().await {
+        let (own, status, code) = done.unwrap();
+        if own {
+            assert_eq!(status, StatusCode::OK, "{code}");
+        } else {
+            assert_eq!(
+                (status, code),
+                (StatusCode::FORBIDDEN, json!("SESSION_DEVICE_MISMATCH"))
+            );
+        }
     }
 }

@@ -64,6 +64,13 @@ pub enum ErrorCode {
     Conflict,
     ControlUnavailable,
     NotReady,
+    /// The edge's snapshot is past its expiry: it cannot vouch for any
+    /// license until control reaches it again. Retry (another edge, or
+    /// later); a client with an offline lease keeps running on it.
+    SnapshotExpired,
+    /// A session token presented from another machine than the one that
+    /// started the session.
+    SessionDeviceMismatch,
     Internal,
 }
 
@@ -93,7 +100,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 36] = [
         Self::InvalidRequest,
         Self::InvalidLicenseKey,
         Self::PayloadTooLarge,
@@ -127,6 +134,8 @@ impl ErrorCode {
         Self::Conflict,
         Self::ControlUnavailable,
         Self::NotReady,
+        Self::SnapshotExpired,
+        Self::SessionDeviceMismatch,
         Self::Internal,
     ];
 
@@ -165,6 +174,8 @@ impl ErrorCode {
             Self::Conflict => "CONFLICT",
             Self::ControlUnavailable => "CONTROL_UNAVAILABLE",
             Self::NotReady => "NOT_READY",
+            Self::SnapshotExpired => "SNAPSHOT_EXPIRED",
+            Self::SessionDeviceMismatch => "SESSION_DEVICE_MISMATCH",
             Self::Internal => "INTERNAL",
         }
     }
@@ -173,7 +184,7 @@ impl ErrorCode {
         match self {
             Self::RateLimited => Fault::Throttled,
             Self::RequestTimeout => Fault::Unavailable,
-            Self::ControlUnavailable | Self::NotReady => Fault::Unavailable,
+            Self::ControlUnavailable | Self::NotReady | Self::SnapshotExpired => Fault::Unavailable,
             Self::Internal => Fault::Internal,
             _ => Fault::Client,
         }
@@ -211,10 +222,11 @@ impl ErrorCode {
             | Self::SessionLimitReached
             | Self::SessionExpired
             | Self::SessionRevoked
+            | Self::SessionDeviceMismatch
             | Self::VersionNotAllowed => 403,
             Self::RateLimited => 429,
             Self::Internal => 500,
-            Self::ControlUnavailable | Self::NotReady => 503,
+            Self::ControlUnavailable | Self::NotReady | Self::SnapshotExpired => 503,
         }
     }
 }
@@ -444,6 +456,10 @@ pub struct SessionStartResponse {
 pub struct HeartbeatRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::SessionToken))]
     pub session_token: String,
+    /// The machine sending the heartbeat: it must be the one the session
+    /// was started on, so a token copied to another machine does not run
+    /// a second session on a single-session license.
+    pub fingerprint: Fingerprint,
     #[serde(default)]
     pub app_version: Option<String>,
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::notify::{SNAPSHOTS, notify};
-use super::snapshot::{self, BuiltSnapshot, LicenseRow, SNAPSHOT_TTL_SECS};
+use super::snapshot::{self, BuiltSnapshot, LicenseRow};
 use super::{flags, products};
 use crate::error::{DomainError, DomainResult};
 
@@ -39,8 +39,9 @@ pub async fn publish_full(
     pool: &PgPool,
     signer: &SigningKeyPair,
     now: OffsetDateTime,
+    valid_secs: i64,
 ) -> DomainResult<BuiltSnapshot> {
-    let built = snapshot::build_full(pool, signer, now).await?;
+    let built = snapshot::build_full(pool, signer, now, valid_secs).await?;
     sqlx::query("UPDATE snapshots SET body = $2 WHERE sequence = $1")
         .bind(built.sequence as i64)
         .bind(&built.bytes)
@@ -53,11 +54,14 @@ pub async fn publish_full(
 /// Turns pending outbox rows into the next delta on `base`, in one
 /// transaction (the rows are marked with the delta's sequence). `None` when
 /// nothing is pending.
+/// A delta's validity is the edge's too: applying it moves the edge's
+/// expiry to `now + valid_secs`.
 pub async fn publish_delta(
     pool: &PgPool,
     signer: &SigningKeyPair,
     base: u64,
     now: OffsetDateTime,
+    valid_secs: i64,
 ) -> DomainResult<Option<Stored>> {
     let mut tx = pool.begin().await?;
     let rows: Vec<(i64, String, String, Option<Vec<u8>>)> = sqlx::query_as(
@@ -82,13 +86,7 @@ pub async fn publish_delta(
     let sequence = sequence as u64;
     let created_at = now.unix_timestamp();
     let bytes = body
-        .seal(
-            signer,
-            base,
-            sequence,
-            created_at,
-            created_at + SNAPSHOT_TTL_SECS,
-        )
+        .seal(signer, base, sequence, created_at, created_at + valid_secs)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO snapshots (sequence, kind, base_sequence, key_id, size_bytes, licenses, created_at, body)

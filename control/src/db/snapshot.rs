@@ -17,8 +17,10 @@ use uuid::Uuid;
 use super::{flags, products, sessions};
 use crate::error::{DomainError, DomainResult};
 
-/// How long a full snapshot stays valid without a newer one.
-pub const SNAPSHOT_TTL_SECS: i64 = 7 * 86_400;
+/// How long an exported snapshot file stays valid: an air-gapped edge is
+/// given a new file at least this often. Snapshots published over the link
+/// live much shorter (the publisher's `valid_for`).
+pub const EXPORT_VALID_SECS: i64 = 7 * 86_400;
 
 /// A sealed full snapshot and what it holds.
 #[derive(Debug)]
@@ -81,10 +83,13 @@ pub async fn edge_config(pool: &PgPool) -> DomainResult<EdgeConfig> {
 }
 
 /// Builds, signs and records the next full snapshot.
+/// A full snapshot of the database, valid `valid_secs` from `now`: past
+/// that, an edge holding it stops vouching for any license.
 pub async fn build_full(
     pool: &PgPool,
     signer: &SigningKeyPair,
     now: OffsetDateTime,
+    valid_secs: i64,
 ) -> DomainResult<BuiltSnapshot> {
     let config = edge_config(pool).await?;
     let expected: i64 = sqlx::query_scalar("SELECT count(*) FROM licenses")
@@ -114,12 +119,7 @@ pub async fn build_full(
         .await?;
     let created_at = now.unix_timestamp();
     let bytes = builder
-        .seal(
-            signer,
-            sequence as u64,
-            created_at,
-            created_at + SNAPSHOT_TTL_SECS,
-        )
+        .seal(signer, sequence as u64, created_at, created_at + valid_secs)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     sqlx::query(
         "INSERT INTO snapshots (sequence, kind, key_id, size_bytes, licenses, created_at)

@@ -27,6 +27,18 @@ pub struct PublisherSettings {
     pub max_deltas: u32,
 }
 
+impl PublisherSettings {
+    /// How long each published snapshot is valid: three full-snapshot
+    /// periods, so an edge that misses a full or two keeps answering, while
+    /// one cut off from control stops vouching for licenses within hours
+    /// (clients then live on their offline lease). Never below 15 minutes.
+    pub fn valid_secs(&self) -> i64 {
+        i64::try_from(self.full_every.as_secs().saturating_mul(3))
+            .unwrap_or(i64::MAX)
+            .max(15 * 60)
+    }
+}
+
 impl Default for PublisherSettings {
     fn default() -> Self {
         Self {
@@ -72,18 +84,24 @@ async fn publish_while_held(
     mut lock: PublisherLock,
 ) -> DomainResult<()> {
     let mut outbox = Listener::listen(pool, notify::OUTBOX).await?;
-    let mut base = full(pool, signer).await?;
+    let mut base = full(pool, signer, settings.valid_secs()).await?;
     let mut full_at = Instant::now();
     let mut deltas = 0u32;
     loop {
         lock.still_held().await?;
         if full_at.elapsed() >= settings.full_every || deltas >= settings.max_deltas {
-            base = full(pool, signer).await?;
+            base = full(pool, signer, settings.valid_secs()).await?;
             full_at = Instant::now();
             deltas = 0;
         }
-        while let Some(stored) =
-            publish::publish_delta(pool, signer, base, OffsetDateTime::now_utc()).await?
+        while let Some(stored) = publish::publish_delta(
+            pool,
+            signer,
+            base,
+            OffsetDateTime::now_utc(),
+            settings.valid_secs(),
+        )
+        .await?
         {
             tracing::debug!(
                 sequence = stored.sequence,
@@ -98,9 +116,9 @@ async fn publish_while_held(
     }
 }
 
-async fn full(pool: &PgPool, signer: &SigningKeyPair) -> DomainResult<u64> {
+async fn full(pool: &PgPool, signer: &SigningKeyPair, valid_secs: i64) -> DomainResult<u64> {
     let started = Instant::now();
-    let built = publish::publish_full(pool, signer, OffsetDateTime::now_utc()).await?;
+    let built = publish::publish_full(pool, signer, OffsetDateTime::now_utc(), valid_secs).await?;
     published("full", built.sequence);
     let pruned = publish::prune(pool).await?;
     tracing::info!(

@@ -101,11 +101,21 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
 }
 
 impl AppState {
-    /// The view to answer from, or `503 NOT_READY` before the first snapshot.
+    /// The view to answer from: `503 NOT_READY` before the first snapshot,
+    /// `503 SNAPSHOT_EXPIRED` past its expiry. An edge cut off from control
+    /// fails closed: it never answers from state it can no longer vouch for
+    /// (a license suspended meanwhile would stay valid here).
     pub fn snapshot(&self) -> Result<Arc<SnapshotState>, EdgeError> {
-        self.snapshots
-            .current()
-            .ok_or_else(|| EdgeError::new(ErrorCode::NotReady, "no verified snapshot loaded yet"))
+        let snapshot = self.snapshots.current().ok_or_else(|| {
+            EdgeError::new(ErrorCode::NotReady, "no verified snapshot loaded yet")
+        })?;
+        if crate::snapshots::unix_now() > snapshot.expires_at() {
+            return Err(EdgeError::new(
+                ErrorCode::SnapshotExpired,
+                "this edge's license data has expired (control out of reach); retry, or run on the offline lease",
+            ));
+        }
+        Ok(snapshot)
     }
 
     /// Applies the per-client-IP limit.

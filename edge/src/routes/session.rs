@@ -1,5 +1,7 @@
 //! `POST /api/license/session/heartbeat`: the token is checked offline with
-//! the trusted keys, its session against the snapshot's revocations.
+//! the trusted keys, the machine sending it against the one the session was
+//! started on (the token names its fingerprint hash), and its session
+//! against the snapshot's revocations.
 
 use axum::extract::State;
 use latchkey_shared::api::{ErrorBody, ErrorCode, HeartbeatRequest, HeartbeatResponse};
@@ -19,9 +21,9 @@ use crate::usage;
         (status = 200, description = "The session is alive; the next heartbeat is due in `next_heartbeat_secs`", body = HeartbeatResponse),
         (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Not a valid session token (INVALID_TOKEN)", body = ErrorBody),
-        (status = 403, description = "Session expired or revoked, or the license suspended, revoked or expired", body = ErrorBody),
+        (status = 403, description = "Session expired or revoked, sent from another machine than the one that started it (SESSION_DEVICE_MISMATCH), or the license suspended, revoked or expired", body = ErrorBody),
         (status = 404, description = "The session's license no longer exists (LICENSE_NOT_FOUND)", body = ErrorBody),
-        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY), or the edge's snapshot expired (SNAPSHOT_EXPIRED)", body = ErrorBody),
     ))]
 pub async fn heartbeat(
     State(app): State<AppState>,
@@ -42,6 +44,19 @@ pub async fn heartbeat(
             },
         })?;
     app.admit_key(&snapshot, &claims.key_hash)?;
+    let machine = request
+        .fingerprint
+        .canonicalize()
+        .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
+    if machine.hash() != claims.fingerprint {
+        return Err(EdgeError {
+            field: Some("fingerprint".into()),
+            ..EdgeError::new(
+                ErrorCode::SessionDeviceMismatch,
+                "this session was started on another machine",
+            )
+        });
+    }
     if snapshot.is_session_revoked(&claims.session_id) {
         return Err(EdgeError::new(
             ErrorCode::SessionRevoked,

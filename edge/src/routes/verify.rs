@@ -16,7 +16,7 @@ use crate::snapshots::unix_now;
     responses(
         (status = 200, description = "The verdict; `valid: false` carries the reason code", body = VerifyResponse),
         (status = 400, description = "Malformed request: INVALID_REQUEST, INVALID_LICENSE_KEY or INVALID_VERSION, with the field", body = ErrorBody),
-        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY), or the edge's snapshot expired (SNAPSHOT_EXPIRED)", body = ErrorBody),
     ))]
 pub async fn verify(
     State(app): State<AppState>,
@@ -41,7 +41,7 @@ pub async fn verify(
         (status = 200, description = "What the client may see of its license", body = LicenseInfo),
         (status = 400, description = "Not a license key (INVALID_LICENSE_KEY)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
-        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY), or the edge's snapshot expired (SNAPSHOT_EXPIRED)", body = ErrorBody),
     ))]
 pub async fn info(
     State(app): State<AppState>,

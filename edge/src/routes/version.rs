@@ -20,7 +20,7 @@ const DEFAULT_CHANNEL: &str = "stable";
         (status = 200, description = "Whether this version may run and what is newer", body = VersionCheckResponse),
         (status = 400, description = "Malformed request, or not a version (INVALID_VERSION)", body = ErrorBody),
         (status = 404, description = "Unknown product (PRODUCT_NOT_FOUND)", body = ErrorBody),
-        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY), or the edge's snapshot expired (SNAPSHOT_EXPIRED)", body = ErrorBody),
     ))]
 pub async fn check(
     State(app): State<AppState>,
@@ -61,7 +61,7 @@ pub async fn check(
         (status = 200, description = "The latest release on the channel", body = VersionLatestResponse),
         (status = 400, description = "Malformed query: `product` missing or an unknown parameter (INVALID_REQUEST)", body = ErrorBody),
         (status = 404, description = "Unknown product (PRODUCT_NOT_FOUND) or no release on the channel (NOT_FOUND)", body = ErrorBody),
-        (status = 503, description = "No snapshot loaded yet (NOT_READY)", body = ErrorBody),
+        (status = 503, description = "No snapshot loaded yet (NOT_READY), or the edge's snapshot expired (SNAPSHOT_EXPIRED)", body = ErrorBody),
     ))]
 pub async fn latest(
     State(app): State<AppState>,

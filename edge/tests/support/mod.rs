@@ -81,6 +81,16 @@ pub fn entry(n: u8, change: impl FnOnce(&mut LicenseEntry)) -> LicenseEntry {
 }
 
 pub fn write_snapshot(path: &Path, sequence: u64, extra_license: bool) -> Uuid {
+    write_snapshot_valid_for(path, sequence, extra_license, 86_400)
+}
+
+/// As [`write_snapshot`], valid for `valid_secs` from now.
+pub fn write_snapshot_valid_for(
+    path: &Path,
+    sequence: u64,
+    extra_license: bool,
+    valid_secs: i64,
+) -> Uuid {
     let revoked_session = Uuid::from_u128(99);
     let mut builder = SnapshotBuilder::new(SnapshotConfig::default());
     let licenses = [
@@ -117,7 +127,7 @@ pub fn write_snapshot(path: &Path, sequence: u64, extra_license: bool) -> Uuid {
         token_expires_at: now() + 3600,
     });
     let bytes = builder
-        .seal(&signer(), sequence, now(), now() + 86_400)
+        .seal(&signer(), sequence, now(), now() + valid_secs)
         .unwrap();
     // Atomic replace, as an operator or the publisher would.
     let temporary = path.with_extension("tmp");
