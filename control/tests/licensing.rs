@@ -58,6 +58,7 @@ fn session_settings() -> SessionSettings {
 fn machine(n: u32) -> CanonicalFingerprint {
     Fingerprint {
         system_uuid: Some(Uuid::from_u128(u128::from(n) + 1).to_string()),
+        machine_id: None,
         cpu_id: Some(format!("cpu-{n}")),
         macs: vec![format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256)],
         extra: BTreeMap::new(),
@@ -605,4 +606,76 @@ async fn bad_license_input_names_the_field(pool: PgPool) {
         licenses::get(&pool, Uuid::new_v4()).await,
         Err(DomainError::NotFound(Entity::License))
     ));
+}
+
+// ---- partial fingerprints (issue 11, item 5) ----
+
+async fn stored_digest(pool: &PgPool, device_id: Uuid) -> Vec<u8> {
+    sqlx::query_scalar("SELECT digest FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partial_fingerprint_never_replaces_the_stored_one(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    let full = machine(1).digest().to_bytes().to_vec();
+    assert_eq!(stored_digest(&pool, first.device_id).await, full);
+
+    // The machine without its MACs: recognised (one change), not stored.
+    let mut partial = machine(1);
+    partial.macs.clear();
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, partial))
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.outcome, answer.device_id),
+        (ActivationOutcome::AlreadyActive, first.device_id)
+    );
+    assert_eq!(stored_digest(&pool, first.device_id).await, full);
+
+    // Reporting more (a machine id) is stored; leaving it out again is not.
+    let mut more = machine(1);
+    more.machine_id = Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a".into());
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, more.clone()))
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, ActivationOutcome::Updated);
+    let richer = more.digest().to_bytes().to_vec();
+    assert_eq!(stored_digest(&pool, first.device_id).await, richer);
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.outcome, answer.device_id),
+        (ActivationOutcome::AlreadyActive, first.device_id)
+    );
+    assert_eq!(stored_digest(&pool, first.device_id).await, richer);
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_cpu_model_and_a_shared_mac_do_not_share_a_seat(pool: PgPool) {
+    // Another machine of the same CPU model behind the same virtual MAC:
+    // two weak signals agree, the system UUID differs. It used to count as
+    // the first machine, changed, and ran on its seat.
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    let mut twin = machine(1);
+    twin.system_uuid = Some("0e1b3c7a55aa4d2e9f102b3c4d5e6f70".into());
+    let result = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, twin.clone())).await;
+    assert_eq!(refused_code(result), ErrorCode::DeviceLimitReached);
+    let parsed: LicenseKey = key.parse().unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &twin).await),
+        ErrorCode::FingerprintMismatch
+    );
+    assert_eq!(active_seats(&pool, license_id).await, 1);
 }

@@ -126,9 +126,19 @@ pub async fn activate(
             touch(&mut tx, device.id, request).await?;
             (device.id, ActivationOutcome::AlreadyActive)
         }
-        Some((device, _)) => {
+        Some((device, _))
+            if stored_digest(device)
+                .is_some_and(|stored| request.fingerprint.digest().covers(&stored)) =>
+        {
             update_fingerprint(&mut tx, device.id, request).await?;
             (device.id, ActivationOutcome::Updated)
+        }
+        Some((device, _)) => {
+            // The machine, reporting less than its device holds: the
+            // stored digest stays, or later machines would be compared
+            // with the weaker one.
+            touch(&mut tx, device.id, request).await?;
+            (device.id, ActivationOutcome::AlreadyActive)
         }
         None => {
             if devices.len() >= license.device_limit as usize {
@@ -343,10 +353,14 @@ pub(crate) fn find_device<'a>(
     }
     let matcher = fingerprint.matcher();
     devices.iter().find_map(|device| {
-        let digest: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
-        let verdict = matcher.compare(&DeviceDigest::from_bytes(&digest));
+        let verdict = matcher.compare(&stored_digest(device)?);
         verdict.is_same_machine().then_some((device, verdict))
     })
+}
+
+fn stored_digest(device: &Device) -> Option<DeviceDigest> {
+    let bytes: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
+    Some(DeviceDigest::from_bytes(&bytes))
 }
 
 fn validate(request: &SeatRequest) -> DomainResult<()> {
