@@ -608,6 +608,321 @@ async fn bad_license_input_names_the_field(pool: PgPool) {
     ));
 }
 
+// ---- seat changes (issue 11, item 3) ----
+
+async fn seat_changes(pool: &PgPool, license_id: Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT kind, initiated_by FROM device_transfers WHERE license_id = $1 ORDER BY id",
+    )
+    .bind(license_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_client_changes_seats_at_most_the_limit_per_window(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    let license = licenses::get(&pool, license_id).await.unwrap();
+    assert_eq!(
+        (license.seat_change_limit, license.seat_change_window_secs),
+        (3, 30 * 86_400),
+        "the default policy"
+    );
+    let parsed: LicenseKey = key.parse().unwrap();
+    // Three changes: a deactivation, a transfer, a deactivation.
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    let second = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2)))
+        .await
+        .unwrap();
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        second.device_id,
+        &seat(&key, machine(3)),
+    )
+    .await
+    .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(3))
+        .await
+        .unwrap();
+
+    // The fourth, either way, is refused, and the seat stays where it is.
+    let fourth = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(4)))
+        .await
+        .unwrap();
+    let refused = devices::deactivate(&pool, &ctx(), &parsed, &machine(4)).await;
+    match &refused {
+        Err(DomainError::Refused { code, message }) => {
+            assert_eq!(*code, ErrorCode::SeatChangeLimitReached);
+            assert!(message.contains("next is possible at"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let moved = devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        fourth.device_id,
+        &seat(&key, machine(5)),
+    )
+    .await;
+    assert_eq!(refused_code(moved), ErrorCode::SeatChangeLimitReached);
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+
+    // An admin's deactivation by id is not limited, and is recorded as theirs.
+    devices::deactivate_by_id(&pool, &ctx(), fourth.device_id)
+        .await
+        .unwrap();
+    let record = |kind: &str, by: &str| (kind.to_owned(), by.to_owned());
+    assert_eq!(
+        seat_changes(&pool, license_id).await,
+        vec![
+            record("deactivate", "client"),
+            record("transfer", "client"),
+            record("deactivate", "client"),
+            record("deactivate", "admin"),
+        ]
+    );
+
+    // Changes older than the window no longer count.
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(6)))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE device_transfers SET at = at - interval '31 days' WHERE license_id = $1")
+        .bind(license_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(6))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_seat_change_policy_is_set_per_license(pool: PgPool) {
+    let product_id = product(&pool).await;
+    let mut new = template(product_id, 1, 0);
+    new.seat_change_limit = 0;
+    let created = licenses::create(&pool, &ctx(), &secrets(), &new, 1)
+        .await
+        .unwrap();
+    let (license_id, key) = (created[0].license.id, created[0].license_key.clone());
+    let parsed: LicenseKey = key.parse().unwrap();
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    // 0: a client frees no seat itself; an admin still may.
+    assert_eq!(
+        refused_code(devices::deactivate(&pool, &ctx(), &parsed, &machine(1)).await),
+        ErrorCode::SeatChangeLimitReached
+    );
+    let patch = LicensePatch {
+        seat_change_limit: Some(1),
+        seat_change_window_secs: Some(7 * 86_400),
+        ..LicensePatch::default()
+    };
+    let edited = licenses::update(&pool, &ctx(), license_id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.seat_change_limit, edited.seat_change_window_secs),
+        (1, 7 * 86_400)
+    );
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        first.device_id,
+        &seat(&key, machine(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused_code(devices::deactivate(&pool, &ctx(), &parsed, &machine(2)).await),
+        ErrorCode::SeatChangeLimitReached
+    );
+
+    // Out-of-range policies name their field.
+    new.seat_change_limit = -1;
+    let error = licenses::create(&pool, &ctx(), &secrets(), &new, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.field(), Some("seat_change_limit"));
+    let patch = LicensePatch {
+        seat_change_window_secs: Some(60),
+        ..LicensePatch::default()
+    };
+    let error = licenses::update(&pool, &ctx(), license_id, &patch)
+        .await
+        .unwrap_err();
+    assert_eq!(error.field(), Some("seat_change_window_secs"));
+    let from_json: NewLicense = serde_json::from_value(serde_json::json!({
+        "product_id": product_id, "seat_change_limit": 10, "seat_change_window_secs": 86_400,
+    }))
+    .unwrap();
+    assert_eq!(
+        (from_json.seat_change_limit, from_json.seat_change_window_secs),
+        (10, 86_400)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_deactivate_activate_cycles_never_exceed_the_limit(pool: PgPool) {
+    // One seat, three changes per window: however many machines churn at
+    // once, three changes succeed, and at most four machines ever hold a
+    // lease (the seat plus one per change) — the offline bound.
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    let tasks: Vec<_> = (0..12u32)
+        .map(|n| {
+            let (pool, key) = (pool.clone(), key.clone());
+            tokio::spawn(async move {
+                let parsed: LicenseKey = key.parse().unwrap();
+                let mut changes = 0;
+                let mut leased = false;
+                for _ in 0..8 {
+                    let took = match devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(n))).await {
+                        Ok(_) => true,
+                        Err(error) if error.code() == ErrorCode::DeviceLimitReached && n % 2 == 1 => {
+                            // Odd machines try to move the seat to themselves.
+                            let holder: Option<Uuid> = sqlx::query_scalar(
+                                "SELECT id FROM devices WHERE license_id = $1 AND status = 'active'",
+                            )
+                            .bind(license_id)
+                            .fetch_optional(&pool)
+                            .await
+                            .unwrap();
+                            let Some(holder) = holder else { continue };
+                            match devices::transfer(&pool, &ctx(), &issuer(), holder, &seat(&key, machine(n))).await {
+                                Ok(_) => {
+                                    changes += 1;
+                                    true
+                                }
+                                Err(error) if error.code() == ErrorCode::SeatChangeLimitReached => break,
+                                Err(error) => {
+                                    assert_eq!(error.code(), ErrorCode::DeviceNotFound, "{error:?}");
+                                    false
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            assert_eq!(error.code(), ErrorCode::DeviceLimitReached, "{error:?}");
+                            false
+                        }
+                    };
+                    if !took {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    leased = true;
+                    match devices::deactivate(&pool, &ctx(), &parsed, &machine(n)).await {
+                        Ok(_) => changes += 1,
+                        Err(error) => {
+                            assert_eq!(error.code(), ErrorCode::SeatChangeLimitReached, "{error:?}");
+                            break;
+                        }
+                    }
+                }
+                (changes, leased)
+            })
+        })
+        .collect();
+    let (mut changes, mut leased) = (0, 0);
+    for task in tasks {
+        let (c, l) = task.await.unwrap();
+        changes += c;
+        leased += usize::from(l);
+    }
+    assert_eq!(changes, 3, "exactly the limit");
+    assert!(leased <= 4, "{leased} machines got a lease");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM device_transfers WHERE license_id = $1 AND initiated_by = 'client'",
+    )
+    .bind(license_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 3);
+    assert!(active_seats(&pool, license_id).await <= 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_released_seat_cannot_refresh_its_lease(pool: PgPool) {
+    let (_, key) = one_license(&pool, 1, 0).await;
+    let parsed: LicenseKey = key.parse().unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    devices::refresh_lease(&pool, &issuer(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &machine(1)).await),
+        ErrorCode::FingerprintMismatch
+    );
+    // Nor the machine a seat was transferred away from.
+    let second = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2)))
+        .await
+        .unwrap();
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        second.device_id,
+        &seat(&key, machine(3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &machine(2)).await),
+        ErrorCode::FingerprintMismatch
+    );
+    devices::refresh_lease(&pool, &issuer(), &parsed, &machine(3))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_lease_refresh_waits_for_a_release_in_flight(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    // A release that holds the license lock and has not committed yet.
+    let mut release = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
+        .bind(license_id)
+        .execute(&mut *release)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE devices SET status = 'deactivated', deactivated_at = now() WHERE license_id = $1")
+        .bind(license_id)
+        .execute(&mut *release)
+        .await
+        .unwrap();
+    let refresh = {
+        let pool = pool.clone();
+        let key: LicenseKey = key.parse().unwrap();
+        tokio::spawn(async move { devices::refresh_lease(&pool, &issuer(), &key, &machine(1)).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!refresh.is_finished(), "the refresh waits for the license lock");
+    release.commit().await.unwrap();
+    assert_eq!(
+        refused_code(refresh.await.unwrap()),
+        ErrorCode::FingerprintMismatch
+    );
+}
+
 // ---- partial fingerprints (issue 11, item 5) ----
 
 async fn stored_digest(pool: &PgPool, device_id: Uuid) -> Vec<u8> {

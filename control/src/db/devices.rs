@@ -2,7 +2,13 @@
 //!
 //! Every decision about a license's seats is taken with the license row
 //! locked (`SELECT … FOR UPDATE`), so concurrent activations of one license
-//! run one after another and the device limit is exact.
+//! run one after another and the device limit is exact. So is the seat
+//! change limit: a client may deactivate or transfer at most
+//! `seat_change_limit` times per `seat_change_window_secs`, counted in
+//! `device_transfers` (which records every seat change, a client's or an
+//! admin's); an admin freeing a seat by id is never limited. A lease is
+//! refreshed under the same lock, so a seat released in a transaction that
+//! has not committed yet cannot be refreshed either.
 
 use std::net::IpAddr;
 
@@ -56,6 +62,20 @@ pub struct SeatRequest {
     pub app_version: Option<String>,
     pub ip: Option<IpAddr>,
     pub idempotency_key: Option<String>,
+}
+
+/// A seat change, as `device_transfers` records it.
+#[derive(Debug, Clone, Copy)]
+enum SeatChange {
+    Deactivate { device: Uuid, by: Initiator },
+    Transfer { from: Uuid, to: Uuid },
+}
+
+/// Who asked for a seat change: only a client's count against the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Initiator {
+    Client,
+    Admin,
 }
 
 /// How leases are signed and how long they last when the license does not say.
@@ -180,7 +200,7 @@ pub async fn activate(
     Ok(answer)
 }
 
-/// Frees the seat the machine holds.
+/// Frees the seat the machine holds: a seat change, under the license's limit.
 pub async fn deactivate(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -197,7 +217,17 @@ pub async fn deactivate(
         )
     })?;
     let device_id = device.id;
+    check_seat_change(&mut tx, &license).await?;
     release(&mut tx, ctx, &license, device_id, "client").await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Deactivate {
+            device: device_id,
+            by: Initiator::Client,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(DeactivateResponse {
         device_id,
@@ -206,7 +236,7 @@ pub async fn deactivate(
     })
 }
 
-/// An admin frees a seat by device id.
+/// An admin frees a seat by device id: recorded, never limited.
 pub async fn deactivate_by_id(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -220,6 +250,15 @@ pub async fn deactivate_by_id(
         .ok_or(DomainError::NotFound(Entity::Device))?;
     let license = licenses::lock(&mut tx, license_id).await?;
     let device = release(&mut tx, ctx, &license, device_id, "admin").await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Deactivate {
+            device: device_id,
+            by: Initiator::Admin,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(device)
 }
@@ -254,14 +293,18 @@ pub async fn transfer(
             "this machine already holds a seat of the license",
         ));
     }
+    check_seat_change(&mut tx, &license).await?;
     release(&mut tx, ctx, &license, from_device, "transfer").await?;
     let device_id = insert_device(&mut tx, license.id, request).await?;
-    sqlx::query("INSERT INTO device_transfers (license_id, from_device_id, to_device_id) VALUES ($1, $2, $3)")
-        .bind(license.id)
-        .bind(from_device)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Transfer {
+            from: from_device,
+            to: device_id,
+        },
+    )
+    .await?;
     let change = Change::new("device.transfer", "device", device_id)
         .before(json!({ "device_id": from_device }))
         .after(json!({ "device_id": device_id, "fingerprint": request.fingerprint }));
@@ -286,7 +329,9 @@ pub async fn transfer(
     Ok(answer)
 }
 
-/// A fresh offline lease for a machine that holds a seat.
+/// A fresh offline lease for a machine that holds a seat. Decided under the
+/// license row lock, like the release of a seat: a deactivation or transfer
+/// in flight is either seen committed (no lease) or waits for this one.
 pub async fn refresh_lease(
     pool: &PgPool,
     issuer: &LeaseIssuer,
@@ -294,10 +339,10 @@ pub async fn refresh_lease(
     fingerprint: &CanonicalFingerprint,
 ) -> DomainResult<LeaseResponse> {
     let now = OffsetDateTime::now_utc();
-    let mut conn = pool.acquire().await?;
-    let license: License = licenses::find_by_key_hash(&mut conn, &key.hash().0).await?;
+    let mut tx = pool.begin().await?;
+    let license: License = licenses::lock_by_key_hash(&mut tx, &key.hash().0).await?;
     check_usable(&license, now)?;
-    let devices = active_devices(&mut conn, license.id).await?;
+    let devices = active_devices(&mut tx, license.id).await?;
     let (device, _) = find_device(&devices, fingerprint).ok_or_else(|| {
         DomainError::refused(
             ErrorCode::FingerprintMismatch,
@@ -306,8 +351,9 @@ pub async fn refresh_lease(
     })?;
     sqlx::query("UPDATE devices SET last_seen_at = now() WHERE id = $1")
         .bind(device.id)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     let lease = lease_for(issuer, &license, key, fingerprint, now);
     Ok(LeaseResponse {
         valid_until: lease.valid_until,
@@ -516,6 +562,74 @@ async fn release(
         .publish(EntityKind::License, license.id);
     audit::record_change(conn, ctx, change).await?;
     Ok(device)
+}
+
+/// Refuses a client's seat change when the license's window is used up.
+/// Called with the license row locked: the count cannot change under it.
+async fn check_seat_change(conn: &mut PgConnection, license: &License) -> DomainResult<()> {
+    let window = f64::from(license.seat_change_window_secs);
+    // The change the window frees next: the limit-th most recent one.
+    let (used, next_at): (i64, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT count(*), (array_agg(at ORDER BY at DESC))[$3] + make_interval(secs => $2)
+           FROM device_transfers
+          WHERE license_id = $1 AND initiated_by = 'client' AND at > now() - make_interval(secs => $2)",
+    )
+    .bind(license.id)
+    .bind(window)
+    .bind(license.seat_change_limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    if used < i64::from(license.seat_change_limit) {
+        return Ok(());
+    }
+    let message = match next_at {
+        _ if license.seat_change_limit == 0 => {
+            "this license's seats are freed or moved by an administrator only".to_owned()
+        }
+        Some(next) => format!(
+            "this license allows {} seat changes in {} days; the next is possible at {}",
+            license.seat_change_limit,
+            license.seat_change_window_secs / 86_400,
+            next.format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| DomainError::Internal(e.to_string()))?,
+        ),
+        None => format!(
+            "this license allows {} seat changes in {} days",
+            license.seat_change_limit,
+            license.seat_change_window_secs / 86_400,
+        ),
+    };
+    Err(DomainError::refused(
+        ErrorCode::SeatChangeLimitReached,
+        message,
+    ))
+}
+
+async fn record_seat_change(
+    conn: &mut PgConnection,
+    license_id: Uuid,
+    change: SeatChange,
+) -> DomainResult<()> {
+    let (kind, by, from, to) = match change {
+        SeatChange::Deactivate { device, by } => ("deactivate", by, device, None),
+        SeatChange::Transfer { from, to } => ("transfer", Initiator::Client, from, Some(to)),
+    };
+    let by = match by {
+        Initiator::Client => "client",
+        Initiator::Admin => "admin",
+    };
+    sqlx::query(
+        "INSERT INTO device_transfers (license_id, from_device_id, to_device_id, kind, initiated_by)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(license_id)
+    .bind(from)
+    .bind(to)
+    .bind(kind)
+    .bind(by)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The answer an earlier call with this idempotency key got, if any.
