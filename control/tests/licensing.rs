@@ -923,6 +923,80 @@ async fn a_lease_refresh_waits_for_a_release_in_flight(pool: PgPool) {
     );
 }
 
+// ---- idempotent replay (issue 11, item 4) ----
+
+fn conflict_field<T: std::fmt::Debug>(result: Result<T, DomainError>) -> Option<String> {
+    match result {
+        Err(DomainError::Conflict { field, .. }) => field,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_replay_rechecks_the_license_and_the_seat(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let mut request = seat(&key, machine(1));
+    request.idempotency_key = Some("activate-1".into());
+    let first = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Suspended)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request).await;
+    assert_eq!(refused_code(replay), ErrorCode::LicenseSuspended);
+
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Active)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+    assert_eq!(replay, first, "usable again: the first answer");
+
+    // The seat the answer names was freed since: no old lease for it.
+    devices::deactivate_by_id(&pool, &ctx(), first.device_id)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request).await;
+    assert_eq!(conflict_field(replay).as_deref(), Some("idempotency_key"));
+    assert_eq!(active_seats(&pool, license_id).await, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_idempotency_key_replays_only_its_own_request(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let mut request = seat(&key, machine(1));
+    request.idempotency_key = Some("k".into());
+    let first = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+
+    // The same key from another machine, or for a transfer: a conflict.
+    let mut other = seat(&key, machine(2));
+    other.idempotency_key = Some("k".into());
+    let result = devices::activate(&pool, &ctx(), &issuer(), &other).await;
+    assert_eq!(conflict_field(result).as_deref(), Some("idempotency_key"));
+    let result = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &other).await;
+    assert_eq!(conflict_field(result).as_deref(), Some("idempotency_key"));
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+
+    // A transfer's key is bound to its source device too.
+    let mut moving = seat(&key, machine(3));
+    moving.idempotency_key = Some("t".into());
+    let moved = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &moving)
+        .await
+        .unwrap();
+    let again = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &moving)
+        .await
+        .unwrap();
+    assert_eq!(again, moved);
+    let elsewhere = devices::transfer(&pool, &ctx(), &issuer(), Uuid::new_v4(), &moving).await;
+    assert_eq!(conflict_field(elsewhere).as_deref(), Some("idempotency_key"));
+    let as_activation = devices::activate(&pool, &ctx(), &issuer(), &moving).await;
+    assert_eq!(conflict_field(as_activation).as_deref(), Some("idempotency_key"));
+}
+
 // ---- partial fingerprints (issue 11, item 5) ----
 
 async fn stored_digest(pool: &PgPool, device_id: Uuid) -> Vec<u8> {
@@ -993,4 +1067,119 @@ async fn a_cpu_model_and_a_shared_mac_do_not_share_a_seat(pool: PgPool) {
         ErrorCode::FingerprintMismatch
     );
     assert_eq!(active_seats(&pool, license_id).await, 1);
+}
+
+// ---- the migration of stored data ----
+
+#[sqlx::test(migrations = false)]
+async fn the_seat_protocol_migrations_carry_stored_rows_over(pool: PgPool) {
+    const FIRST: i64 = 20261201000100;
+    for migration in MIGRATOR.iter().filter(|m| m.version < FIRST) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+    // Rows as the code before wrote them: a 24-byte digest, a client's and
+    // an admin's deactivation, a transfer, two idempotent answers (one
+    // naming a device that is gone).
+    let license_id: Uuid = sqlx::query_scalar(
+        "WITH p AS (INSERT INTO products (slug, name) VALUES ('studio', 'Studio') RETURNING id)
+         INSERT INTO licenses (key_hash, key_prefix, key_sealed, product_id, kind, device_limit)
+         SELECT decode(repeat('ab', 32), 'hex'), 'ABCDE', '\\x00', id, 'full', 2 FROM p RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let old_digest = machine(1).digest().to_bytes()[..24].to_vec();
+    let device = |status: &'static str, reason: Option<&'static str>, n: u32| {
+        let pool = pool.clone();
+        let digest = machine(n).digest().to_bytes()[..24].to_vec();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "INSERT INTO devices (license_id, fingerprint_hash, digest, components, status, deactivated_at,
+                                      deactivation_reason)
+                 VALUES ($1, $2, $3, '{}', $4, CASE WHEN $4 = 'deactivated' THEN now() END, $5) RETURNING id",
+            )
+            .bind(license_id)
+            .bind(&machine(n).hash().0[..])
+            .bind(digest)
+            .bind(status)
+            .bind(reason)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let active = device("active", None, 1).await;
+    let by_client = device("deactivated", Some("client"), 2).await;
+    device("deactivated", Some("admin"), 3).await;
+    let transferred = device("deactivated", Some("transfer"), 4).await;
+    sqlx::query("INSERT INTO device_transfers (license_id, from_device_id, to_device_id) VALUES ($1, $2, $3)")
+        .bind(license_id)
+        .bind(transferred)
+        .bind(active)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let answer = |device_id: Uuid, outcome: &str| {
+        serde_json::json!({ "outcome": outcome, "device_id": device_id, "devices_used": 1,
+                            "device_limit": 2, "lease": "lk1.lease.x", "lease_valid_until": 0 })
+    };
+    for (key, response) in [
+        ("kept", answer(active, "transferred")),
+        ("orphan", answer(Uuid::new_v4(), "activated")),
+    ] {
+        sqlx::query("INSERT INTO idempotent_requests (license_id, idempotency_key, response) VALUES ($1, $2, $3)")
+            .bind(license_id)
+            .bind(key)
+            .bind(response)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    for migration in MIGRATOR.iter().filter(|m| m.version >= FIRST) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+
+    let digest: Vec<u8> = sqlx::query_scalar("SELECT digest FROM devices WHERE id = $1")
+        .bind(active)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(digest, [&old_digest[..], &[0; 4]].concat());
+    assert_eq!(digest, machine(1).digest().to_bytes());
+    let policy: (i32, i32) = sqlx::query_as(
+        "SELECT seat_change_limit, seat_change_window_secs FROM licenses WHERE id = $1",
+    )
+    .bind(license_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(policy, (3, 30 * 86_400));
+    let changes: Vec<(String, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT kind, initiated_by, from_device_id FROM device_transfers WHERE license_id = $1
+          ORDER BY kind DESC, initiated_by DESC",
+    )
+    .bind(license_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(changes[0], ("transfer".into(), "client".into(), Some(transferred)));
+    assert_eq!(changes[1], ("deactivate".into(), "client".into(), Some(by_client)));
+    assert_eq!(changes[2].1, "admin");
+    let bound: Vec<(String, String, Vec<u8>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT idempotency_key, kind, fingerprint_hash, from_device_id FROM idempotent_requests",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bound,
+        vec![(
+            "kept".into(),
+            "transfer".into(),
+            machine(1).hash().0.to_vec(),
+            Some(transferred)
+        )]
+    );
 }

@@ -9,6 +9,10 @@
 //! admin's); an admin freeing a seat by id is never limited. A lease is
 //! refreshed under the same lock, so a seat released in a transaction that
 //! has not committed yet cannot be refreshed either.
+//!
+//! An idempotency key replays its first answer only for the same request
+//! (call, machine, source device), only while the license is usable and the
+//! seat the answer names is still held.
 
 use std::net::IpAddr;
 
@@ -62,6 +66,29 @@ pub struct SeatRequest {
     pub app_version: Option<String>,
     pub ip: Option<IpAddr>,
     pub idempotency_key: Option<String>,
+}
+
+/// Which call an idempotency key was first used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeatCall {
+    Activate,
+    Transfer { from_device: Uuid },
+}
+
+impl SeatCall {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Activate => "activate",
+            Self::Transfer { .. } => "transfer",
+        }
+    }
+
+    fn from_device(self) -> Option<Uuid> {
+        match self {
+            Self::Activate => None,
+            Self::Transfer { from_device } => Some(from_device),
+        }
+    }
 }
 
 /// A seat change, as `device_transfers` records it.
@@ -135,7 +162,7 @@ pub async fn activate(
     let now = OffsetDateTime::now_utc();
     let mut tx = pool.begin().await?;
     let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
-    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+    if let Some(answer) = replayed(&mut tx, &license, SeatCall::Activate, request, now).await? {
         return Ok(answer);
     }
     check_usable(&license, now)?;
@@ -189,13 +216,7 @@ pub async fn activate(
             .publish(EntityKind::License, license.id);
         audit::record_change(&mut tx, ctx, change).await?;
     }
-    remember(
-        &mut tx,
-        license.id,
-        request.idempotency_key.as_deref(),
-        &answer,
-    )
-    .await?;
+    remember(&mut tx, license.id, SeatCall::Activate, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -276,7 +297,8 @@ pub async fn transfer(
     let now = OffsetDateTime::now_utc();
     let mut tx = pool.begin().await?;
     let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
-    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+    let call = SeatCall::Transfer { from_device };
+    if let Some(answer) = replayed(&mut tx, &license, call, request, now).await? {
         return Ok(answer);
     }
     check_usable(&license, now)?;
@@ -318,13 +340,7 @@ pub async fn transfer(
         devices.len() as u32,
         now,
     )?;
-    remember(
-        &mut tx,
-        license.id,
-        request.idempotency_key.as_deref(),
-        &answer,
-    )
-    .await?;
+    remember(&mut tx, license.id, call, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
@@ -632,42 +648,80 @@ async fn record_seat_change(
     Ok(())
 }
 
-/// The answer an earlier call with this idempotency key got, if any.
+/// The answer an earlier call with this idempotency key got, if it may be
+/// given again: the key came with this same request, the license may still
+/// be used, and the seat the answer names is still held. A key that came
+/// with another request, or whose seat was released since, is a conflict.
 async fn replayed(
     conn: &mut PgConnection,
-    license_id: Uuid,
-    idempotency_key: Option<&str>,
+    license: &License,
+    call: SeatCall,
+    request: &SeatRequest,
+    now: OffsetDateTime,
 ) -> DomainResult<Option<ActivateResponse>> {
-    let Some(idempotency_key) = idempotency_key else {
+    let Some(idempotency_key) = request.idempotency_key.as_deref() else {
         return Ok(None);
     };
-    let stored: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT response FROM idempotent_requests WHERE license_id = $1 AND idempotency_key = $2",
+    let stored: Option<(String, Vec<u8>, Option<Uuid>, serde_json::Value)> = sqlx::query_as(
+        "SELECT kind, fingerprint_hash, from_device_id, response FROM idempotent_requests
+          WHERE license_id = $1 AND idempotency_key = $2",
     )
-    .bind(license_id)
+    .bind(license.id)
     .bind(idempotency_key)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    stored
-        .map(|value| {
-            serde_json::from_value(value).map_err(|e| DomainError::Internal(e.to_string()))
-        })
-        .transpose()
+    let Some((kind, fingerprint_hash, from_device, response)) = stored else {
+        return Ok(None);
+    };
+    if kind != call.kind()
+        || from_device != call.from_device()
+        || fingerprint_hash != request.fingerprint.hash().0
+    {
+        return Err(DomainError::conflict(
+            "idempotency_key",
+            "this idempotency key was used with a different request",
+        ));
+    }
+    check_usable(license, now)?;
+    let answer: ActivateResponse =
+        serde_json::from_value(response).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND license_id = $2 AND status = 'active')",
+    )
+    .bind(answer.device_id)
+    .bind(license.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !held {
+        return Err(DomainError::conflict(
+            "idempotency_key",
+            "the seat this idempotency key took has been released since; use a new key",
+        ));
+    }
+    Ok(Some(answer))
 }
 
 async fn remember(
     conn: &mut PgConnection,
     license_id: Uuid,
-    idempotency_key: Option<&str>,
+    call: SeatCall,
+    request: &SeatRequest,
     answer: &ActivateResponse,
 ) -> DomainResult<()> {
-    if let Some(idempotency_key) = idempotency_key {
-        sqlx::query("INSERT INTO idempotent_requests (license_id, idempotency_key, response) VALUES ($1, $2, $3)")
-            .bind(license_id)
-            .bind(idempotency_key)
-            .bind(json!(answer))
-            .execute(conn)
-            .await?;
+    if let Some(idempotency_key) = request.idempotency_key.as_deref() {
+        sqlx::query(
+            "INSERT INTO idempotent_requests (license_id, idempotency_key, kind, fingerprint_hash, from_device_id,
+                                              response)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(license_id)
+        .bind(idempotency_key)
+        .bind(call.kind())
+        .bind(&request.fingerprint.hash().0[..])
+        .bind(call.from_device())
+        .bind(json!(answer))
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }
