@@ -768,7 +768,10 @@ async fn the_seat_change_policy_is_set_per_license(pool: PgPool) {
     }))
     .unwrap();
     assert_eq!(
-        (from_json.seat_change_limit, from_json.seat_change_window_secs),
+        (
+            from_json.seat_change_limit,
+            from_json.seat_change_window_secs
+        ),
         (10, 86_400)
     );
 }
@@ -823,9 +826,10 @@ async fn concurrent_deactivate_activate_cycles_never_exceed_the_limit(pool: PgPo
                     leased = true;
                     match devices::deactivate(&pool, &ctx(), &parsed, &machine(n)).await {
                         Ok(_) => changes += 1,
+                        Err(error) if error.code() == ErrorCode::SeatChangeLimitReached => break,
+                        // An odd machine moved the seat away in between.
                         Err(error) => {
-                            assert_eq!(error.code(), ErrorCode::SeatChangeLimitReached, "{error:?}");
-                            break;
+                            assert_eq!(error.code(), ErrorCode::DeviceNotFound, "{error:?}")
                         }
                     }
                 }
@@ -904,18 +908,25 @@ async fn a_lease_refresh_waits_for_a_release_in_flight(pool: PgPool) {
         .execute(&mut *release)
         .await
         .unwrap();
-    sqlx::query("UPDATE devices SET status = 'deactivated', deactivated_at = now() WHERE license_id = $1")
-        .bind(license_id)
-        .execute(&mut *release)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE devices SET status = 'deactivated', deactivated_at = now() WHERE license_id = $1",
+    )
+    .bind(license_id)
+    .execute(&mut *release)
+    .await
+    .unwrap();
     let refresh = {
         let pool = pool.clone();
         let key: LicenseKey = key.parse().unwrap();
-        tokio::spawn(async move { devices::refresh_lease(&pool, &issuer(), &key, &machine(1)).await })
+        tokio::spawn(
+            async move { devices::refresh_lease(&pool, &issuer(), &key, &machine(1)).await },
+        )
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!refresh.is_finished(), "the refresh waits for the license lock");
+    assert!(
+        !refresh.is_finished(),
+        "the refresh waits for the license lock"
+    );
     release.commit().await.unwrap();
     assert_eq!(
         refused_code(refresh.await.unwrap()),
@@ -992,9 +1003,15 @@ async fn an_idempotency_key_replays_only_its_own_request(pool: PgPool) {
         .unwrap();
     assert_eq!(again, moved);
     let elsewhere = devices::transfer(&pool, &ctx(), &issuer(), Uuid::new_v4(), &moving).await;
-    assert_eq!(conflict_field(elsewhere).as_deref(), Some("idempotency_key"));
+    assert_eq!(
+        conflict_field(elsewhere).as_deref(),
+        Some("idempotency_key")
+    );
     let as_activation = devices::activate(&pool, &ctx(), &issuer(), &moving).await;
-    assert_eq!(conflict_field(as_activation).as_deref(), Some("idempotency_key"));
+    assert_eq!(
+        conflict_field(as_activation).as_deref(),
+        Some("idempotency_key")
+    );
 }
 
 // ---- partial fingerprints (issue 11, item 5) ----
@@ -1164,8 +1181,14 @@ async fn the_seat_protocol_migrations_carry_stored_rows_over(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(changes.len(), 3, "{changes:?}");
-    assert_eq!(changes[0], ("transfer".into(), "client".into(), Some(transferred)));
-    assert_eq!(changes[1], ("deactivate".into(), "client".into(), Some(by_client)));
+    assert_eq!(
+        changes[0],
+        ("transfer".into(), "client".into(), Some(transferred))
+    );
+    assert_eq!(
+        changes[1],
+        ("deactivate".into(), "client".into(), Some(by_client))
+    );
     assert_eq!(changes[2].1, "admin");
     let bound: Vec<(String, String, Vec<u8>, Option<Uuid>)> = sqlx::query_as(
         "SELECT idempotency_key, kind, fingerprint_hash, from_device_id FROM idempotent_requests",

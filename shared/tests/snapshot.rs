@@ -8,10 +8,9 @@ use common::{NOW, arb_entry, entry_for, signer, trusted};
 use latchkey_shared::LicenseKey;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
-    ChannelRelease, DeltaBody, EdgeConfig, FeatureFlag, LicenseEntry, LicenseStatus, OpenError,
-    FORMAT_VERSION, Opened, Product, RevokedSession, SealParams, SnapshotBuffer, SnapshotBuilder,
-    SnapshotKind,
-    SnapshotState, open, seal,
+    ChannelRelease, DeltaBody, EdgeConfig, FORMAT_VERSION, FeatureFlag, LicenseEntry,
+    LicenseStatus, OpenError, Opened, Product, RevokedSession, SealParams, SnapshotBuffer,
+    SnapshotBuilder, SnapshotKind, SnapshotState, open, seal,
 };
 use proptest::prelude::*;
 use uuid::Uuid;

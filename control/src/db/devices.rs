@@ -83,7 +83,7 @@ impl SeatCall {
         }
     }
 
-    fn from_device(self) -> Option<Uuid> {
+    fn source_device(self) -> Option<Uuid> {
         match self {
             Self::Activate => None,
             Self::Transfer { from_device } => Some(from_device),
@@ -674,7 +674,7 @@ async fn replayed(
         return Ok(None);
     };
     if kind != call.kind()
-        || from_device != call.from_device()
+        || from_device != call.source_device()
         || fingerprint_hash != request.fingerprint.hash().0
     {
         return Err(DomainError::conflict(
@@ -718,7 +718,7 @@ async fn remember(
         .bind(idempotency_key)
         .bind(call.kind())
         .bind(&request.fingerprint.hash().0[..])
-        .bind(call.from_device())
+        .bind(call.source_device())
         .bind(json!(answer))
         .execute(conn)
         .await?;
