@@ -103,7 +103,7 @@ async fn seed(pool: &PgPool, licenses: u64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO devices (license_id, fingerprint_hash, digest, components)
          SELECT id, decode(md5(id::text || n) || md5(n || id::text), 'hex'),
-                substr(decode(md5(id::text || n || 'd') || md5('d' || n || id::text), 'hex'), 1, 24), '{}'
+                substr(decode(md5(id::text || n || 'd') || md5('d' || n || id::text), 'hex'), 1, 28), '{}'
            FROM licenses, generate_series(1, 2) n",
     )
     .execute(pool)

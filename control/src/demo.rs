@@ -86,6 +86,8 @@ pub async fn seed(
         session_limit: 1,
         allow_session_takeover: true,
         grace_period_secs: None,
+        seat_change_limit: licenses::DEFAULT_SEAT_CHANGE_LIMIT,
+        seat_change_window_secs: licenses::DEFAULT_SEAT_CHANGE_WINDOW_SECS,
         features: if kind == LicenseKind::Full {
             vec!["export".into(), "sync".into()]
         } else {

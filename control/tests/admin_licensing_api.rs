@@ -30,6 +30,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 fn machine(n: u32) -> CanonicalFingerprint {
     Fingerprint {
         system_uuid: Some(Uuid::from_u128(u128::from(n) + 1).to_string()),
+        machine_id: None,
         cpu_id: Some(format!("cpu-{n}")),
         macs: vec![format!("02:00:00:00:00:{:02x}", n % 256)],
         extra: BTreeMap::new(),

@@ -58,6 +58,7 @@ fn session_settings() -> SessionSettings {
 fn machine(n: u32) -> CanonicalFingerprint {
     Fingerprint {
         system_uuid: Some(Uuid::from_u128(u128::from(n) + 1).to_string()),
+        machine_id: None,
         cpu_id: Some(format!("cpu-{n}")),
         macs: vec![format!("02:00:00:00:{:02x}:{:02x}", n / 256, n % 256)],
         extra: BTreeMap::new(),
@@ -605,4 +606,603 @@ async fn bad_license_input_names_the_field(pool: PgPool) {
         licenses::get(&pool, Uuid::new_v4()).await,
         Err(DomainError::NotFound(Entity::License))
     ));
+}
+
+// ---- seat changes (issue 11, item 3) ----
+
+async fn seat_changes(pool: &PgPool, license_id: Uuid) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT kind, initiated_by FROM device_transfers WHERE license_id = $1 ORDER BY id",
+    )
+    .bind(license_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_client_changes_seats_at_most_the_limit_per_window(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    let license = licenses::get(&pool, license_id).await.unwrap();
+    assert_eq!(
+        (license.seat_change_limit, license.seat_change_window_secs),
+        (3, 30 * 86_400),
+        "the default policy"
+    );
+    let parsed: LicenseKey = key.parse().unwrap();
+    // Three changes: a deactivation, a transfer, a deactivation.
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    let second = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2)))
+        .await
+        .unwrap();
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        second.device_id,
+        &seat(&key, machine(3)),
+    )
+    .await
+    .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(3))
+        .await
+        .unwrap();
+
+    // The fourth, either way, is refused, and the seat stays where it is.
+    let fourth = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(4)))
+        .await
+        .unwrap();
+    let refused = devices::deactivate(&pool, &ctx(), &parsed, &machine(4)).await;
+    match &refused {
+        Err(DomainError::Refused { code, message }) => {
+            assert_eq!(*code, ErrorCode::SeatChangeLimitReached);
+            assert!(message.contains("next is possible at"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let moved = devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        fourth.device_id,
+        &seat(&key, machine(5)),
+    )
+    .await;
+    assert_eq!(refused_code(moved), ErrorCode::SeatChangeLimitReached);
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+
+    // An admin's deactivation by id is not limited, and is recorded as theirs.
+    devices::deactivate_by_id(&pool, &ctx(), fourth.device_id)
+        .await
+        .unwrap();
+    let record = |kind: &str, by: &str| (kind.to_owned(), by.to_owned());
+    assert_eq!(
+        seat_changes(&pool, license_id).await,
+        vec![
+            record("deactivate", "client"),
+            record("transfer", "client"),
+            record("deactivate", "client"),
+            record("deactivate", "admin"),
+        ]
+    );
+
+    // Changes older than the window no longer count.
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(6)))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE device_transfers SET at = at - interval '31 days' WHERE license_id = $1")
+        .bind(license_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(6))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_seat_change_policy_is_set_per_license(pool: PgPool) {
+    let product_id = product(&pool).await;
+    let mut new = template(product_id, 1, 0);
+    new.seat_change_limit = 0;
+    let created = licenses::create(&pool, &ctx(), &secrets(), &new, 1)
+        .await
+        .unwrap();
+    let (license_id, key) = (created[0].license.id, created[0].license_key.clone());
+    let parsed: LicenseKey = key.parse().unwrap();
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    // 0: a client frees no seat itself; an admin still may.
+    assert_eq!(
+        refused_code(devices::deactivate(&pool, &ctx(), &parsed, &machine(1)).await),
+        ErrorCode::SeatChangeLimitReached
+    );
+    let patch = LicensePatch {
+        seat_change_limit: Some(1),
+        seat_change_window_secs: Some(7 * 86_400),
+        ..LicensePatch::default()
+    };
+    let edited = licenses::update(&pool, &ctx(), license_id, &patch)
+        .await
+        .unwrap();
+    assert_eq!(
+        (edited.seat_change_limit, edited.seat_change_window_secs),
+        (1, 7 * 86_400)
+    );
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        first.device_id,
+        &seat(&key, machine(2)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused_code(devices::deactivate(&pool, &ctx(), &parsed, &machine(2)).await),
+        ErrorCode::SeatChangeLimitReached
+    );
+
+    // Out-of-range policies name their field.
+    new.seat_change_limit = -1;
+    let error = licenses::create(&pool, &ctx(), &secrets(), &new, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(error.field(), Some("seat_change_limit"));
+    let patch = LicensePatch {
+        seat_change_window_secs: Some(60),
+        ..LicensePatch::default()
+    };
+    let error = licenses::update(&pool, &ctx(), license_id, &patch)
+        .await
+        .unwrap_err();
+    assert_eq!(error.field(), Some("seat_change_window_secs"));
+    let from_json: NewLicense = serde_json::from_value(serde_json::json!({
+        "product_id": product_id, "seat_change_limit": 10, "seat_change_window_secs": 86_400,
+    }))
+    .unwrap();
+    assert_eq!(
+        (
+            from_json.seat_change_limit,
+            from_json.seat_change_window_secs
+        ),
+        (10, 86_400)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_deactivate_activate_cycles_never_exceed_the_limit(pool: PgPool) {
+    // One seat, three changes per window: however many machines churn at
+    // once, three changes succeed, and at most four machines ever hold a
+    // lease (the seat plus one per change) — the offline bound.
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    let tasks: Vec<_> = (0..12u32)
+        .map(|n| {
+            let (pool, key) = (pool.clone(), key.clone());
+            tokio::spawn(async move {
+                let parsed: LicenseKey = key.parse().unwrap();
+                let mut changes = 0;
+                let mut leased = false;
+                for _ in 0..8 {
+                    let took = match devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(n))).await {
+                        Ok(_) => true,
+                        Err(error) if error.code() == ErrorCode::DeviceLimitReached && n % 2 == 1 => {
+                            // Odd machines try to move the seat to themselves.
+                            let holder: Option<Uuid> = sqlx::query_scalar(
+                                "SELECT id FROM devices WHERE license_id = $1 AND status = 'active'",
+                            )
+                            .bind(license_id)
+                            .fetch_optional(&pool)
+                            .await
+                            .unwrap();
+                            let Some(holder) = holder else { continue };
+                            match devices::transfer(&pool, &ctx(), &issuer(), holder, &seat(&key, machine(n))).await {
+                                Ok(_) => {
+                                    changes += 1;
+                                    true
+                                }
+                                Err(error) if error.code() == ErrorCode::SeatChangeLimitReached => break,
+                                Err(error) => {
+                                    assert_eq!(error.code(), ErrorCode::DeviceNotFound, "{error:?}");
+                                    false
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            assert_eq!(error.code(), ErrorCode::DeviceLimitReached, "{error:?}");
+                            false
+                        }
+                    };
+                    if !took {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    leased = true;
+                    match devices::deactivate(&pool, &ctx(), &parsed, &machine(n)).await {
+                        Ok(_) => changes += 1,
+                        Err(error) if error.code() == ErrorCode::SeatChangeLimitReached => break,
+                        // An odd machine moved the seat away in between.
+                        Err(error) => {
+                            assert_eq!(error.code(), ErrorCode::DeviceNotFound, "{error:?}")
+                        }
+                    }
+                }
+                (changes, leased)
+            })
+        })
+        .collect();
+    let (mut changes, mut leased) = (0, 0);
+    for task in tasks {
+        let (c, l) = task.await.unwrap();
+        changes += c;
+        leased += usize::from(l);
+    }
+    assert_eq!(changes, 3, "exactly the limit");
+    assert!(leased <= 4, "{leased} machines got a lease");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM device_transfers WHERE license_id = $1 AND initiated_by = 'client'",
+    )
+    .bind(license_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 3);
+    assert!(active_seats(&pool, license_id).await <= 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_released_seat_cannot_refresh_its_lease(pool: PgPool) {
+    let (_, key) = one_license(&pool, 1, 0).await;
+    let parsed: LicenseKey = key.parse().unwrap();
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    devices::refresh_lease(&pool, &issuer(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    devices::deactivate(&pool, &ctx(), &parsed, &machine(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &machine(1)).await),
+        ErrorCode::FingerprintMismatch
+    );
+    // Nor the machine a seat was transferred away from.
+    let second = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(2)))
+        .await
+        .unwrap();
+    devices::transfer(
+        &pool,
+        &ctx(),
+        &issuer(),
+        second.device_id,
+        &seat(&key, machine(3)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &machine(2)).await),
+        ErrorCode::FingerprintMismatch
+    );
+    devices::refresh_lease(&pool, &issuer(), &parsed, &machine(3))
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_lease_refresh_waits_for_a_release_in_flight(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    // A release that holds the license lock and has not committed yet.
+    let mut release = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
+        .bind(license_id)
+        .execute(&mut *release)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE devices SET status = 'deactivated', deactivated_at = now() WHERE license_id = $1",
+    )
+    .bind(license_id)
+    .execute(&mut *release)
+    .await
+    .unwrap();
+    let refresh = {
+        let pool = pool.clone();
+        let key: LicenseKey = key.parse().unwrap();
+        tokio::spawn(
+            async move { devices::refresh_lease(&pool, &issuer(), &key, &machine(1)).await },
+        )
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !refresh.is_finished(),
+        "the refresh waits for the license lock"
+    );
+    release.commit().await.unwrap();
+    assert_eq!(
+        refused_code(refresh.await.unwrap()),
+        ErrorCode::FingerprintMismatch
+    );
+}
+
+// ---- idempotent replay (issue 11, item 4) ----
+
+fn conflict_field<T: std::fmt::Debug>(result: Result<T, DomainError>) -> Option<String> {
+    match result {
+        Err(DomainError::Conflict { field, .. }) => field,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_replay_rechecks_the_license_and_the_seat(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let mut request = seat(&key, machine(1));
+    request.idempotency_key = Some("activate-1".into());
+    let first = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Suspended)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request).await;
+    assert_eq!(refused_code(replay), ErrorCode::LicenseSuspended);
+
+    licenses::set_status(&pool, &ctx(), license_id, LicenseStatus::Active)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+    assert_eq!(replay, first, "usable again: the first answer");
+
+    // The seat the answer names was freed since: no old lease for it.
+    devices::deactivate_by_id(&pool, &ctx(), first.device_id)
+        .await
+        .unwrap();
+    let replay = devices::activate(&pool, &ctx(), &issuer(), &request).await;
+    assert_eq!(conflict_field(replay).as_deref(), Some("idempotency_key"));
+    assert_eq!(active_seats(&pool, license_id).await, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_idempotency_key_replays_only_its_own_request(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let mut request = seat(&key, machine(1));
+    request.idempotency_key = Some("k".into());
+    let first = devices::activate(&pool, &ctx(), &issuer(), &request)
+        .await
+        .unwrap();
+
+    // The same key from another machine, or for a transfer: a conflict.
+    let mut other = seat(&key, machine(2));
+    other.idempotency_key = Some("k".into());
+    let result = devices::activate(&pool, &ctx(), &issuer(), &other).await;
+    assert_eq!(conflict_field(result).as_deref(), Some("idempotency_key"));
+    let result = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &other).await;
+    assert_eq!(conflict_field(result).as_deref(), Some("idempotency_key"));
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+
+    // A transfer's key is bound to its source device too.
+    let mut moving = seat(&key, machine(3));
+    moving.idempotency_key = Some("t".into());
+    let moved = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &moving)
+        .await
+        .unwrap();
+    let again = devices::transfer(&pool, &ctx(), &issuer(), first.device_id, &moving)
+        .await
+        .unwrap();
+    assert_eq!(again, moved);
+    let elsewhere = devices::transfer(&pool, &ctx(), &issuer(), Uuid::new_v4(), &moving).await;
+    assert_eq!(
+        conflict_field(elsewhere).as_deref(),
+        Some("idempotency_key")
+    );
+    let as_activation = devices::activate(&pool, &ctx(), &issuer(), &moving).await;
+    assert_eq!(
+        conflict_field(as_activation).as_deref(),
+        Some("idempotency_key")
+    );
+}
+
+// ---- partial fingerprints (issue 11, item 5) ----
+
+async fn stored_digest(pool: &PgPool, device_id: Uuid) -> Vec<u8> {
+    sqlx::query_scalar("SELECT digest FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_partial_fingerprint_never_replaces_the_stored_one(pool: PgPool) {
+    let (license_id, key) = one_license(&pool, 2, 0).await;
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    let full = machine(1).digest().to_bytes().to_vec();
+    assert_eq!(stored_digest(&pool, first.device_id).await, full);
+
+    // The machine without its MACs: recognised (one change), not stored.
+    let mut partial = machine(1);
+    partial.macs.clear();
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, partial))
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.outcome, answer.device_id),
+        (ActivationOutcome::AlreadyActive, first.device_id)
+    );
+    assert_eq!(stored_digest(&pool, first.device_id).await, full);
+
+    // Reporting more (a machine id) is stored; leaving it out again is not.
+    let mut more = machine(1);
+    more.machine_id = Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a".into());
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, more.clone()))
+        .await
+        .unwrap();
+    assert_eq!(answer.outcome, ActivationOutcome::Updated);
+    let richer = more.digest().to_bytes().to_vec();
+    assert_eq!(stored_digest(&pool, first.device_id).await, richer);
+    let answer = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer.outcome, answer.device_id),
+        (ActivationOutcome::AlreadyActive, first.device_id)
+    );
+    assert_eq!(stored_digest(&pool, first.device_id).await, richer);
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_cpu_model_and_a_shared_mac_do_not_share_a_seat(pool: PgPool) {
+    // Another machine of the same CPU model behind the same virtual MAC:
+    // two weak signals agree, the system UUID differs. It used to count as
+    // the first machine, changed, and ran on its seat.
+    let (license_id, key) = one_license(&pool, 1, 0).await;
+    devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    let mut twin = machine(1);
+    twin.system_uuid = Some("0e1b3c7a55aa4d2e9f102b3c4d5e6f70".into());
+    let result = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, twin.clone())).await;
+    assert_eq!(refused_code(result), ErrorCode::DeviceLimitReached);
+    let parsed: LicenseKey = key.parse().unwrap();
+    assert_eq!(
+        refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &twin).await),
+        ErrorCode::FingerprintMismatch
+    );
+    assert_eq!(active_seats(&pool, license_id).await, 1);
+}
+
+// ---- the migration of stored data ----
+
+#[sqlx::test(migrations = false)]
+async fn the_seat_protocol_migrations_carry_stored_rows_over(pool: PgPool) {
+    const FIRST: i64 = 20261201000100;
+    for migration in MIGRATOR.iter().filter(|m| m.version < FIRST) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+    // Rows as the code before wrote them: a 24-byte digest, a client's and
+    // an admin's deactivation, a transfer, two idempotent answers (one
+    // naming a device that is gone).
+    let license_id: Uuid = sqlx::query_scalar(
+        "WITH p AS (INSERT INTO products (slug, name) VALUES ('studio', 'Studio') RETURNING id)
+         INSERT INTO licenses (key_hash, key_prefix, key_sealed, product_id, kind, device_limit)
+         SELECT decode(repeat('ab', 32), 'hex'), 'ABCDE', '\\x00', id, 'full', 2 FROM p RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let old_digest = machine(1).digest().to_bytes()[..24].to_vec();
+    let device = |status: &'static str, reason: Option<&'static str>, n: u32| {
+        let pool = pool.clone();
+        let digest = machine(n).digest().to_bytes()[..24].to_vec();
+        async move {
+            sqlx::query_scalar::<_, Uuid>(
+                "INSERT INTO devices (license_id, fingerprint_hash, digest, components, status, deactivated_at,
+                                      deactivation_reason)
+                 VALUES ($1, $2, $3, '{}', $4, CASE WHEN $4 = 'deactivated' THEN now() END, $5) RETURNING id",
+            )
+            .bind(license_id)
+            .bind(&machine(n).hash().0[..])
+            .bind(digest)
+            .bind(status)
+            .bind(reason)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let active = device("active", None, 1).await;
+    let by_client = device("deactivated", Some("client"), 2).await;
+    device("deactivated", Some("admin"), 3).await;
+    let transferred = device("deactivated", Some("transfer"), 4).await;
+    sqlx::query("INSERT INTO device_transfers (license_id, from_device_id, to_device_id) VALUES ($1, $2, $3)")
+        .bind(license_id)
+        .bind(transferred)
+        .bind(active)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let answer = |device_id: Uuid, outcome: &str| {
+        serde_json::json!({ "outcome": outcome, "device_id": device_id, "devices_used": 1,
+                            "device_limit": 2, "lease": "lk1.lease.x", "lease_valid_until": 0 })
+    };
+    for (key, response) in [
+        ("kept", answer(active, "transferred")),
+        ("orphan", answer(Uuid::new_v4(), "activated")),
+    ] {
+        sqlx::query("INSERT INTO idempotent_requests (license_id, idempotency_key, response) VALUES ($1, $2, $3)")
+            .bind(license_id)
+            .bind(key)
+            .bind(response)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    for migration in MIGRATOR.iter().filter(|m| m.version >= FIRST) {
+        sqlx::raw_sql(&migration.sql).execute(&pool).await.unwrap();
+    }
+
+    let digest: Vec<u8> = sqlx::query_scalar("SELECT digest FROM devices WHERE id = $1")
+        .bind(active)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(digest, [&old_digest[..], &[0; 4]].concat());
+    assert_eq!(digest, machine(1).digest().to_bytes());
+    let policy: (i32, i32) = sqlx::query_as(
+        "SELECT seat_change_limit, seat_change_window_secs FROM licenses WHERE id = $1",
+    )
+    .bind(license_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(policy, (3, 30 * 86_400));
+    let changes: Vec<(String, String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT kind, initiated_by, from_device_id FROM device_transfers WHERE license_id = $1
+          ORDER BY kind DESC, initiated_by DESC",
+    )
+    .bind(license_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(
+        changes[0],
+        ("transfer".into(), "client".into(), Some(transferred))
+    );
+    assert_eq!(
+        changes[1],
+        ("deactivate".into(), "client".into(), Some(by_client))
+    );
+    assert_eq!(changes[2].1, "admin");
+    let bound: Vec<(String, String, Vec<u8>, Option<Uuid>)> = sqlx::query_as(
+        "SELECT idempotency_key, kind, fingerprint_hash, from_device_id FROM idempotent_requests",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        bound,
+        vec![(
+            "kept".into(),
+            "transfer".into(),
+            machine(1).hash().0.to_vec(),
+            Some(transferred)
+        )]
+    );
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use latchkey_shared::fingerprint::Fingerprint;
+use latchkey_shared::fingerprint::{DeviceDigest, Fingerprint};
 use latchkey_shared::key::ENTROPY_BYTES;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
@@ -42,7 +42,7 @@ fn key(n: u64) -> LicenseKey {
     LicenseKey::from_entropy(entropy)
 }
 
-fn device(n: u64) -> [u8; 24] {
+fn device(n: u64) -> [u8; DeviceDigest::BYTES] {
     let mac = splitmix(n).to_le_bytes();
     Fingerprint {
         system_uuid: Some(Uuid::from_u64_pair(splitmix(n + 1), splitmix(n + 2)).to_string()),

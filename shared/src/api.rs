@@ -49,6 +49,9 @@ pub enum ErrorCode {
     FingerprintMismatch,
     DeviceLimitReached,
     DeviceNotFound,
+    /// The license's client seat changes (deactivations, transfers) for the
+    /// window are used up; the message says when the next is possible.
+    SeatChangeLimitReached,
     SessionLimitReached,
     SessionActiveElsewhere,
     SessionNotFound,
@@ -100,7 +103,7 @@ pub struct ErrorBody {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 37] = [
         Self::InvalidRequest,
         Self::InvalidLicenseKey,
         Self::PayloadTooLarge,
@@ -119,6 +122,7 @@ impl ErrorCode {
         Self::FingerprintMismatch,
         Self::DeviceLimitReached,
         Self::DeviceNotFound,
+        Self::SeatChangeLimitReached,
         Self::SessionLimitReached,
         Self::SessionActiveElsewhere,
         Self::SessionNotFound,
@@ -159,6 +163,7 @@ impl ErrorCode {
             Self::FingerprintMismatch => "FINGERPRINT_MISMATCH",
             Self::DeviceLimitReached => "DEVICE_LIMIT_REACHED",
             Self::DeviceNotFound => "DEVICE_NOT_FOUND",
+            Self::SeatChangeLimitReached => "SEAT_CHANGE_LIMIT_REACHED",
             Self::SessionLimitReached => "SESSION_LIMIT_REACHED",
             Self::SessionActiveElsewhere => "SESSION_ACTIVE_ELSEWHERE",
             Self::SessionNotFound => "SESSION_NOT_FOUND",
@@ -219,6 +224,7 @@ impl ErrorCode {
             | Self::UsageLimitReached
             | Self::FingerprintMismatch
             | Self::DeviceLimitReached
+            | Self::SeatChangeLimitReached
             | Self::SessionLimitReached
             | Self::SessionExpired
             | Self::SessionRevoked
@@ -556,6 +562,17 @@ mod tests {
         assert_eq!(ErrorCode::RateLimited.http_status(), 429);
         assert!(ErrorCode::ControlUnavailable.retryable());
         assert!(!ErrorCode::DeviceLimitReached.retryable());
+        // Days away, not a retry away: a client must not loop on it.
+        assert_eq!(ErrorCode::SeatChangeLimitReached.http_status(), 403);
+        assert!(!ErrorCode::SeatChangeLimitReached.retryable());
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let names: std::collections::HashSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        assert!(names.contains("SEAT_CHANGE_LIMIT_REACHED"));
     }
 
     #[test]

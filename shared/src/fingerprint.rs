@@ -1,35 +1,52 @@
 //! Hardware fingerprints: which machine a license is activated on.
 //!
-//! A client reports its components (system UUID, CPU id, MAC addresses and any
-//! extra named components). [`Fingerprint::canonicalize`] fixes case,
-//! separators and order so that the same machine always gives the same
-//! [`FingerprintHash`], the device's identity in control.
+//! A client reports its components (system UUID, a vendor-supplied machine
+//! id, CPU id, MAC addresses and any extra named components).
+//! [`Fingerprint::canonicalize`] fixes case, separators and order so that the
+//! same machine always gives the same [`FingerprintHash`], the device's
+//! identity in control.
 //!
 //! # The matching rule
 //!
 //! Machines change: a network card is replaced, a CPU is upgraded, a VM gets
-//! a new SMBIOS UUID. Four *signals* are compared between a stored device and
+//! a new SMBIOS UUID. Five *signals* are compared between a stored device and
 //! the machine asking:
 //!
-//! * `system_uuid` — equal or not;
-//! * `cpu_id` — equal or not;
+//! * `system_uuid` — equal or not (**strong**);
+//! * `machine_id` — equal or not (**strong**): what the operating system or
+//!   the vendor's own code names the installation by (`/etc/machine-id`,
+//!   Windows `MachineGuid`, …);
+//! * `cpu_id` — equal or not; weak: CPU ids repeat across every machine of
+//!   one model;
 //! * `network` — the two MAC sets share at least one address (so adding or
-//!   replacing one NIC of several still agrees);
+//!   replacing one NIC of several still agrees); weak: virtual adapters share
+//!   well-known addresses;
 //! * `extra` — all extra components taken together, equal or not.
 //!
-//! A signal counts only when both sides report it. Then:
+//! A signal is compared when the stored device has it. A signal the stored
+//! device has and the machine asking leaves out counts as *changed*:
+//! leaving components out never makes a machine look more like a device.
+//! A signal only the machine asking reports is neither agreed nor changed.
+//! Then:
 //!
 //! * **Exact**: every component is the same.
-//! * **Same machine** ([`MatchVerdict::Changed`]): at least two signals agree
-//!   and at most one disagrees. The verdict names which agreed and which
-//!   changed. A lone agreeing signal never identifies a machine: CPU ids
-//!   repeat across every machine of one model.
+//! * **Same machine** ([`MatchVerdict::Changed`]): at least two signals
+//!   agree, at least one of them strong, and at most one is changed. The
+//!   verdict names which agreed and which changed. Weak signals alone never
+//!   identify a machine, however many agree.
 //! * **Different** otherwise.
 //!
-//! Known limit: two clones of one VM image that keep the SMBIOS UUID and the
-//! CPU id but differ in MAC look like one machine whose NIC changed.
+//! So a machine that reports neither a system UUID nor a machine id is only
+//! ever recognised exactly. When a device is recognised under a changed
+//! fingerprint, control replaces its stored digest only with one that
+//! reports every signal the stored one did ([`DeviceDigest::covers`]): a
+//! partial fingerprint never weakens what later machines are compared with.
 //!
-//! Edges hold only a [`DeviceDigest`] per activated device (24 bytes of
+//! Known limit: two clones of one VM image that keep the SMBIOS UUID, the
+//! machine id and the CPU id but differ in MAC look like one machine whose
+//! NIC changed.
+//!
+//! Edges hold only a [`DeviceDigest`] per activated device (28 bytes of
 //! truncated component hashes), enough to apply the rule without knowing the
 //! components themselves.
 
@@ -48,6 +65,9 @@ pub const MAX_EXTRA: usize = 8;
 pub const MAX_VALUE_LEN: usize = 256;
 /// MAC hashes a [`DeviceDigest`] keeps: the lowest three canonical MACs.
 pub const DIGEST_MACS: usize = 3;
+/// Shortest machine id, in bytes after trimming: a strong signal must tell
+/// machines apart, and shorter values are placeholders in practice.
+pub const MIN_MACHINE_ID_LEN: usize = 16;
 
 const FINGERPRINT_CONTEXT: &str = "latchkey 2026-11 fingerprint v1";
 const COMPONENT_CONTEXT: &str = "latchkey 2026-11 fingerprint component v1";
@@ -60,6 +80,10 @@ pub struct Fingerprint {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::SystemUuid>))]
     pub system_uuid: Option<String>,
+    /// A machine id the operating system or the vendor supplies
+    /// (`/etc/machine-id`, Windows `MachineGuid`, ...), 16 to 256 bytes.
+    #[serde(default)]
+    pub machine_id: Option<String>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::ComponentText>))]
     pub cpu_id: Option<String>,
@@ -88,6 +112,10 @@ pub struct FingerprintError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CanonicalFingerprint {
     pub system_uuid: Option<String>,
+    /// Absent from the stored form when not reported, so components stored
+    /// before machine ids existed read back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
     pub cpu_id: Option<String>,
     pub macs: Vec<String>,
     pub extra: BTreeMap<String, String>,
@@ -98,14 +126,17 @@ pub struct CanonicalFingerprint {
 pub struct FingerprintHash(pub [u8; 32]);
 
 /// Truncated hashes of each component: what an edge keeps per device.
-/// `0` means "not reported". Byte layout: system UUID, CPU id, extra, then
-/// up to three MACs, each a little-endian `u32`.
+/// `0` means "not reported". Byte layout: system UUID, CPU id, extra, up to
+/// three MACs, then the machine id, each a little-endian `u32`. The machine
+/// id came last (format 2): a format-1 digest is this one's first 24 bytes,
+/// with no machine id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct DeviceDigest {
     pub system_uuid: u32,
     pub cpu_id: u32,
     pub extra: u32,
     pub macs: [u32; DIGEST_MACS],
+    pub machine_id: u32,
 }
 
 /// A fingerprint's component hashes, computed once: comparing with each of
@@ -123,9 +154,18 @@ pub struct Matcher {
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     SystemUuid,
+    MachineId,
     CpuId,
     Network,
     Extra,
+}
+
+impl Signal {
+    /// Whether the signal tells one machine from another by itself: only
+    /// these may make a changed fingerprint the same machine.
+    pub fn is_strong(self) -> bool {
+        matches!(self, Self::SystemUuid | Self::MachineId)
+    }
 }
 
 /// The outcome of comparing a stored device with the machine asking.
@@ -135,8 +175,9 @@ pub enum Signal {
 pub enum MatchVerdict {
     Exact,
     /// The same machine, changed: `changed` names the one signal that
-    /// disagrees, or is `None` when the difference agrees on every signal
-    /// (a network card added to those already there).
+    /// disagrees or is no longer reported, or is `None` when the difference
+    /// agrees on every signal the device had (a network card added to those
+    /// already there, a component reported for the first time).
     Changed {
         agreed: Vec<Signal>,
         changed: Option<Signal>,
@@ -158,6 +199,21 @@ impl Fingerprint {
             .map(|u| canonical_hex(u, 32, "fingerprint.system_uuid", "expected a UUID"))
             .transpose()?
             .filter(|u| !is_placeholder_hex(u));
+        let machine_id = self
+            .machine_id
+            .as_deref()
+            .map(|m| canonical_text(m, "fingerprint.machine_id"))
+            .transpose()?
+            .filter(|m| !is_placeholder_text(m));
+        if machine_id
+            .as_ref()
+            .is_some_and(|m| m.len() < MIN_MACHINE_ID_LEN)
+        {
+            return Err(error(
+                "fingerprint.machine_id",
+                "shorter than 16 bytes: not a machine id",
+            ));
+        }
         let cpu_id = self
             .cpu_id
             .as_deref()
@@ -210,6 +266,7 @@ impl Fingerprint {
         }
         let canonical = CanonicalFingerprint {
             system_uuid,
+            machine_id,
             cpu_id,
             macs,
             extra,
@@ -232,6 +289,11 @@ impl CanonicalFingerprint {
         };
         field(b"u", self.system_uuid.as_deref().unwrap_or(""));
         field(b"c", self.cpu_id.as_deref().unwrap_or(""));
+        // Only when reported: a fingerprint without one hashes as it did
+        // before machine ids existed, so stored devices keep their identity.
+        if let Some(machine_id) = &self.machine_id {
+            field(b"i", machine_id);
+        }
         for mac in &self.macs {
             field(b"m", mac);
         }
@@ -273,6 +335,10 @@ impl CanonicalFingerprint {
                 .map_or(0, |c| component_hash("cpu", c)),
             extra: self.extra_hash(),
             macs,
+            machine_id: self
+                .machine_id
+                .as_deref()
+                .map_or(0, |m| component_hash("machine", m)),
         };
         Matcher { digest, mac_hashes }
     }
@@ -291,6 +357,7 @@ impl CanonicalFingerprint {
 
     fn signal_count(&self) -> usize {
         usize::from(self.system_uuid.is_some())
+            + usize::from(self.machine_id.is_some())
             + usize::from(self.cpu_id.is_some())
             + usize::from(!self.macs.is_empty())
             + usize::from(!self.extra.is_empty())
@@ -308,10 +375,11 @@ impl Matcher {
         if mine == *stored {
             return MatchVerdict::Exact;
         }
-        let mut agreed = Vec::with_capacity(4);
-        let mut changed = Vec::with_capacity(4);
+        let mut agreed = Vec::with_capacity(5);
+        let mut changed = Vec::with_capacity(5);
+        // Compared when the device has it; left out counts as changed.
         let mut signal = |signal: Signal, a: u32, b: u32| {
-            if a != 0 && b != 0 {
+            if b != 0 {
                 if a == b {
                     agreed.push(signal)
                 } else {
@@ -320,11 +388,12 @@ impl Matcher {
             }
         };
         signal(Signal::SystemUuid, mine.system_uuid, stored.system_uuid);
+        signal(Signal::MachineId, mine.machine_id, stored.machine_id);
         signal(Signal::CpuId, mine.cpu_id, stored.cpu_id);
         signal(Signal::Extra, mine.extra, stored.extra);
         // The network signal compares every MAC the machine reports with the
         // (up to three) the device kept.
-        if !self.mac_hashes.is_empty() && stored.macs[0] != 0 {
+        if stored.macs[0] != 0 {
             let overlap = self.mac_hashes.iter().any(|h| stored.macs.contains(h));
             if overlap {
                 agreed.push(Signal::Network)
@@ -332,12 +401,13 @@ impl Matcher {
                 changed.push(Signal::Network)
             }
         }
+        let recognised = agreed.len() >= 2 && agreed.iter().any(|s| s.is_strong());
         match changed.as_slice() {
-            [] if agreed.len() >= 2 => MatchVerdict::Changed {
+            [] if recognised => MatchVerdict::Changed {
                 agreed,
                 changed: None,
             },
-            [one] if agreed.len() >= 2 => MatchVerdict::Changed {
+            [one] if recognised => MatchVerdict::Changed {
                 agreed,
                 changed: Some(*one),
             },
@@ -349,7 +419,29 @@ impl Matcher {
 crate::digest::hex_digest!(FingerprintHash);
 
 impl DeviceDigest {
-    pub const BYTES: usize = 24;
+    pub const BYTES: usize = 28;
+
+    /// The signals this digest reports, in the rule's order.
+    pub fn signals(&self) -> Vec<Signal> {
+        [
+            (Signal::SystemUuid, self.system_uuid),
+            (Signal::MachineId, self.machine_id),
+            (Signal::CpuId, self.cpu_id),
+            (Signal::Extra, self.extra),
+            (Signal::Network, self.macs[0]),
+        ]
+        .into_iter()
+        .filter(|(_, hash)| *hash != 0)
+        .map(|(signal, _)| signal)
+        .collect()
+    }
+
+    /// Whether this digest reports every signal `stored` does: only then may
+    /// it replace `stored` (a partial fingerprint must not weaken a device).
+    pub fn covers(&self, stored: &DeviceDigest) -> bool {
+        let mine = self.signals();
+        stored.signals().iter().all(|s| mine.contains(s))
+    }
 
     pub fn to_bytes(&self) -> [u8; Self::BYTES] {
         let mut out = [0u8; Self::BYTES];
@@ -360,6 +452,7 @@ impl DeviceDigest {
             self.macs[0],
             self.macs[1],
             self.macs[2],
+            self.machine_id,
         ];
         for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
             chunk.copy_from_slice(&word.to_le_bytes());
@@ -375,6 +468,7 @@ impl DeviceDigest {
             cpu_id: word(4),
             extra: word(8),
             macs: [word(12), word(16), word(20)],
+            machine_id: word(24),
         }
     }
 }
@@ -447,6 +541,13 @@ fn is_placeholder_hex(hex: &str) -> bool {
     hex.bytes().all(|b| b == b'0') || hex.bytes().all(|b| b == b'f')
 }
 
+/// Empty, or a placeholder once separators are left out
+/// (`00000000-0000-0000-0000-000000000000`).
+fn is_placeholder_text(text: &str) -> bool {
+    let compact: String = text.chars().filter(char::is_ascii_alphanumeric).collect();
+    compact.is_empty() || is_placeholder_hex(&compact)
+}
+
 fn error(field: &str, reason: &'static str) -> FingerprintError {
     FingerprintError {
         field: field.to_owned(),
@@ -470,8 +571,14 @@ mod tests {
             system_uuid: Some("4C4C4544-0042-3510-8052-B4C04F384D32".into()),
             cpu_id: Some("BFEBFBFF000906EA".into()),
             macs: vec!["00:1A:2B:3C:4D:5E".into(), "a4-5e-60-c1-22-01".into()],
-            extra: BTreeMap::new(),
+            ..Fingerprint::default()
         }
+    }
+
+    fn verdict(now: &Fingerprint, stored: &Fingerprint) -> MatchVerdict {
+        now.canonicalize()
+            .unwrap()
+            .compare(&stored.canonicalize().unwrap().digest())
     }
 
     #[test]
@@ -545,6 +652,159 @@ mod tests {
         assert_eq!(
             cpu_only.canonicalize().unwrap().compare(&stored),
             MatchVerdict::Different
+        );
+    }
+
+    #[test]
+    fn a_cpu_id_and_a_shared_mac_are_not_a_machine() {
+        // Two signals agree, but both are weak: a CPU model and a MAC
+        // (virtual adapters share them) say nothing about which machine.
+        let other = Fingerprint {
+            system_uuid: Some("00000000-1111-2222-3333-444444444444".into()),
+            ..machine()
+        };
+        assert_eq!(verdict(&other, &machine()), MatchVerdict::Different);
+        let weak = Fingerprint {
+            system_uuid: None,
+            ..machine()
+        };
+        assert_eq!(verdict(&weak, &machine()), MatchVerdict::Different);
+    }
+
+    #[test]
+    fn a_left_out_component_counts_as_changed() {
+        let stored = Fingerprint {
+            machine_id: Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a".into()),
+            ..machine()
+        };
+        // Leaving out the MACs is one change: still the machine.
+        let no_macs = Fingerprint {
+            macs: vec![],
+            ..stored.clone()
+        };
+        assert_eq!(
+            verdict(&no_macs, &stored),
+            MatchVerdict::Changed {
+                agreed: vec![Signal::SystemUuid, Signal::MachineId, Signal::CpuId],
+                changed: Some(Signal::Network)
+            }
+        );
+        // A system UUID and a CPU id alone, the rest left out: two changes.
+        let partial = Fingerprint {
+            system_uuid: stored.system_uuid.clone(),
+            cpu_id: stored.cpu_id.clone(),
+            ..Fingerprint::default()
+        };
+        assert_eq!(verdict(&partial, &stored), MatchVerdict::Different);
+    }
+
+    #[test]
+    fn a_machine_id_recognises_a_machine_whose_uuid_changed() {
+        let stored = Fingerprint {
+            machine_id: Some("{7F2C1E0A-9B8D-4C3F-8E2A-1B0C9D8E7F6A}".into()),
+            ..machine()
+        };
+        let moved_vm = Fingerprint {
+            system_uuid: Some("00000000-1111-2222-3333-444444444444".into()),
+            ..stored.clone()
+        };
+        assert_eq!(
+            verdict(&moved_vm, &stored),
+            MatchVerdict::Changed {
+                agreed: vec![Signal::MachineId, Signal::CpuId, Signal::Network],
+                changed: Some(Signal::SystemUuid)
+            }
+        );
+        // Without the machine id, a new UUID is a new machine.
+        let without = Fingerprint {
+            machine_id: None,
+            ..moved_vm
+        };
+        assert_eq!(verdict(&without, &machine()), MatchVerdict::Different);
+    }
+
+    #[test]
+    fn machine_ids_are_checked() {
+        let short = Fingerprint {
+            machine_id: Some("abc123".into()),
+            ..machine()
+        };
+        assert_eq!(
+            short.canonicalize().unwrap_err().field,
+            "fingerprint.machine_id"
+        );
+        let placeholder = Fingerprint {
+            machine_id: Some("00000000-0000-0000-0000-000000000000".into()),
+            ..machine()
+        };
+        assert_eq!(placeholder.canonicalize().unwrap().machine_id, None);
+        let styled = Fingerprint {
+            machine_id: Some("  7F2C1E0A9B8D4C3F8E2A1B0C9D8E7F6A ".into()),
+            ..machine()
+        };
+        assert_eq!(
+            styled.canonicalize().unwrap().machine_id.as_deref(),
+            Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a")
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_without_machine_id_hashes_as_before() {
+        // The encoding of format 1, written out: stored devices keep their
+        // identity now that fingerprints may carry a machine id.
+        let canonical = machine().canonicalize().unwrap();
+        let mut bytes = Vec::new();
+        let mut field = |tag: &[u8], value: &str| {
+            bytes.extend_from_slice(tag);
+            bytes.extend_from_slice(&(value.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(value.as_bytes());
+        };
+        field(b"u", "4c4c4544004235108052b4c04f384d32");
+        field(b"c", "bfebfbff000906ea");
+        field(b"m", "001a2b3c4d5e");
+        field(b"m", "a45e60c12201");
+        let expected = blake3::derive_key(FINGERPRINT_CONTEXT, &bytes);
+        assert_eq!(canonical.hash().0, expected);
+        // And a format-1 digest is the first 24 bytes, machine id zero.
+        let digest = canonical.digest().to_bytes();
+        assert_eq!(digest[24..], [0; 4]);
+        let with_id = Fingerprint {
+            machine_id: Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a".into()),
+            ..machine()
+        }
+        .canonicalize()
+        .unwrap();
+        assert_ne!(with_id.hash(), canonical.hash());
+        assert_eq!(with_id.digest().to_bytes()[..24], digest[..24]);
+        // The stored form of an old device reads back as it was.
+        let stored = serde_json::to_value(&canonical).unwrap();
+        assert!(stored.get("machine_id").is_none(), "{stored}");
+    }
+
+    #[test]
+    fn only_a_digest_reporting_every_signal_may_replace_one() {
+        let full = machine().canonicalize().unwrap().digest();
+        let no_uuid = Fingerprint {
+            system_uuid: None,
+            ..machine()
+        }
+        .canonicalize()
+        .unwrap()
+        .digest();
+        let more = Fingerprint {
+            machine_id: Some("7f2c1e0a9b8d4c3f8e2a1b0c9d8e7f6a".into()),
+            ..machine()
+        }
+        .canonicalize()
+        .unwrap()
+        .digest();
+        assert!(full.covers(&full));
+        assert!(more.covers(&full));
+        assert!(!full.covers(&more));
+        assert!(!no_uuid.covers(&full));
+        assert_eq!(
+            full.signals(),
+            vec![Signal::SystemUuid, Signal::CpuId, Signal::Network]
         );
     }
 

@@ -8,9 +8,9 @@ use common::{NOW, arb_entry, entry_for, signer, trusted};
 use latchkey_shared::LicenseKey;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
-    ChannelRelease, DeltaBody, EdgeConfig, FeatureFlag, LicenseEntry, LicenseStatus, OpenError,
-    Opened, Product, RevokedSession, SealParams, SnapshotBuffer, SnapshotBuilder, SnapshotKind,
-    SnapshotState, open, seal,
+    ChannelRelease, DeltaBody, EdgeConfig, FORMAT_VERSION, FeatureFlag, LicenseEntry,
+    LicenseStatus, OpenError, Opened, Product, RevokedSession, SealParams, SnapshotBuffer,
+    SnapshotBuilder, SnapshotKind, SnapshotState, open, seal,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -239,12 +239,16 @@ fn each_rule_has_its_own_error() {
         OpenError::BadMagic
     );
 
-    let mut future_format = reopen();
-    future_format[8] = 2;
-    assert_eq!(
-        open(buf(&future_format), &trusted(), None, NOW).unwrap_err(),
-        OpenError::UnsupportedFormat(2)
-    );
+    // Format 1 had 24-byte device digests (no machine id): refused, not
+    // misread; so is a format from the future.
+    for version in [1, FORMAT_VERSION + 1] {
+        let mut other_format = reopen();
+        other_format[8..10].copy_from_slice(&version.to_le_bytes());
+        assert_eq!(
+            open(buf(&other_format), &trusted(), None, NOW).unwrap_err(),
+            OpenError::UnsupportedFormat(version)
+        );
+    }
 }
 
 #[test]

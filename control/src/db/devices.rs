@@ -2,7 +2,17 @@
 //!
 //! Every decision about a license's seats is taken with the license row
 //! locked (`SELECT … FOR UPDATE`), so concurrent activations of one license
-//! run one after another and the device limit is exact.
+//! run one after another and the device limit is exact. So is the seat
+//! change limit: a client may deactivate or transfer at most
+//! `seat_change_limit` times per `seat_change_window_secs`, counted in
+//! `device_transfers` (which records every seat change, a client's or an
+//! admin's); an admin freeing a seat by id is never limited. A lease is
+//! refreshed under the same lock, so a seat released in a transaction that
+//! has not committed yet cannot be refreshed either.
+//!
+//! An idempotency key replays its first answer only for the same request
+//! (call, machine, source device), only while the license is usable and the
+//! seat the answer names is still held.
 
 use std::net::IpAddr;
 
@@ -56,6 +66,43 @@ pub struct SeatRequest {
     pub app_version: Option<String>,
     pub ip: Option<IpAddr>,
     pub idempotency_key: Option<String>,
+}
+
+/// Which call an idempotency key was first used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeatCall {
+    Activate,
+    Transfer { from_device: Uuid },
+}
+
+impl SeatCall {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Activate => "activate",
+            Self::Transfer { .. } => "transfer",
+        }
+    }
+
+    fn source_device(self) -> Option<Uuid> {
+        match self {
+            Self::Activate => None,
+            Self::Transfer { from_device } => Some(from_device),
+        }
+    }
+}
+
+/// A seat change, as `device_transfers` records it.
+#[derive(Debug, Clone, Copy)]
+enum SeatChange {
+    Deactivate { device: Uuid, by: Initiator },
+    Transfer { from: Uuid, to: Uuid },
+}
+
+/// Who asked for a seat change: only a client's count against the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Initiator {
+    Client,
+    Admin,
 }
 
 /// How leases are signed and how long they last when the license does not say.
@@ -115,7 +162,7 @@ pub async fn activate(
     let now = OffsetDateTime::now_utc();
     let mut tx = pool.begin().await?;
     let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
-    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+    if let Some(answer) = replayed(&mut tx, &license, SeatCall::Activate, request, now).await? {
         return Ok(answer);
     }
     check_usable(&license, now)?;
@@ -126,9 +173,19 @@ pub async fn activate(
             touch(&mut tx, device.id, request).await?;
             (device.id, ActivationOutcome::AlreadyActive)
         }
-        Some((device, _)) => {
+        Some((device, _))
+            if stored_digest(device)
+                .is_some_and(|stored| request.fingerprint.digest().covers(&stored)) =>
+        {
             update_fingerprint(&mut tx, device.id, request).await?;
             (device.id, ActivationOutcome::Updated)
+        }
+        Some((device, _)) => {
+            // The machine, reporting less than its device holds: the
+            // stored digest stays, or later machines would be compared
+            // with the weaker one.
+            touch(&mut tx, device.id, request).await?;
+            (device.id, ActivationOutcome::AlreadyActive)
         }
         None => {
             if devices.len() >= license.device_limit as usize {
@@ -159,18 +216,12 @@ pub async fn activate(
             .publish(EntityKind::License, license.id);
         audit::record_change(&mut tx, ctx, change).await?;
     }
-    remember(
-        &mut tx,
-        license.id,
-        request.idempotency_key.as_deref(),
-        &answer,
-    )
-    .await?;
+    remember(&mut tx, license.id, SeatCall::Activate, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
 
-/// Frees the seat the machine holds.
+/// Frees the seat the machine holds: a seat change, under the license's limit.
 pub async fn deactivate(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -187,7 +238,17 @@ pub async fn deactivate(
         )
     })?;
     let device_id = device.id;
+    check_seat_change(&mut tx, &license).await?;
     release(&mut tx, ctx, &license, device_id, "client").await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Deactivate {
+            device: device_id,
+            by: Initiator::Client,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(DeactivateResponse {
         device_id,
@@ -196,7 +257,7 @@ pub async fn deactivate(
     })
 }
 
-/// An admin frees a seat by device id.
+/// An admin frees a seat by device id: recorded, never limited.
 pub async fn deactivate_by_id(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -210,6 +271,15 @@ pub async fn deactivate_by_id(
         .ok_or(DomainError::NotFound(Entity::Device))?;
     let license = licenses::lock(&mut tx, license_id).await?;
     let device = release(&mut tx, ctx, &license, device_id, "admin").await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Deactivate {
+            device: device_id,
+            by: Initiator::Admin,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(device)
 }
@@ -227,7 +297,8 @@ pub async fn transfer(
     let now = OffsetDateTime::now_utc();
     let mut tx = pool.begin().await?;
     let license = licenses::lock_by_key_hash(&mut tx, &request.key.hash().0).await?;
-    if let Some(answer) = replayed(&mut tx, license.id, request.idempotency_key.as_deref()).await? {
+    let call = SeatCall::Transfer { from_device };
+    if let Some(answer) = replayed(&mut tx, &license, call, request, now).await? {
         return Ok(answer);
     }
     check_usable(&license, now)?;
@@ -244,14 +315,18 @@ pub async fn transfer(
             "this machine already holds a seat of the license",
         ));
     }
+    check_seat_change(&mut tx, &license).await?;
     release(&mut tx, ctx, &license, from_device, "transfer").await?;
     let device_id = insert_device(&mut tx, license.id, request).await?;
-    sqlx::query("INSERT INTO device_transfers (license_id, from_device_id, to_device_id) VALUES ($1, $2, $3)")
-        .bind(license.id)
-        .bind(from_device)
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?;
+    record_seat_change(
+        &mut tx,
+        license.id,
+        SeatChange::Transfer {
+            from: from_device,
+            to: device_id,
+        },
+    )
+    .await?;
     let change = Change::new("device.transfer", "device", device_id)
         .before(json!({ "device_id": from_device }))
         .after(json!({ "device_id": device_id, "fingerprint": request.fingerprint }));
@@ -265,18 +340,14 @@ pub async fn transfer(
         devices.len() as u32,
         now,
     )?;
-    remember(
-        &mut tx,
-        license.id,
-        request.idempotency_key.as_deref(),
-        &answer,
-    )
-    .await?;
+    remember(&mut tx, license.id, call, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
 
-/// A fresh offline lease for a machine that holds a seat.
+/// A fresh offline lease for a machine that holds a seat. Decided under the
+/// license row lock, like the release of a seat: a deactivation or transfer
+/// in flight is either seen committed (no lease) or waits for this one.
 pub async fn refresh_lease(
     pool: &PgPool,
     issuer: &LeaseIssuer,
@@ -284,10 +355,10 @@ pub async fn refresh_lease(
     fingerprint: &CanonicalFingerprint,
 ) -> DomainResult<LeaseResponse> {
     let now = OffsetDateTime::now_utc();
-    let mut conn = pool.acquire().await?;
-    let license: License = licenses::find_by_key_hash(&mut conn, &key.hash().0).await?;
+    let mut tx = pool.begin().await?;
+    let license: License = licenses::lock_by_key_hash(&mut tx, &key.hash().0).await?;
     check_usable(&license, now)?;
-    let devices = active_devices(&mut conn, license.id).await?;
+    let devices = active_devices(&mut tx, license.id).await?;
     let (device, _) = find_device(&devices, fingerprint).ok_or_else(|| {
         DomainError::refused(
             ErrorCode::FingerprintMismatch,
@@ -296,8 +367,9 @@ pub async fn refresh_lease(
     })?;
     sqlx::query("UPDATE devices SET last_seen_at = now() WHERE id = $1")
         .bind(device.id)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     let lease = lease_for(issuer, &license, key, fingerprint, now);
     Ok(LeaseResponse {
         valid_until: lease.valid_until,
@@ -343,10 +415,14 @@ pub(crate) fn find_device<'a>(
     }
     let matcher = fingerprint.matcher();
     devices.iter().find_map(|device| {
-        let digest: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
-        let verdict = matcher.compare(&DeviceDigest::from_bytes(&digest));
+        let verdict = matcher.compare(&stored_digest(device)?);
         verdict.is_same_machine().then_some((device, verdict))
     })
+}
+
+fn stored_digest(device: &Device) -> Option<DeviceDigest> {
+    let bytes: [u8; DeviceDigest::BYTES] = device.digest.as_slice().try_into().ok()?;
+    Some(DeviceDigest::from_bytes(&bytes))
 }
 
 fn validate(request: &SeatRequest) -> DomainResult<()> {
@@ -504,42 +580,148 @@ async fn release(
     Ok(device)
 }
 
-/// The answer an earlier call with this idempotency key got, if any.
-async fn replayed(
+/// Refuses a client's seat change when the license's window is used up.
+/// Called with the license row locked: the count cannot change under it.
+async fn check_seat_change(conn: &mut PgConnection, license: &License) -> DomainResult<()> {
+    let window = f64::from(license.seat_change_window_secs);
+    // The change the window frees next: the limit-th most recent one.
+    let (used, next_at): (i64, Option<OffsetDateTime>) = sqlx::query_as(
+        "SELECT count(*), (array_agg(at ORDER BY at DESC))[$3] + make_interval(secs => $2)
+           FROM device_transfers
+          WHERE license_id = $1 AND initiated_by = 'client' AND at > now() - make_interval(secs => $2)",
+    )
+    .bind(license.id)
+    .bind(window)
+    .bind(license.seat_change_limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    if used < i64::from(license.seat_change_limit) {
+        return Ok(());
+    }
+    let message = match next_at {
+        _ if license.seat_change_limit == 0 => {
+            "this license's seats are freed or moved by an administrator only".to_owned()
+        }
+        Some(next) => format!(
+            "this license allows {} seat changes in {} days; the next is possible at {}",
+            license.seat_change_limit,
+            license.seat_change_window_secs / 86_400,
+            next.format(&time::format_description::well_known::Rfc3339)
+                .map_err(|e| DomainError::Internal(e.to_string()))?,
+        ),
+        None => format!(
+            "this license allows {} seat changes in {} days",
+            license.seat_change_limit,
+            license.seat_change_window_secs / 86_400,
+        ),
+    };
+    Err(DomainError::refused(
+        ErrorCode::SeatChangeLimitReached,
+        message,
+    ))
+}
+
+async fn record_seat_change(
     conn: &mut PgConnection,
     license_id: Uuid,
-    idempotency_key: Option<&str>,
-) -> DomainResult<Option<ActivateResponse>> {
-    let Some(idempotency_key) = idempotency_key else {
-        return Ok(None);
+    change: SeatChange,
+) -> DomainResult<()> {
+    let (kind, by, from, to) = match change {
+        SeatChange::Deactivate { device, by } => ("deactivate", by, device, None),
+        SeatChange::Transfer { from, to } => ("transfer", Initiator::Client, from, Some(to)),
     };
-    let stored: Option<serde_json::Value> = sqlx::query_scalar(
-        "SELECT response FROM idempotent_requests WHERE license_id = $1 AND idempotency_key = $2",
+    let by = match by {
+        Initiator::Client => "client",
+        Initiator::Admin => "admin",
+    };
+    sqlx::query(
+        "INSERT INTO device_transfers (license_id, from_device_id, to_device_id, kind, initiated_by)
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(license_id)
-    .bind(idempotency_key)
-    .fetch_optional(conn)
+    .bind(from)
+    .bind(to)
+    .bind(kind)
+    .bind(by)
+    .execute(conn)
     .await?;
-    stored
-        .map(|value| {
-            serde_json::from_value(value).map_err(|e| DomainError::Internal(e.to_string()))
-        })
-        .transpose()
+    Ok(())
+}
+
+/// The answer an earlier call with this idempotency key got, if it may be
+/// given again: the key came with this same request, the license may still
+/// be used, and the seat the answer names is still held. A key that came
+/// with another request, or whose seat was released since, is a conflict.
+async fn replayed(
+    conn: &mut PgConnection,
+    license: &License,
+    call: SeatCall,
+    request: &SeatRequest,
+    now: OffsetDateTime,
+) -> DomainResult<Option<ActivateResponse>> {
+    let Some(idempotency_key) = request.idempotency_key.as_deref() else {
+        return Ok(None);
+    };
+    let stored: Option<(String, Vec<u8>, Option<Uuid>, serde_json::Value)> = sqlx::query_as(
+        "SELECT kind, fingerprint_hash, from_device_id, response FROM idempotent_requests
+          WHERE license_id = $1 AND idempotency_key = $2",
+    )
+    .bind(license.id)
+    .bind(idempotency_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((kind, fingerprint_hash, from_device, response)) = stored else {
+        return Ok(None);
+    };
+    if kind != call.kind()
+        || from_device != call.source_device()
+        || fingerprint_hash != request.fingerprint.hash().0
+    {
+        return Err(DomainError::conflict(
+            "idempotency_key",
+            "this idempotency key was used with a different request",
+        ));
+    }
+    check_usable(license, now)?;
+    let answer: ActivateResponse =
+        serde_json::from_value(response).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1 AND license_id = $2 AND status = 'active')",
+    )
+    .bind(answer.device_id)
+    .bind(license.id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !held {
+        return Err(DomainError::conflict(
+            "idempotency_key",
+            "the seat this idempotency key took has been released since; use a new key",
+        ));
+    }
+    Ok(Some(answer))
 }
 
 async fn remember(
     conn: &mut PgConnection,
     license_id: Uuid,
-    idempotency_key: Option<&str>,
+    call: SeatCall,
+    request: &SeatRequest,
     answer: &ActivateResponse,
 ) -> DomainResult<()> {
-    if let Some(idempotency_key) = idempotency_key {
-        sqlx::query("INSERT INTO idempotent_requests (license_id, idempotency_key, response) VALUES ($1, $2, $3)")
-            .bind(license_id)
-            .bind(idempotency_key)
-            .bind(json!(answer))
-            .execute(conn)
-            .await?;
+    if let Some(idempotency_key) = request.idempotency_key.as_deref() {
+        sqlx::query(
+            "INSERT INTO idempotent_requests (license_id, idempotency_key, kind, fingerprint_hash, from_device_id,
+                                              response)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(license_id)
+        .bind(idempotency_key)
+        .bind(call.kind())
+        .bind(&request.fingerprint.hash().0[..])
+        .bind(call.source_device())
+        .bind(json!(answer))
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }

@@ -23,6 +23,13 @@ use crate::secrets::Secrets;
 /// Largest batch one call may create.
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_DEVICE_LIMIT: i32 = 1_000_000;
+/// Seat changes (deactivations, transfers) a client may make per window
+/// unless the license says otherwise; the migration's column default too.
+pub const DEFAULT_SEAT_CHANGE_LIMIT: i32 = 3;
+pub const DEFAULT_SEAT_CHANGE_WINDOW_SECS: i32 = 30 * 86_400;
+pub const MAX_SEAT_CHANGE_LIMIT: i32 = 10_000;
+pub const MIN_SEAT_CHANGE_WINDOW_SECS: i32 = 3_600;
+pub const MAX_SEAT_CHANGE_WINDOW_SECS: i32 = 365 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct License {
@@ -44,6 +51,10 @@ pub struct License {
     pub session_limit: i32,
     pub allow_session_takeover: bool,
     pub grace_period_secs: Option<i32>,
+    /// Seat changes a client may make (deactivate, transfer) within
+    /// `seat_change_window_secs`; 0: only an admin may free a seat.
+    pub seat_change_limit: i32,
+    pub seat_change_window_secs: i32,
     pub features: Vec<String>,
     pub usage_limits: Value,
     pub usage_exhausted: bool,
@@ -85,6 +96,12 @@ pub struct NewLicense {
     pub allow_session_takeover: bool,
     #[serde(default)]
     pub grace_period_secs: Option<i32>,
+    /// Seat changes a client may make per window (0: admins only); 3 unless given.
+    #[serde(default = "default_seat_change_limit")]
+    pub seat_change_limit: i32,
+    /// The window seat changes are counted in, 1 hour to 1 year; 30 days unless given.
+    #[serde(default = "default_seat_change_window_secs")]
+    pub seat_change_window_secs: i32,
     #[serde(default)]
     pub features: Vec<String>,
     /// Metric name → limit per calendar month.
@@ -115,6 +132,10 @@ pub struct LicensePatch {
     #[serde(default, deserialize_with = "some")]
     pub grace_period_secs: Option<Option<i32>>,
     #[serde(default)]
+    pub seat_change_limit: Option<i32>,
+    #[serde(default)]
+    pub seat_change_window_secs: Option<i32>,
+    #[serde(default)]
     pub features: Option<Vec<String>>,
     #[serde(default)]
     pub usage_limits: Option<BTreeMap<String, u64>>,
@@ -139,8 +160,8 @@ pub struct LicenseFilter {
 }
 
 const COLUMNS: &str = "id, key_prefix, customer_id, product_id, kind, status, valid_from, valid_until, device_limit,
-    session_limit, allow_session_takeover, grace_period_secs, features, usage_limits, usage_exhausted, metadata,
-    batch_id, created_at, updated_at";
+    session_limit, allow_session_takeover, grace_period_secs, seat_change_limit, seat_change_window_secs, features,
+    usage_limits, usage_exhausted, metadata, batch_id, created_at, updated_at";
 
 fn default_kind() -> LicenseKind {
     LicenseKind::Full
@@ -148,6 +169,14 @@ fn default_kind() -> LicenseKind {
 
 fn default_device_limit() -> i32 {
     1
+}
+
+fn default_seat_change_limit() -> i32 {
+    DEFAULT_SEAT_CHANGE_LIMIT
+}
+
+fn default_seat_change_window_secs() -> i32 {
+    DEFAULT_SEAT_CHANGE_WINDOW_SECS
 }
 
 fn empty_object() -> Value {
@@ -171,6 +200,8 @@ impl NewLicense {
         check_device_limit(self.device_limit)?;
         check_session_limit(self.session_limit)?;
         check_grace(self.grace_period_secs)?;
+        check_seat_change_limit(self.seat_change_limit)?;
+        check_seat_change_window(self.seat_change_window_secs)?;
         check_features(&self.features)?;
         check_usage_limits(&self.usage_limits)?;
         if !self.metadata.is_object() {
@@ -193,6 +224,12 @@ impl LicensePatch {
         self.device_limit.map(check_device_limit).transpose()?;
         self.session_limit.map(check_session_limit).transpose()?;
         self.grace_period_secs.map(check_grace).transpose()?;
+        self.seat_change_limit
+            .map(check_seat_change_limit)
+            .transpose()?;
+        self.seat_change_window_secs
+            .map(check_seat_change_window)
+            .transpose()?;
         self.features.as_deref().map(check_features).transpose()?;
         self.usage_limits
             .as_ref()
@@ -230,6 +267,26 @@ fn check_grace(grace: Option<i32>) -> DomainResult<()> {
         return Err(DomainError::invalid(
             "grace_period_secs",
             "must be between 0 and one year",
+        ));
+    }
+    Ok(())
+}
+
+fn check_seat_change_limit(limit: i32) -> DomainResult<()> {
+    if !(0..=MAX_SEAT_CHANGE_LIMIT).contains(&limit) {
+        return Err(DomainError::invalid(
+            "seat_change_limit",
+            "must be between 0 (admins only) and 10000",
+        ));
+    }
+    Ok(())
+}
+
+fn check_seat_change_window(secs: i32) -> DomainResult<()> {
+    if !(MIN_SEAT_CHANGE_WINDOW_SECS..=MAX_SEAT_CHANGE_WINDOW_SECS).contains(&secs) {
+        return Err(DomainError::invalid(
+            "seat_change_window_secs",
+            "must be between one hour and one year",
         ));
     }
     Ok(())
@@ -306,9 +363,9 @@ pub async fn create(
     let licenses: Vec<License> = sqlx::query_as(&format!(
         "INSERT INTO licenses (id, key_hash, key_prefix, key_sealed, customer_id, product_id, kind, valid_from,
                                valid_until, device_limit, session_limit, allow_session_takeover, grace_period_secs,
-                               features, usage_limits, metadata, batch_id)
+                               features, usage_limits, metadata, batch_id, seat_change_limit, seat_change_window_secs)
          SELECT i.id, i.hash, i.prefix, i.sealed, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13, $14, $15,
-                $16, $17
+                $16, $17, $18, $19
            FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::bytea[]) AS i(id, hash, prefix, sealed)
          RETURNING {COLUMNS}"
     ))
@@ -329,6 +386,8 @@ pub async fn create(
     .bind(json!(new.usage_limits))
     .bind(&new.metadata)
     .bind(batch_id)
+    .bind(new.seat_change_limit)
+    .bind(new.seat_change_window_secs)
     .fetch_all(&mut *tx)
     .await?;
     let id_texts: Vec<String> = ids.iter().map(Uuid::to_string).collect();
@@ -457,7 +516,7 @@ pub async fn update(
     let after: License = sqlx::query_as(&format!(
         "UPDATE licenses SET customer_id = $2, kind = $3, valid_until = $4, device_limit = $5, session_limit = $6,
                 allow_session_takeover = $7, grace_period_secs = $8, features = $9, usage_limits = $10,
-                metadata = $11, updated_at = now()
+                metadata = $11, seat_change_limit = $12, seat_change_window_secs = $13, updated_at = now()
           WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -471,6 +530,12 @@ pub async fn update(
     .bind(&features)
     .bind(patch.usage_limits.as_ref().map_or_else(|| before.usage_limits.clone(), |l| json!(l)))
     .bind(patch.metadata.as_ref().unwrap_or(&before.metadata))
+    .bind(patch.seat_change_limit.unwrap_or(before.seat_change_limit))
+    .bind(
+        patch
+            .seat_change_window_secs
+            .unwrap_or(before.seat_change_window_secs),
+    )
     .fetch_one(&mut *tx)
     .await?;
     finish(tx, ctx, "license.update", &before, &after).await?;
@@ -578,20 +643,6 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Lice
         "SELECT {COLUMNS} FROM licenses WHERE id = $1 FOR UPDATE"
     ))
     .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(DomainError::NotFound(Entity::License))
-}
-
-/// The license a key names, unlocked: for reads.
-pub(crate) async fn find_by_key_hash(
-    conn: &mut PgConnection,
-    key_hash: &[u8; 32],
-) -> DomainResult<License> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM licenses WHERE key_hash = $1"
-    ))
-    .bind(&key_hash[..])
     .fetch_optional(conn)
     .await?
     .ok_or(DomainError::NotFound(Entity::License))

@@ -400,6 +400,8 @@ fn is_empty(patch: &LicensePatch) -> bool {
         session_limit,
         allow_session_takeover,
         grace_period_secs,
+        seat_change_limit,
+        seat_change_window_secs,
         features,
         usage_limits,
         metadata,
@@ -411,6 +413,8 @@ fn is_empty(patch: &LicensePatch) -> bool {
         && session_limit.is_none()
         && allow_session_takeover.is_none()
         && grace_period_secs.is_none()
+        && seat_change_limit.is_none()
+        && seat_change_window_secs.is_none()
         && features.is_none()
         && usage_limits.is_none()
         && metadata.is_none()

@@ -6,7 +6,7 @@
 //! | bytes   | field |
 //! |---------|-------|
 //! | 0..8    | magic `LTCHSNAP` |
-//! | 8..10   | format version (1) |
+//! | 8..10   | format version (2) |
 //! | 10      | kind: 1 full, 2 delta |
 //! | 11..16  | reserved, zero |
 //! | 16..24  | signing key id |
@@ -29,7 +29,9 @@ use super::body::{ArchivedDeltaBody, ArchivedFullBody, DeltaBody};
 use crate::signing::{KeyId, SigningKeyPair, TrustedKeys};
 
 pub const MAGIC: &[u8; 8] = b"LTCHSNAP";
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: device digests carry the machine id (28 bytes, were 24). An edge
+/// refuses another format, cached or received, and waits for a full one.
+pub const FORMAT_VERSION: u16 = 2;
 const SIGNED_LEN: usize = 96;
 pub const HEADER_LEN: usize = SIGNED_LEN + 64;
 const KIND_FULL: u8 = 1;

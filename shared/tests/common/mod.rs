@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use latchkey_shared::LicenseKey;
-use latchkey_shared::fingerprint::Fingerprint;
+use latchkey_shared::fingerprint::{DeviceDigest, Fingerprint};
 use latchkey_shared::key::ENTROPY_BYTES;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{LicenseEntry, LicenseKind, LicenseStatus, Policy, UsageLimit};
@@ -20,7 +20,7 @@ pub fn trusted() -> TrustedKeys {
     TrustedKeys::new().with(signer().verifying_key())
 }
 
-pub fn device(seed: u8) -> [u8; 24] {
+pub fn device(seed: u8) -> [u8; DeviceDigest::BYTES] {
     Fingerprint {
         cpu_id: Some(format!("cpu-{seed}")),
         macs: vec![format!("02:00:00:00:00:{seed:02x}")],
@@ -85,7 +85,7 @@ prop_compose! {
         device_limit in any::<u32>(),
         session_limit in any::<u16>(),
         usage_exhausted in any::<bool>(),
-        devices in prop::collection::vec(any::<[u8; 24]>(), 0..4),
+        devices in prop::collection::vec(any::<[u8; DeviceDigest::BYTES]>(), 0..4),
         policy in arb_policy(),
     ) -> LicenseEntry {
         LicenseEntry {
