@@ -1,15 +1,38 @@
 //! Exports of what the admin API and the panel list: one writer per list,
-//! shared by both, so a CSV downloaded from either is the same file.
+//! shared by both, so a file downloaded from either is the same. Rows are
+//! encoded as they come from the database and sent as they are encoded:
+//! an export's memory does not grow with its rows.
 
 use std::borrow::Cow;
 
+use axum::body::{Body, Bytes};
+use futures_util::{Stream, StreamExt};
 use time::format_description::well_known::Rfc3339;
 
 use crate::db::audit::AuditEntry;
-use crate::error::{DomainError, DomainResult};
 
-/// Most rows one export answers; `x-total-count` says how many matched.
-pub const EXPORT_MAX_ROWS: u32 = 100_000;
+/// What an export is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Json => "application/json",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Json => "json",
+        }
+    }
+}
 
 const CSV_HEADER: [&str; 13] = [
     "id",
@@ -27,42 +50,76 @@ const CSV_HEADER: [&str; 13] = [
     "after",
 ];
 
-pub fn audit_csv(rows: &[AuditEntry]) -> DomainResult<Vec<u8>> {
-    let fail = |error: csv::Error| DomainError::Internal(format!("writing audit CSV: {error}"));
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(CSV_HEADER).map_err(fail)?;
-    for row in rows {
-        let at = row
-            .at
-            .format(&Rfc3339)
-            .map_err(|error| DomainError::Internal(format!("formatting a time: {error}")))?;
-        let json = |value: &Option<serde_json::Value>| {
-            value.as_ref().map(ToString::to_string).unwrap_or_default()
+/// The audit rows as a response body, streamed: a CSV with a header line,
+/// or a JSON array. A database error midway ends the body early (the client
+/// sees a cut transfer, never a file that looks whole) and is logged.
+pub fn audit_body(
+    rows: impl Stream<Item = Result<AuditEntry, sqlx::Error>> + Send + 'static,
+    format: Format,
+) -> Body {
+    let opening = match format {
+        Format::Csv => csv_line(CSV_HEADER.iter().map(|cell| Cow::Borrowed(*cell))),
+        Format::Json => Bytes::from_static(b"["),
+    };
+    let mut first = true;
+    let encoded = rows.map(move |row| {
+        let row = row.map_err(|error| {
+            tracing::error!(%error, "audit export cut short");
+            std::io::Error::other(error)
+        })?;
+        let chunk = match format {
+            Format::Csv => csv_line(audit_cells(&row).into_iter().map(Cow::Owned)),
+            Format::Json => {
+                let mut text = if first { Vec::new() } else { b",".to_vec() };
+                serde_json::to_writer(&mut text, &row).map_err(std::io::Error::other)?;
+                Bytes::from(text)
+            }
         };
-        let text = |value: &Option<String>| value.clone().unwrap_or_default();
-        let record = [
-            row.id.to_string(),
-            at,
-            row.request_id.clone(),
-            row.actor_kind.clone(),
-            text(&row.actor_id),
-            text(&row.actor_name),
-            row.action.clone(),
-            row.entity_kind.clone(),
-            text(&row.entity_id),
-            text(&row.ip),
-            text(&row.user_agent),
-            json(&row.before),
-            json(&row.after),
-        ];
-        for cell in &record {
-            writer.write_field(defused(cell).as_bytes()).map_err(fail)?;
-        }
-        writer.write_record(None::<&[u8]>).map_err(fail)?;
+        first = false;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let closing = match format {
+        Format::Csv => None,
+        Format::Json => Some(Ok(Bytes::from_static(b"]"))),
+    };
+    let stream = futures_util::stream::once(async move { Ok(opening) })
+        .chain(encoded)
+        .chain(futures_util::stream::iter(closing));
+    Body::from_stream(stream)
+}
+
+fn audit_cells(row: &AuditEntry) -> [String; 13] {
+    let json = |value: &Option<serde_json::Value>| {
+        value.as_ref().map(ToString::to_string).unwrap_or_default()
+    };
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    [
+        row.id.to_string(),
+        // An OffsetDateTime from PostgreSQL always formats as RFC 3339.
+        row.at.format(&Rfc3339).unwrap_or_default(),
+        row.request_id.clone(),
+        row.actor_kind.clone(),
+        text(&row.actor_id),
+        text(&row.actor_name),
+        row.action.clone(),
+        row.entity_kind.clone(),
+        text(&row.entity_id),
+        text(&row.ip),
+        text(&row.user_agent),
+        json(&row.before),
+        json(&row.after),
+    ]
+}
+
+/// One CSV record, cells defused, with its line ending.
+fn csv_line<'a>(cells: impl Iterator<Item = Cow<'a, str>>) -> Bytes {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for cell in cells {
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_field(defused(&cell).as_bytes());
     }
-    writer
-        .into_inner()
-        .map_err(|error| DomainError::Internal(format!("writing audit CSV: {error}")))
+    let _ = writer.write_record(None::<&[u8]>);
+    Bytes::from(writer.into_inner().unwrap_or_default())
 }
 
 /// A cell a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR first)

@@ -859,7 +859,6 @@ async fn audit_filters_and_export(pool: PgPool) {
             .starts_with("text/csv")
     );
     assert_eq!(headers["x-total-count"], "2");
-    assert_eq!(headers["x-export-truncated"], "false");
     let mut reader = csv::Reader::from_reader(&bytes[..]);
     let columns: Vec<String> = reader
         .headers()

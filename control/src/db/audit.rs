@@ -156,16 +156,8 @@ pub async fn list(
     if per_page == 0 {
         return Err(DomainError::invalid("per_page", "must be at least 1"));
     }
-    if let (Some(from), Some(to)) = (filter.from, filter.to)
-        && to <= from
-    {
-        return Err(DomainError::invalid("to", "must be after from"));
-    }
-    let mut query = QueryBuilder::<Postgres>::new(
-        "SELECT id, at, request_id, actor_kind, actor_id, actor_name, action, entity_kind, entity_id,
-                before, after, host(ip) AS ip, user_agent
-           FROM audit_log",
-    );
+    check_window(filter)?;
+    let mut query = QueryBuilder::<Postgres>::new(SELECT_ENTRIES);
     push_conditions(&mut query, filter);
     query
         .push(" ORDER BY at DESC, id DESC LIMIT ")
@@ -173,10 +165,54 @@ pub async fn list(
         .push(" OFFSET ")
         .push_bind(i64::from(page - 1) * i64::from(per_page));
     let items: Vec<AuditEntry> = query.build_query_as().fetch_all(pool).await?;
+    Ok((items, count(pool, filter).await?))
+}
+
+const SELECT_ENTRIES: &str =
+    "SELECT id, at, request_id, actor_kind, actor_id, actor_name, action, entity_kind, entity_id,
+            before, after, host(ip) AS ip, user_agent
+       FROM audit_log";
+
+/// How many rows match.
+pub async fn count(pool: &PgPool, filter: &AuditFilter) -> DomainResult<i64> {
+    check_window(filter)?;
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM audit_log");
     push_conditions(&mut count, filter);
-    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    Ok((items, total))
+    Ok(count.build_query_scalar().fetch_one(pool).await?)
+}
+
+/// Every matching row, newest first, as the database sends them: a task
+/// reads the cursor into a small bounded channel, so however many rows match,
+/// an export holds a few hundred at most, and a reader that stops (a client
+/// gone) stops the query.
+pub fn stream(
+    pool: PgPool,
+    filter: AuditFilter,
+) -> impl futures_util::Stream<Item = Result<AuditEntry, sqlx::Error>> + Send + 'static {
+    let (sender, receiver) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move {
+        let mut query = QueryBuilder::<Postgres>::new(SELECT_ENTRIES);
+        push_conditions(&mut query, &filter);
+        query.push(" ORDER BY at DESC, id DESC");
+        let mut rows = query.build_query_as::<AuditEntry>().fetch(&pool);
+        while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
+            if sender.send(row).await.is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|row| (row, receiver))
+    })
+}
+
+fn check_window(filter: &AuditFilter) -> DomainResult<()> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && to <= from
+    {
+        return Err(DomainError::invalid("to", "must be after from"));
+    }
+    Ok(())
 }
 
 fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &AuditFilter) {
@@ -229,16 +265,8 @@ pub async fn list_page(
     if per_page == 0 {
         return Err(DomainError::invalid("per_page", "must be at least 1"));
     }
-    if let (Some(from), Some(to)) = (filter.from, filter.to)
-        && to <= from
-    {
-        return Err(DomainError::invalid("to", "must be after from"));
-    }
-    let mut query = QueryBuilder::<Postgres>::new(
-        "SELECT id, at, request_id, actor_kind, actor_id, actor_name, action, entity_kind, entity_id,
-                before, after, host(ip) AS ip, user_agent
-           FROM audit_log",
-    );
+    check_window(filter)?;
+    let mut query = QueryBuilder::<Postgres>::new(SELECT_ENTRIES);
     push_conditions(&mut query, filter);
     if let Some(cursor) = cursor {
         let glue = if query.sql().contains(" WHERE ") {

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::db::audit::{self, AuditEntry, AuditFilter};
-use crate::export::{self, EXPORT_MAX_ROWS};
+use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
@@ -23,7 +23,6 @@ use crate::http::openapi::{Guarded, QueryErrors};
 pub const MAX_FILTER_CHARS: usize = 256;
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
-static X_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -137,37 +136,30 @@ pub async fn export_audit(
     Export { format, filter }: Export,
 ) -> ApiResult<Response> {
     let filter = checked(filter)?;
-    let (rows, total) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
-    let (body, content_type, extension) = match format {
-        ExportFormat::Csv => (export::audit_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
-        ExportFormat::Json => (
-            serde_json::to_vec(&rows)
-                .map_err(|error| ApiError::internal(format!("encoding audit rows: {error}")))?,
-            "application/json",
-            "json",
-        ),
+    let total = audit::count(&state.pool, &filter).await?;
+    let format = match format {
+        ExportFormat::Csv => export::Format::Csv,
+        ExportFormat::Json => export::Format::Json,
     };
     tracing::info!(
-        rows = rows.len(),
-        total,
-        format = extension,
-        "audit exported"
+        rows = total,
+        format = format.extension(),
+        "audit export started"
     );
-    let disposition = format!("attachment; filename=\"audit.{extension}\"");
-    let truncated = total > rows.len() as i64;
+    let disposition = format!("attachment; filename=\"audit.{}\"", format.extension());
+    let body = export::audit_body(audit::stream(state.pool.clone(), filter), format);
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&disposition).map_err(|e| ApiError::internal(e.to_string()))?,
     );
     headers.insert(X_TOTAL_COUNT.clone(), HeaderValue::from(total));
-    headers.insert(
-        X_TRUNCATED.clone(),
-        HeaderValue::from_static(if truncated { "true" } else { "false" }),
-    );
     Ok(response)
 }
 

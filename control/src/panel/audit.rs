@@ -16,7 +16,7 @@ use super::error::{PanelError, PanelResult};
 use super::pages::{Layout, when};
 use super::session::Viewer;
 use crate::db::audit::{self, AuditEntry, AuditFilter, Cursor};
-use crate::export::{self, EXPORT_MAX_ROWS};
+use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -98,29 +98,28 @@ pub async fn page(
     })
 }
 
-/// The filtered view as `audit.csv` or `audit.json`, newest first, at most
-/// [`EXPORT_MAX_ROWS`] rows.
+/// The filtered view as `audit.csv` or `audit.json`, newest first,
+/// streamed (every matching row, in constant memory).
 pub async fn export(
     _viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<AuditQuery>,
 ) -> PanelResult<Response> {
     let filter = filter(&query)?;
-    let (rows, _) = audit::list(&state.pool, &filter, 1, EXPORT_MAX_ROWS).await?;
-    let (body, content_type, extension) = match query.format.as_str() {
-        "" | "csv" => (export::audit_csv(&rows)?, "text/csv; charset=utf-8", "csv"),
-        "json" => (
-            serde_json::to_vec(&rows).map_err(|error| PanelError::Internal(error.to_string()))?,
-            "application/json",
-            "json",
-        ),
+    let format = match query.format.as_str() {
+        "" | "csv" => export::Format::Csv,
+        "json" => export::Format::Json,
         _ => return Err(PanelError::Invalid("format: csv or json".into())),
     };
-    let mut response = body.into_response();
+    let mut response =
+        export::audit_body(audit::stream(state.pool.clone(), filter), format).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let disposition = format!("attachment; filename=\"audit.{extension}\"");
+    let disposition = format!("attachment; filename=\"audit.{}\"", format.extension());
     if let Ok(value) = HeaderValue::from_str(&disposition) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
