@@ -81,8 +81,10 @@ pub struct Fingerprint {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::SystemUuid>))]
     pub system_uuid: Option<String>,
     /// A machine id the operating system or the vendor supplies
-    /// (`/etc/machine-id`, Windows `MachineGuid`, ...), 16 to 256 bytes.
+    /// (`/etc/machine-id`, Windows `MachineGuid`, ...): 16 to 256 letters,
+    /// digits and `. _ : { } -`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::MachineId>))]
     pub machine_id: Option<String>,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::ComponentText>))]
@@ -202,18 +204,9 @@ impl Fingerprint {
         let machine_id = self
             .machine_id
             .as_deref()
-            .map(|m| canonical_text(m, "fingerprint.machine_id"))
+            .map(canonical_machine_id)
             .transpose()?
             .filter(|m| !is_placeholder_text(m));
-        if machine_id
-            .as_ref()
-            .is_some_and(|m| m.len() < MIN_MACHINE_ID_LEN)
-        {
-            return Err(error(
-                "fingerprint.machine_id",
-                "shorter than 16 bytes: not a machine id",
-            ));
-        }
         let cpu_id = self
             .cpu_id
             .as_deref()
@@ -518,6 +511,24 @@ fn canonical_hex(
         return Err(error(field, what));
     }
     Ok(hex)
+}
+
+/// A machine id is an identifier, not prose: 16 to 256 letters, digits and
+/// `. _ : { } -` once trimmed (hex, a UUID, a GUID in braces), compared
+/// without case; blank is not reported.
+fn canonical_machine_id(raw: &str) -> Result<String, FingerprintError> {
+    let value = raw.trim();
+    let shaped = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:{}-".contains(&b));
+    let sized = (MIN_MACHINE_ID_LEN..=MAX_VALUE_LEN).contains(&value.len());
+    if !(value.is_empty() || shaped && sized) {
+        return Err(error(
+            "fingerprint.machine_id",
+            "16 to 256 letters, digits and . _ : { } -",
+        ));
+    }
+    Ok(value.to_ascii_lowercase())
 }
 
 fn canonical_text(raw: &str, field: &str) -> Result<String, FingerprintError> {

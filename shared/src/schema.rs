@@ -72,6 +72,9 @@ pub fn fingerprint_usable_any_of() -> serde_json::Value {
     serde_json::json!([
         { "required": ["system_uuid"],
           "properties": { "system_uuid": { "type": "string", "pattern": REAL_HEX } } },
+        { "required": ["machine_id"],
+          "properties": { "machine_id": { "type": "string",
+                                          "pattern": "(?=.*[1-9A-Za-z])(?=.*[0-9A-Ea-eG-Zg-z])" } } },
         { "required": ["cpu_id"],
           "properties": { "cpu_id": { "type": "string", "pattern": non_blank } } },
         { "required": ["macs"],
@@ -188,6 +191,21 @@ named_schema!(
          blank counts as not reported."
     )
     .examples(["BFEBFBFF000906EA"])
+);
+
+/// A machine id: an identifier, blank counting as not reported.
+#[derive(Debug)]
+pub struct MachineId;
+
+named_schema!(
+    MachineId,
+    "MachineId",
+    string(
+        format!(r"^[{WS}]*(?:[A-Za-z0-9._:{{}}-]{{16,256}}[{WS}]*)?$"),
+        "16 to 256 letters, digits and `. _ : { } -` once trimmed (`/etc/machine-id`, \
+         a UUID, Windows' MachineGuid); compared without case."
+    )
+    .examples(["4c4c4544004235108052b4c04f384d32"])
 );
 
 /// `Fingerprint::extra`: at most [`MAX_EXTRA`](crate::fingerprint::MAX_EXTRA)

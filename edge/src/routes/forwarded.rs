@@ -26,6 +26,28 @@ use crate::extract::Json;
 use crate::snapshots::unix_now;
 use crate::usage;
 
+/// What control's end of a forwarded call may answer besides its verdict.
+/// This and [`Malformed`] exist for the OpenAPI document only.
+#[allow(dead_code, reason = "read by the IntoResponses derive, never built")]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum ControlErrors {
+    /// Control failed to decide (INTERNAL)
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// A forwarded call's input, refused here before control is asked.
+#[allow(dead_code, reason = "read by the IntoResponses derive, never built")]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum Malformed {
+    /// Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field
+    #[response(status = 400)]
+    Malformed(ErrorBody),
+}
+
 fn unavailable(why: impl std::fmt::Display) -> EdgeError {
     EdgeError::new(
         ErrorCode::ControlUnavailable,
@@ -122,12 +144,11 @@ async fn forward<T: TryFrom<Reply, Error = Reply>>(
 #[utoipa::path(post, path = "/api/license/activate", tag = "licenses", request_body = ActivateRequest,
     responses(
         (status = 200, description = "Decided by control", body = ActivateResponse),
-        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        Malformed,
         (status = 403, description = "Refused by a license rule (PRODUCT_MISMATCH here; license state, DEVICE_LIMIT_REACHED, … from control)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
         (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn activate(
     State(app): State<AppState>,
@@ -154,11 +175,10 @@ pub async fn activate(
 #[utoipa::path(post, path = "/api/license/deactivate", tag = "licenses", request_body = DeactivateRequest,
     responses(
         (status = 200, description = "Decided by control", body = DeactivateResponse),
-        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        Malformed,
         (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn deactivate(
     State(app): State<AppState>,
@@ -172,12 +192,11 @@ pub async fn deactivate(
 #[utoipa::path(post, path = "/api/license/transfer", tag = "licenses", request_body = TransferRequest,
     responses(
         (status = 200, description = "Decided by control", body = ActivateResponse),
-        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        Malformed,
         (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND) or device (DEVICE_NOT_FOUND)", body = ErrorBody),
         (status = 409, description = "A concurrent change to the same seat (CONFLICT)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn transfer(
     State(app): State<AppState>,
@@ -195,11 +214,10 @@ pub async fn transfer(
 #[utoipa::path(post, path = "/api/license/lease", tag = "licenses", request_body = LeaseRequest,
     responses(
         (status = 200, description = "Decided by control", body = LeaseResponse),
-        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        Malformed,
         (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, DEVICE_LIMIT_REACHED, …)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND) or no seat for this machine (DEVICE_NOT_FOUND)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn lease(
     State(app): State<AppState>,
@@ -213,12 +231,11 @@ pub async fn lease(
 #[utoipa::path(post, path = "/api/license/session/start", tag = "sessions", request_body = SessionStartRequest,
     responses(
         (status = 200, description = "Decided by control", body = SessionStartResponse),
-        (status = 400, description = "Malformed request: INVALID_REQUEST or INVALID_LICENSE_KEY, with the field", body = ErrorBody),
+        Malformed,
         (status = 403, description = "Refused by a license rule (license suspended, revoked, expired or not yet valid; FINGERPRINT_MISMATCH, …)", body = ErrorBody),
         (status = 404, description = "No such license (LICENSE_NOT_FOUND)", body = ErrorBody),
         (status = 409, description = "The session limit is reached and takeover was not asked for or is not allowed (SESSION_ACTIVE_ELSEWHERE)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn session_start(
     State(app): State<AppState>,
@@ -248,8 +265,7 @@ pub async fn session_start(
         (status = 401, description = "Not a valid session token (INVALID_TOKEN)", body = ErrorBody),
         (status = 403, description = "The session token has expired (SESSION_EXPIRED)", body = ErrorBody),
         (status = 404, description = "No such session (SESSION_NOT_FOUND)", body = ErrorBody),
-        (status = 500, description = "Control failed to decide (INTERNAL)", body = ErrorBody),
-        (status = 503, description = "Control cannot be reached (CONTROL_UNAVAILABLE); retry with backoff", body = ErrorBody),
+        ControlErrors,
     ))]
 pub async fn session_end(
     State(app): State<AppState>,

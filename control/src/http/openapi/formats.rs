@@ -20,7 +20,10 @@ use crate::db::api_keys::{Area, Scope};
 use crate::db::customers::{
     COMPANY_MAX_CHARS, EMAIL_MAX_CHARS, NAME_MAX_CHARS, NOTES_MAX_CHARS, QUERY_MAX_CHARS,
 };
-use crate::db::licenses::{MAX_BATCH, MAX_DEVICE_LIMIT};
+use crate::db::licenses::{
+    MAX_BATCH, MAX_DEVICE_LIMIT, MAX_SEAT_CHANGE_LIMIT, MAX_SEAT_CHANGE_WINDOW_SECS,
+    MIN_SEAT_CHANGE_WINDOW_SECS,
+};
 use crate::db::resources::{MAX_ALLOCATION, MAX_BULK_VALUES, ResourceKind};
 use crate::http::API_PREFIX;
 use crate::http::audit::MAX_FILTER_CHARS;
@@ -203,6 +206,19 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
             (schema, "device_limit", integer(0, MAX_DEVICE_LIMIT as u64)),
             (schema, "session_limit", integer(0, u64::from(u16::MAX))),
             (schema, "grace_period_secs", integer(0, 365 * 86_400)),
+            (
+                schema,
+                "seat_change_limit",
+                integer(0, MAX_SEAT_CHANGE_LIMIT as u64),
+            ),
+            (
+                schema,
+                "seat_change_window_secs",
+                integer(
+                    i64::from(MIN_SEAT_CHANGE_WINDOW_SECS),
+                    MAX_SEAT_CHANGE_WINDOW_SECS as u64,
+                ),
+            ),
             (
                 schema,
                 "features",
