@@ -1,5 +1,5 @@
-// Latchkey panel: live dashboard numbers over Server-Sent Events. Pages work
-// without this file; it only keeps the dashboard current.
+// Latchkey panel: live dashboard numbers over Server-Sent Events, and copy
+// buttons. Pages work without this file.
 (function () {
   "use strict";
   function text(value) {
@@ -40,6 +40,17 @@
       if (status) status.textContent = "updated " + new Date().toLocaleTimeString();
     });
   }
+  // A button with data-copy="<id>" copies that element's text (secrets
+  // shown once: API keys, enrolment tokens).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("[data-copy]") : null;
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.textContent = "Copied";
+    });
+  });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod blocked_ips;
 pub mod csrf;
 pub mod dashboard;
+pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
@@ -148,6 +149,10 @@ fn protected() -> Routes {
         .get("/blocked-ips", blocked_ips::page)
         .post("/blocked-ips", blocked_ips::add)
         .post("/blocked-ips/{id}/lift", blocked_ips::lift)
+        .get("/edges", edges::page)
+        .post("/edges", edges::create)
+        .post("/edges/{id}/revoke", edges::revoke)
+        .post("/edges/config", edges::set_config)
         .get("/settings", settings::page)
         .post("/settings/sessions/{id}/revoke", settings::revoke_session)
         .post(
