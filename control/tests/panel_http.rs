@@ -869,7 +869,13 @@ async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
         .into_iter()
         .filter(|route| route.method == Method::POST && !VIEWER_MAY_POST.contains(&route.path))
         .collect();
-    for path in ["/edges", "/edges/config", "/edges/{id}/revoke"] {
+    for path in [
+        "/edges",
+        "/edges/config",
+        "/edges/{id}/revoke",
+        "/api-keys",
+        "/api-keys/{id}/revoke",
+    ] {
         assert!(mutating.iter().any(|route| route.path == path), "{path}");
     }
     for route in mutating {
@@ -891,6 +897,9 @@ async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
     assert!(edges.body.contains("readonly"));
     assert!(!edges.body.contains("id=\"save-config\""));
     assert!(!edges.body.contains("id=\"edge-form\""));
+    let keys = viewer.get("/api-keys").await;
+    assert_eq!(keys.status, StatusCode::OK);
+    assert!(!keys.body.contains("id=\"key-form\""));
     let settings_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
         .fetch_one(&pool)
         .await
@@ -1001,4 +1010,115 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
         ["edge.create", "edge.revoke", "edge_config.update"]
     );
     assert_eq!(pending, 1, "the next delta carries the config");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn api_keys_are_made_with_scopes_shown_once_used_and_revoked(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let mut client = Client::new(app(&pool, &[]), "192.0.2.92");
+    let csrf = client.logged_in("alice").await;
+
+    let no_scope = client
+        .post("/api-keys", &[("_csrf", &csrf), ("name", "sync")])
+        .await;
+    assert_eq!(no_scope.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_scope.body.contains("id=\"key-error\">scopes:"),
+        "{}",
+        no_scope.body
+    );
+    let unknown = client
+        .post(
+            "/api-keys",
+            &[("_csrf", &csrf), ("name", "sync"), ("scopes", "users:read")],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body.contains("scopes: unknown scope"),
+        "{}",
+        unknown.body
+    );
+    let nameless = client
+        .post(
+            "/api-keys",
+            &[("_csrf", &csrf), ("name", ""), ("scopes", "*")],
+        )
+        .await;
+    assert!(
+        nameless.body.contains("id=\"key-error\">name:"),
+        "{}",
+        nameless.body
+    );
+
+    let made = client
+        .post(
+            "/api-keys",
+            &[
+                ("_csrf", &csrf),
+                ("name", "billing sync"),
+                ("scopes", "customers:read"),
+                ("scopes", "licenses:write"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let secret = between(&made.body, "id=\"new-key-secret\">", "<");
+    assert!(secret.starts_with("lk_"), "{secret}");
+    let listed = client.get("/api-keys").await;
+    assert!(
+        listed.body.contains("customers:read licenses:write"),
+        "{}",
+        listed.body
+    );
+    assert!(!listed.body.contains(&secret), "shown once");
+    assert!(between(&listed.body, "class=\"last-used\">", "<").contains("never"));
+
+    let bearer = format!("Bearer {secret}");
+    let used = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/customers",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(used.status, StatusCode::OK, "{}", used.body);
+    let outside = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/audit",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN, "{}", outside.body);
+    let listed = client.get("/api-keys").await;
+    assert!(between(&listed.body, "class=\"last-used\">", "<").contains("UTC"));
+
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let revoked = client
+        .post(&format!("/api-keys/{id}/revoke"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    let after = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/customers",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE entity_kind = 'api_key' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["api_key.create", "api_key.revoke"]);
 }
