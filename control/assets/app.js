@@ -46,10 +46,22 @@
     var button = event.target.closest ? event.target.closest("[data-copy]") : null;
     if (!button) return;
     var source = document.getElementById(button.getAttribute("data-copy"));
-    if (!source || !navigator.clipboard) return;
-    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
-      button.textContent = "Copied";
-    });
+    if (!source) return;
+    function copied() { button.textContent = "Copied"; }
+    // Without the async clipboard (or its permission): select and copy.
+    function bySelection() {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) copied();
+    }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(copied, bySelection);
+    } else {
+      bySelection();
+    }
   });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);

@@ -344,6 +344,11 @@ async fn an_api_key_made_in_the_panel_is_shown_once_and_works(pool: PgPool) {
         "never",
         "not used yet"
     );
+    click(&browser, "#copy-key").await;
+    eventually(5, "the copy button to copy", || async {
+        text(&browser, "#copy-key").await == "Copied"
+    })
+    .await;
     screenshot(&browser, "api_key_created.png").await;
 
     // Used once, as a client of the admin API would.

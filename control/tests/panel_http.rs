@@ -911,7 +911,7 @@ async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
 async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_and_published(
     pool: PgPool,
 ) {
-    use latchkey_control::db::{edges, snapshot};
+    use latchkey_control::db::{edges, publish, snapshot};
 
     admin(&pool, "alice", Role::Admin).await;
     let mut client = Client::new(app(&pool, &[]), "192.0.2.91");
@@ -937,6 +937,28 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
         "{}",
         nameless.body
     );
+
+    // Enrolled and one snapshot behind the newest: connected, lag 1.
+    let edge = edges::admit(&pool, &[7; 32], Some(&token), "1.4.2")
+        .await
+        .unwrap()
+        .unwrap();
+    let signer = latchkey_shared::SigningKeyPair::generate();
+    let now = time::OffsetDateTime::now_utc();
+    let first = publish::publish_full(&pool, &signer, now, 3600)
+        .await
+        .unwrap();
+    publish::publish_full(&pool, &signer, now, 3600)
+        .await
+        .unwrap();
+    edges::applied(&pool, edge.id, first.sequence)
+        .await
+        .unwrap();
+    let listed = client.get("/edges").await;
+    let row = between(&listed.body, "class=\"edge-row\"", "</tr>");
+    assert!(row.contains("1.4.2"), "{row}");
+    assert!(row.contains("<td class=\"connected\">yes</td>"), "{row}");
+    assert!(row.contains("<td class=\"lag\">1</td>"), "{row}");
 
     let id = edges::list(&pool).await.unwrap()[0].id;
     let revoked = client
