@@ -426,5 +426,24 @@ async fn an_edge_is_enrolled_and_a_bad_config_is_named_at_its_input(pool: PgPool
         .unwrap();
     assert_eq!(stored.rate_limit_per_key_per_min, 5);
     screenshot(&browser, "edges.png").await;
+
+    // Revoking asks first.
+    click(&browser, ".edge-row button.revoke").await;
+    eventually(5, "the confirmation", || async {
+        browser.get_alert_text().await.is_ok()
+    })
+    .await;
+    browser.accept_alert().await.unwrap();
+    // The swap replaces the row: an element found mid-swap may go stale.
+    eventually(10, "the edge to show as revoked", || async {
+        match browser.find(Locator::Css(".edge-row .connected")).await {
+            Ok(cell) => cell.text().await.is_ok_and(|t| t == "revoked"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    screenshot(&browser, "edge_revoked.png").await;
+    let revoked = latchkey_control::db::edges::list(&pool).await.unwrap();
+    assert!(revoked[0].revoked_at.is_some());
     browser.close().await.unwrap();
 }
