@@ -1002,6 +1002,14 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
         Default::default()
     );
 
+    // Like every form: without the session's CSRF token, refused.
+    let forged = client.post("/edges/config", &config("5", "60")).await;
+    assert_eq!(forged.error_code(), "CSRF_INVALID");
+    let forged = client
+        .post("/api-keys", &[("name", "x"), ("scopes", "*")])
+        .await;
+    assert_eq!(forged.error_code(), "CSRF_INVALID");
+
     let mut good = vec![("_csrf", csrf.as_str())];
     good.extend(config("5", "60"));
     let saved = client.post("/edges/config", &good).await;
