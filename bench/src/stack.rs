@@ -77,10 +77,14 @@ impl Stack {
         };
         for n in 0..edges {
             let name = format!("bench-edge-{n}");
-            let token = edges::create(pool, &name)
-                .await
-                .with_context(|| format!("enrolling {name}"))?
-                .enrol_token;
+            let token = edges::create(
+                pool,
+                &latchkey_control::context::RequestContext::system("bench"),
+                &name,
+            )
+            .await
+            .with_context(|| format!("enrolling {name}"))?
+            .enrol_token;
             let edge = latchkey_edge::start(EdgeConfig {
                 snapshot: None,
                 trusted_keys: vec![trusted.clone()],

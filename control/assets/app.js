@@ -1,5 +1,5 @@
-// Latchkey panel: live dashboard numbers over Server-Sent Events. Pages work
-// without this file; it only keeps the dashboard current.
+// Latchkey panel: live dashboard numbers over Server-Sent Events, and copy
+// buttons. Pages work without this file.
 (function () {
   "use strict";
   function text(value) {
@@ -40,6 +40,29 @@
       if (status) status.textContent = "updated " + new Date().toLocaleTimeString();
     });
   }
+  // A button with data-copy="<id>" copies that element's text (secrets
+  // shown once: API keys, enrolment tokens).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("[data-copy]") : null;
+    if (!button) return;
+    var source = document.getElementById(button.getAttribute("data-copy"));
+    if (!source) return;
+    function copied() { button.textContent = "Copied"; }
+    // Without the async clipboard (or its permission): select and copy.
+    function bySelection() {
+      var range = document.createRange();
+      range.selectNodeContents(source);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      if (document.execCommand("copy")) copied();
+    }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(source.textContent.trim()).then(copied, bySelection);
+    } else {
+      bySelection();
+    }
+  });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

@@ -374,7 +374,7 @@ async fn edges(command: EdgesCommand, out: &mut dyn Write) -> anyhow::Result<()>
     match command {
         EdgesCommand::Create { database_url, name } => {
             let pool = connect(&database_url).await?;
-            let created = db::edges::create(&pool, &name).await?;
+            let created = db::edges::create(&pool, &RequestContext::system("cli"), &name).await?;
             writeln!(out, "edge {} ({})", created.edge.name, created.edge.id)?;
             writeln!(out, "enrolment token (shown once): {}", created.enrol_token)?;
         }
@@ -386,7 +386,7 @@ async fn edges(command: EdgesCommand, out: &mut dyn Write) -> anyhow::Result<()>
         }
         EdgesCommand::Revoke { database_url, id } => {
             let pool = connect(&database_url).await?;
-            let edge = db::edges::revoke(&pool, id).await?;
+            let edge = db::edges::revoke(&pool, &RequestContext::system("cli"), id).await?;
             writeln!(out, "edge {} revoked", edge.name)?;
         }
     }

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::licenses::{self, NewLicense};
-use latchkey_control::db::{edges, publish};
+use latchkey_control::db::{edges, publish, settings};
 use latchkey_control::link::{self, LinkSettings, RunningLink};
 use latchkey_control::secrets::Secrets;
 use latchkey_edge::config::LinkConfig;
@@ -64,7 +64,12 @@ impl Stack {
 
     async fn edge(&self, name: &str, enrol: bool) -> RunningEdge {
         let token = if enrol {
-            Some(edges::create(&self.pool, name).await.unwrap().enrol_token)
+            Some(
+                edges::create(&self.pool, &RequestContext::system("test"), name)
+                    .await
+                    .unwrap()
+                    .enrol_token,
+            )
         } else {
             None
         };
@@ -83,13 +88,26 @@ async fn edge_on(
     name: &str,
     enrol_token: Option<String>,
 ) -> RunningEdge {
+    latchkey_edge::start(edge_settings(dir, link, name, enrol_token))
+        .await
+        .unwrap()
+}
+
+/// What [`edge_on`] starts: rate limits overridden far above what a test
+/// sends, unless the test clears `rate_limit_per_min`.
+fn edge_settings(
+    dir: &Path,
+    link: SocketAddr,
+    name: &str,
+    enrol_token: Option<String>,
+) -> EdgeConfig {
     // Handed over in a file, as the run command does.
     let enrol_token_file = enrol_token.map(|token| {
         let file = dir.join(format!("{name}.token"));
         std::fs::write(&file, token).unwrap();
         file
     });
-    latchkey_edge::start(EdgeConfig {
+    EdgeConfig {
         snapshot: None,
         trusted_keys: vec![dir.join("trusted.pem")],
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -112,9 +130,7 @@ async fn edge_on(
             usage_queue_records: 10_000,
             usage_spool_mb: 16,
         },
-    })
-    .await
-    .unwrap()
+    }
 }
 
 impl Drop for Stack {
@@ -400,7 +416,10 @@ async fn an_edge_with_a_wrong_identity_is_refused(pool: PgPool) {
     // Never enrolled: no token.
     let stranger = stack.edge("stranger", false).await;
     // Enrolled once; its token cannot enrol a second identity.
-    let token = edges::create(&pool, "edge-a").await.unwrap().enrol_token;
+    let token = edges::create(&pool, &RequestContext::system("test"), "edge-a")
+        .await
+        .unwrap()
+        .enrol_token;
     let enrolled = stack.edge_with("edge-a", Some(token.clone())).await;
     wait_for(Duration::from_secs(10), || {
         status_on(&enrolled, &key).is_some()
@@ -428,7 +447,9 @@ async fn an_edge_with_a_wrong_identity_is_refused(pool: PgPool) {
 
     // A revoked edge is refused when it comes back.
     let edge_id = edges::list(&pool).await.unwrap()[0].id;
-    edges::revoke(&pool, edge_id).await.unwrap();
+    edges::revoke(&pool, &RequestContext::system("test"), edge_id)
+        .await
+        .unwrap();
     enrolled.stop().await;
     let returning = stack.edge_with("edge-a", None).await;
     // It still serves its cached snapshot, but control sends it nothing new.
@@ -696,7 +717,10 @@ async fn a_replica_that_does_not_publish_relays_the_chain(pool: PgPool) {
         "127.0.0.1:0".parse().unwrap(),
     );
     let first = stack.edge("edge-a", true).await;
-    let token = edges::create(&pool, "edge-b").await.unwrap().enrol_token;
+    let token = edges::create(&pool, &RequestContext::system("test"), "edge-b")
+        .await
+        .unwrap()
+        .enrol_token;
     let other = edge_on(&stack.dir, replica.addr, "edge-b", Some(token)).await;
     wait_for(Duration::from_secs(10), || {
         [&first, &other]
@@ -801,7 +825,10 @@ async fn forwarded_calls_work_within_three_seconds_of_a_killed_control_listening
     let (_, key) = one_license(&pool, 1).await;
     let control = ControlProcess::start(&pool, &dir, &keys.private_pem, link_addr).await;
     std::fs::copy(&keys.public_pem, dir.join("trusted.pem")).unwrap();
-    let token = edges::create(&pool, "edge-a").await.unwrap().enrol_token;
+    let token = edges::create(&pool, &RequestContext::system("test"), "edge-a")
+        .await
+        .unwrap()
+        .enrol_token;
     let edge = edge_on(&dir, link_addr, "edge-a", Some(token)).await;
     wait_for(Duration::from_secs(30), || status_on(&edge, &key).is_some())
         .await
@@ -838,4 +865,71 @@ async fn forwarded_calls_work_within_three_seconds_of_a_killed_control_listening
     edge.stop().await;
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_per_key_rate_limit_set_in_control_reaches_a_running_edge_in_a_delta(pool: PgPool) {
+    let stack = Stack::start(pool.clone()).await;
+    let (_, key) = one_license(&pool, 1).await;
+    let token = edges::create(&pool, &RequestContext::system("test"), "edge-a")
+        .await
+        .unwrap()
+        .enrol_token;
+    // The snapshot's limits in force, not the test override.
+    let mut config = edge_settings(&stack.dir, stack.link_addr, "edge-a", Some(token));
+    config.rate_limit_per_min = None;
+    let edge = latchkey_edge::start(config).await.unwrap();
+    wait_for(Duration::from_secs(10), || status_on(&edge, &key).is_some())
+        .await
+        .expect("the edge serves the license");
+    let per_key = |edge: &RunningEdge| {
+        edge.state
+            .snapshots
+            .current()
+            .map(|s| s.config().rate_limit_per_key_per_min)
+    };
+    assert_eq!(per_key(&edge), Some(100));
+    let verify = || post(&edge, "/api/license/verify", json!({ "license_key": key }));
+    for _ in 0..6 {
+        assert_ne!(verify().await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let before = publish::latest_sequence(&pool).await.unwrap().unwrap();
+
+    let limits = latchkey_shared::snapshot::EdgeConfig {
+        rate_limit_per_key_per_min: 5,
+        ..Default::default()
+    };
+    settings::set_edge_config(&pool, &RequestContext::system("test"), &limits)
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(5), || per_key(&edge) == Some(5))
+        .await
+        .expect("the new limit reached the edge");
+    let (sequence, kind): (i64, String) =
+        sqlx::query_as("SELECT sequence, kind FROM snapshots ORDER BY sequence DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        kind, "delta",
+        "a delta brought it, not a fresh full snapshot"
+    );
+    assert!(sequence as u64 > before);
+
+    // Without a restart: five verifies in the minute pass, the sixth is limited.
+    for n in 1..=5 {
+        let (status, answer) = verify().await;
+        assert_ne!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "verify {n}: {answer}"
+        );
+    }
+    let (status, answer) = verify().await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")),
+        "{answer}"
+    );
+    edge.stop().await;
 }

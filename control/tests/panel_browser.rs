@@ -321,3 +321,129 @@ async fn a_viewer_cannot_reach_a_mutating_form(pool: PgPool) {
     assert_eq!(blocks, 0);
     browser.close().await.unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_api_key_made_in_the_panel_is_shown_once_and_works(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let state = AppState::new(pool.clone(), &config(&[])).unwrap();
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+
+    browser.goto(&format!("{base}/api-keys")).await.unwrap();
+    fill(&browser, "#key-name", "billing sync").await;
+    click(&browser, "#scope-customers-read").await;
+    click(&browser, "#scope-licenses-write").await;
+    click(&browser, "#create-key").await;
+    let secret = text(&browser, "#new-key-secret").await;
+    assert!(secret.starts_with("lk_"), "{secret}");
+    assert_eq!(
+        text(&browser, ".key-row .last-used").await,
+        "never",
+        "not used yet"
+    );
+    click(&browser, "#copy-key").await;
+    eventually(5, "the copy button to copy", || async {
+        text(&browser, "#copy-key").await == "Copied"
+    })
+    .await;
+    screenshot(&browser, "api_key_created.png").await;
+
+    // Used once, as a client of the admin API would.
+    let status = browser
+        .execute_async(
+            "const [secret, done] = arguments;
+             fetch('/admin/api/v1/customers', { headers: { authorization: 'Bearer ' + secret } })
+             .then(r => done(r.status));",
+            vec![json!(secret)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, json!(200));
+    browser.goto(&format!("{base}/api-keys")).await.unwrap();
+    let last_used = text(&browser, ".key-row .last-used").await;
+    assert!(last_used.ends_with("UTC"), "{last_used}");
+    assert!(
+        browser.find(Locator::Css("#new-key-secret")).await.is_err(),
+        "the secret is shown only once"
+    );
+    assert_eq!(
+        text(&browser, ".key-row td.small").await,
+        "customers:read licenses:write"
+    );
+    screenshot(&browser, "api_keys.png").await;
+    browser.close().await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_edge_is_enrolled_and_a_bad_config_is_named_at_its_input(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let state = AppState::new(pool.clone(), &config(&[])).unwrap();
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+
+    browser.goto(&format!("{base}/edges")).await.unwrap();
+    fill(&browser, "#edge-form input[name=name]", "eu-west").await;
+    click(&browser, "#edge-form button").await;
+    let token = text(&browser, "#enrol-token-value").await;
+    assert!(token.starts_with("lke_"), "{token}");
+    assert_eq!(text(&browser, ".edge-row .connected").await, "not enrolled");
+    screenshot(&browser, "edge_enrol_token.png").await;
+
+    let per_key = find(&browser, "#rate_limit_per_key_per_min").await;
+    per_key.clear().await.unwrap();
+    per_key.send_keys("0").await.unwrap();
+    click(&browser, "#save-config").await;
+    let error = text(&browser, "#rate_limit_per_key_per_min-error").await;
+    assert!(error.contains("from 1 to 1000000"), "{error}");
+    screenshot(&browser, "edge_config_invalid.png").await;
+
+    let per_key = find(&browser, "#rate_limit_per_key_per_min").await;
+    per_key.clear().await.unwrap();
+    per_key.send_keys("5").await.unwrap();
+    click(&browser, "#save-config").await;
+    eventually(10, "the saved config", || async {
+        browser
+            .find(Locator::Css("#rate_limit_per_key_per_min-error"))
+            .await
+            .is_err()
+            && find(&browser, "#rate_limit_per_key_per_min")
+                .await
+                .prop("value")
+                .await
+                .unwrap()
+                .as_deref()
+                == Some("5")
+    })
+    .await;
+    let stored = latchkey_control::db::snapshot::edge_config(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.rate_limit_per_key_per_min, 5);
+    screenshot(&browser, "edges.png").await;
+
+    // Revoking asks first.
+    click(&browser, ".edge-row button.revoke").await;
+    eventually(5, "the confirmation", || async {
+        browser.get_alert_text().await.is_ok()
+    })
+    .await;
+    browser.accept_alert().await.unwrap();
+    // The swap replaces the row: an element found mid-swap may go stale.
+    eventually(10, "the edge to show as revoked", || async {
+        match browser.find(Locator::Css(".edge-row .connected")).await {
+            Ok(cell) => cell.text().await.is_ok_and(|t| t == "revoked"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    screenshot(&browser, "edge_revoked.png").await;
+    let revoked = latchkey_control::db::edges::list(&pool).await.unwrap();
+    assert!(revoked[0].revoked_at.is_some());
+    browser.close().await.unwrap();
+}

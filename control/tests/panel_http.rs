@@ -856,3 +856,299 @@ async fn a_malformed_form_gets_the_panels_400(pool: PgPool) {
     );
     assert!(bad_network.body.contains("CIDR"), "{}", bad_network.body);
 }
+
+/// Mutating routes a viewer may use: their own sessions, 2FA and logout.
+const VIEWER_MAY_POST: [&str; 3] = ["/settings/sessions/{id}/revoke", "/settings/2fa", "/logout"];
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
+    admin(&pool, "victor", Role::Viewer).await;
+    let mut viewer = Client::new(app(&pool, &[]), "192.0.2.90");
+    let csrf = viewer.logged_in("victor").await;
+    let mutating: Vec<_> = panel::protected_routes()
+        .into_iter()
+        .filter(|route| route.method == Method::POST && !VIEWER_MAY_POST.contains(&route.path))
+        .collect();
+    for path in [
+        "/edges",
+        "/edges/config",
+        "/edges/{id}/revoke",
+        "/api-keys",
+        "/api-keys/{id}/revoke",
+    ] {
+        assert!(mutating.iter().any(|route| route.path == path), "{path}");
+    }
+    for route in mutating {
+        let uri = route.path.replace("{id}", "1");
+        let reply = viewer
+            .post(&uri, &[("_csrf", &csrf), ("name", "x"), ("scopes", "*")])
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "POST {uri}");
+        assert_eq!(reply.error_code(), "FORBIDDEN", "POST {uri}");
+    }
+    // A viewer reads the edges and their configuration, but gets no controls.
+    let edges = viewer.get("/edges").await;
+    assert_eq!(edges.status, StatusCode::OK);
+    assert!(
+        edges.body.contains("rate_limit_per_key_per_min"),
+        "{}",
+        edges.body
+    );
+    assert!(edges.body.contains("readonly"));
+    assert!(!edges.body.contains("id=\"save-config\""));
+    assert!(!edges.body.contains("id=\"edge-form\""));
+    let keys = viewer.get("/api-keys").await;
+    assert_eq!(keys.status, StatusCode::OK);
+    assert!(!keys.body.contains("id=\"key-form\""));
+    let settings_rows: i64 = sqlx::query_scalar("SELECT count(*) FROM settings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(settings_rows, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_and_published(
+    pool: PgPool,
+) {
+    use latchkey_control::db::{edges, publish, snapshot};
+
+    admin(&pool, "alice", Role::Admin).await;
+    let mut client = Client::new(app(&pool, &[]), "192.0.2.91");
+    let csrf = client.logged_in("alice").await;
+
+    let created = client
+        .post("/edges", &[("_csrf", &csrf), ("name", "eu-west")])
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let token = between(&created.body, "id=\"enrol-token-value\">", "<");
+    assert!(token.starts_with("lke_"), "{token}");
+    // Shown once: the list page never carries it again.
+    let listed = client.get("/edges").await;
+    assert!(listed.body.contains("eu-west"));
+    assert!(listed.body.contains("not enrolled"));
+    assert!(!listed.body.contains(&token));
+    let nameless = client
+        .post("/edges", &[("_csrf", &csrf), ("name", " ")])
+        .await;
+    assert_eq!(nameless.status, StatusCode::BAD_REQUEST);
+    assert!(
+        nameless.body.contains("id=\"name-error\">name:"),
+        "{}",
+        nameless.body
+    );
+
+    // Enrolled and one snapshot behind the newest: connected, lag 1.
+    let edge = edges::admit(&pool, &[7; 32], Some(&token), "1.4.2")
+        .await
+        .unwrap()
+        .unwrap();
+    let signer = latchkey_shared::SigningKeyPair::generate();
+    let now = time::OffsetDateTime::now_utc();
+    let first = publish::publish_full(&pool, &signer, now, 3600)
+        .await
+        .unwrap();
+    publish::publish_full(&pool, &signer, now, 3600)
+        .await
+        .unwrap();
+    edges::applied(&pool, edge.id, first.sequence)
+        .await
+        .unwrap();
+    let listed = client.get("/edges").await;
+    let row = between(&listed.body, "class=\"edge-row\"", "</tr>");
+    assert!(row.contains("1.4.2"), "{row}");
+    assert!(row.contains("<td class=\"connected\">yes</td>"), "{row}");
+    assert!(row.contains("<td class=\"lag\">1</td>"), "{row}");
+
+    let id = edges::list(&pool).await.unwrap()[0].id;
+    let revoked = client
+        .post(&format!("/edges/{id}/revoke"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    assert!(edges::list(&pool).await.unwrap()[0].revoked_at.is_some());
+
+    // Bad values are named next to their inputs, and nothing is stored.
+    let config = |per_key: &'static str, heartbeat: &'static str| {
+        vec![
+            ("rate_limit_per_key_per_min", per_key),
+            ("rate_limit_per_ip_per_min", "100"),
+            ("heartbeat_interval_secs", heartbeat),
+            ("grace_period_secs", "604800"),
+            ("max_snapshot_age_secs", "86400"),
+        ]
+    };
+    let mut bad = vec![("_csrf", csrf.as_str())];
+    bad.extend(config("lots", "5"));
+    let refused = client.post("/edges/config", &bad).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.error_code(), "INVALID_REQUEST");
+    assert!(
+        refused.body.contains(
+            "id=\"rate_limit_per_key_per_min-error\">rate_limit_per_key_per_min: a whole number from 1 to 1000000"
+        ),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains(
+        "id=\"heartbeat_interval_secs-error\">heartbeat_interval_secs: a whole number from 10 to 86400"
+    ));
+    assert!(
+        refused.body.contains("value=\"lots\""),
+        "what was typed stays"
+    );
+    assert!(!refused.body.contains("rate_limit_per_ip_per_min-error"));
+    assert_eq!(
+        snapshot::edge_config(&pool).await.unwrap(),
+        Default::default()
+    );
+
+    // Like every form: without the session's CSRF token, refused.
+    let forged = client.post("/edges/config", &config("5", "60")).await;
+    assert_eq!(forged.error_code(), "CSRF_INVALID");
+    let forged = client
+        .post("/api-keys", &[("name", "x"), ("scopes", "*")])
+        .await;
+    assert_eq!(forged.error_code(), "CSRF_INVALID");
+
+    let mut good = vec![("_csrf", csrf.as_str())];
+    good.extend(config("5", "60"));
+    let saved = client.post("/edges/config", &good).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let stored = snapshot::edge_config(&pool).await.unwrap();
+    assert_eq!(
+        (
+            stored.rate_limit_per_key_per_min,
+            stored.heartbeat_interval_secs
+        ),
+        (5, 60)
+    );
+    assert!(client.get("/edges").await.body.contains("value=\"5\""));
+    let (actions, pending): (Vec<String>, i64) = (
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE entity_kind IN ('edge', 'config') ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        sqlx::query_scalar(
+            "SELECT count(*) FROM snapshot_outbox WHERE entity_kind = 'config' AND published_in IS NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        actions,
+        ["edge.create", "edge.revoke", "edge_config.update"]
+    );
+    assert_eq!(pending, 1, "the next delta carries the config");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn api_keys_are_made_with_scopes_shown_once_used_and_revoked(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let mut client = Client::new(app(&pool, &[]), "192.0.2.92");
+    let csrf = client.logged_in("alice").await;
+
+    let no_scope = client
+        .post("/api-keys", &[("_csrf", &csrf), ("name", "sync")])
+        .await;
+    assert_eq!(no_scope.status, StatusCode::BAD_REQUEST);
+    assert!(
+        no_scope.body.contains("id=\"key-error\">scopes:"),
+        "{}",
+        no_scope.body
+    );
+    let unknown = client
+        .post(
+            "/api-keys",
+            &[("_csrf", &csrf), ("name", "sync"), ("scopes", "users:read")],
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unknown.body.contains("scopes: unknown scope"),
+        "{}",
+        unknown.body
+    );
+    let nameless = client
+        .post(
+            "/api-keys",
+            &[("_csrf", &csrf), ("name", ""), ("scopes", "*")],
+        )
+        .await;
+    assert!(
+        nameless.body.contains("id=\"key-error\">name:"),
+        "{}",
+        nameless.body
+    );
+
+    let made = client
+        .post(
+            "/api-keys",
+            &[
+                ("_csrf", &csrf),
+                ("name", "billing sync"),
+                ("scopes", "customers:read"),
+                ("scopes", "licenses:write"),
+                ("expires_days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let secret = between(&made.body, "id=\"new-key-secret\">", "<");
+    assert!(secret.starts_with("lk_"), "{secret}");
+    let listed = client.get("/api-keys").await;
+    assert!(
+        listed.body.contains("customers:read licenses:write"),
+        "{}",
+        listed.body
+    );
+    assert!(!listed.body.contains(&secret), "shown once");
+    assert!(between(&listed.body, "class=\"last-used\">", "<").contains("never"));
+
+    let bearer = format!("Bearer {secret}");
+    let used = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/customers",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(used.status, StatusCode::OK, "{}", used.body);
+    let outside = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/audit",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN, "{}", outside.body);
+    let listed = client.get("/api-keys").await;
+    assert!(between(&listed.body, "class=\"last-used\">", "<").contains("UTC"));
+
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM api_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let revoked = client
+        .post(&format!("/api-keys/{id}/revoke"), &[("_csrf", &csrf)])
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER);
+    let after = client
+        .send_with(
+            Method::GET,
+            "/admin/api/v1/customers",
+            None,
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    let actions: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM audit_log WHERE entity_kind = 'api_key' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(actions, ["api_key.create", "api_key.revoke"]);
+}

@@ -7,6 +7,8 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::context::RequestContext;
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -41,20 +43,26 @@ pub enum Refusal {
 
 const COLUMNS: &str = "id, name, enrolled_at, revoked_at, last_seen_at, snapshot_sequence, version";
 
-pub async fn create(pool: &PgPool, name: &str) -> DomainResult<Created> {
+/// A new edge waiting for its enrolment; one audit row (never the token).
+pub async fn create(pool: &PgPool, ctx: &RequestContext, name: &str) -> DomainResult<Created> {
+    let name = name.trim();
     if name.is_empty() || name.len() > 64 {
         return Err(DomainError::invalid("name", "1 to 64 characters"));
     }
     let mut secret = [0u8; 24];
     OsRng.fill_bytes(&mut secret);
     let enrol_token = format!("lke_{}", hex::encode(secret));
-    let edge = sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let edge: Edge = sqlx::query_as(&format!(
         "INSERT INTO edges (name, enrol_token_hash) VALUES ($1, $2) RETURNING {COLUMNS}"
     ))
     .bind(name)
     .bind(token_hash(&enrol_token))
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    let change = Change::new("edge.create", "edge", edge.id).after(to_json(&edge)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
     Ok(Created { edge, enrol_token })
 }
 
@@ -120,14 +128,21 @@ pub async fn seen(pool: &PgPool, edge_id: Uuid) -> DomainResult<bool> {
     Ok(still.is_some())
 }
 
-pub async fn revoke(pool: &PgPool, edge_id: Uuid) -> DomainResult<Edge> {
-    sqlx::query_as(&format!(
+/// Stops an edge: its link is closed within seconds and never admitted
+/// again. Revoking twice changes nothing more; one audit row each time.
+pub async fn revoke(pool: &PgPool, ctx: &RequestContext, edge_id: Uuid) -> DomainResult<Edge> {
+    let mut tx = pool.begin().await?;
+    let edge: Edge = sqlx::query_as(&format!(
         "UPDATE edges SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {COLUMNS}"
     ))
     .bind(edge_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?
-    .ok_or_else(|| DomainError::NotFound(Entity::Edge))
+    .ok_or_else(|| DomainError::NotFound(Entity::Edge))?;
+    let change = Change::new("edge.revoke", "edge", edge.id).after(to_json(&edge)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(edge)
 }
 
 pub async fn list(pool: &PgPool) -> DomainResult<Vec<Edge>> {

@@ -22,6 +22,7 @@ pub mod publish;
 pub mod resources;
 mod session_ends;
 pub mod sessions;
+pub mod settings;
 pub mod snapshot;
 pub mod usage;
 

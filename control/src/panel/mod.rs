@@ -15,12 +15,14 @@
 //! `AdminUser`, a template extending `layout.html`, and one line in
 //! [`router`].
 
+pub mod api_keys;
 pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod blocked_ips;
 pub mod csrf;
 pub mod dashboard;
+pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
@@ -148,6 +150,13 @@ fn protected() -> Routes {
         .get("/blocked-ips", blocked_ips::page)
         .post("/blocked-ips", blocked_ips::add)
         .post("/blocked-ips/{id}/lift", blocked_ips::lift)
+        .get("/api-keys", api_keys::page)
+        .post("/api-keys", api_keys::create)
+        .post("/api-keys/{id}/revoke", api_keys::revoke)
+        .get("/edges", edges::page)
+        .post("/edges", edges::create)
+        .post("/edges/{id}/revoke", edges::revoke)
+        .post("/edges/config", edges::set_config)
         .get("/settings", settings::page)
         .post("/settings/sessions/{id}/revoke", settings::revoke_session)
         .post(
