@@ -339,4 +339,60 @@ async fn search_pages_by_keyset_and_the_autocomplete_suggests(pool: PgPool) {
     assert!(nothing.body.contains("No customer matches “zzz”."));
     let blank = client.get("/customers/suggest?q=").await;
     assert!(!blank.body.contains("<li"), "nothing typed: no list");
+    let short = client.get("/customers/suggest?q=pe").await;
+    assert!(short.body.contains("id=\"suggest-hint\""), "{}", short.body);
+    assert!(!short.body.contains("<li"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_search_finds_matches_beyond_the_newest_window_in_order(pool: PgPool) {
+    use latchkey_control::db::customers;
+    // 6 000 customers, newest first by number; every 1 000th is a "needle",
+    // the oldest (beyond the first step's window of 5 000) among them.
+    sqlx::query(
+        "INSERT INTO customers (name, company, created_at)
+         SELECT 'Customer ' || i, CASE WHEN i % 1000 = 0 THEN 'Needle Works' END,
+                now() - (i || ' seconds')::interval
+           FROM generate_series(1, 6000) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (page, next) = customers::list_page(&pool, Some("needle"), None, 4)
+        .await
+        .unwrap();
+    let names: Vec<_> = page.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Customer 1000",
+            "Customer 2000",
+            "Customer 3000",
+            "Customer 4000"
+        ]
+    );
+    let (rest, last) = customers::list_page(&pool, Some("needle"), next, 4)
+        .await
+        .unwrap();
+    let names: Vec<_> = rest.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Customer 5000", "Customer 6000"],
+        "found past the window"
+    );
+    assert!(last.is_none());
+    // A common term: every page full, in order, across the window's edge.
+    let mut cursor = None;
+    let mut seen = 0;
+    for _ in 0..3 {
+        let (page, next) = customers::list_page(&pool, Some("customer 4"), cursor, 500)
+            .await
+            .unwrap();
+        seen += page.len();
+        assert!(page.windows(2).all(|w| w[0].created_at > w[1].created_at));
+        cursor = next;
+    }
+    // "Customer 4", "Customer 4x", "4xx" and "4xxx": 1 + 10 + 100 + 1000.
+    assert_eq!(seen, 1111);
+    assert!(cursor.is_none());
 }

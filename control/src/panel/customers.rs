@@ -28,6 +28,9 @@ use crate::panel::PanelState;
 pub const PER_PAGE: u32 = 50;
 /// Suggestions under the search field.
 pub const SUGGESTIONS: u32 = 8;
+/// The autocomplete waits for this many characters: trigrams need three,
+/// and with fewer a rare term could not be answered within 100 ms.
+pub const SUGGEST_MIN_CHARS: usize = 3;
 /// Licenses listed on a customer's page (the stats count them all).
 pub const LICENSES_SHOWN: u32 = 100;
 
@@ -55,6 +58,8 @@ pub struct ListPage {
 #[template(path = "customer_suggest.html")]
 pub struct Suggestions {
     q: String,
+    /// Fewer characters than [`SUGGEST_MIN_CHARS`]: say so, look nothing up.
+    too_short: bool,
     rows: Vec<Customer>,
 }
 
@@ -171,14 +176,15 @@ pub async fn suggest(
     Query(query): Query<ListQuery>,
 ) -> PanelResult<Suggestions> {
     let q = query.q.trim().to_owned();
-    let rows = if q.is_empty() {
+    let too_short = q.chars().count() < SUGGEST_MIN_CHARS;
+    let rows = if too_short {
         Vec::new()
     } else {
         customers::list_page(&state.pool, Some(&q), None, SUGGESTIONS)
             .await?
             .0
     };
-    Ok(Suggestions { q, rows })
+    Ok(Suggestions { q, too_short, rows })
 }
 
 pub async fn show(
