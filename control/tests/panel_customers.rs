@@ -396,3 +396,82 @@ async fn a_search_finds_matches_beyond_the_newest_window_in_order(pool: PgPool) 
     assert_eq!(seen, 1111);
     assert!(cursor.is_none());
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn delete_with_its_licenses_is_one_audited_transaction_reaching_edges(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let api = Api::new(pool.clone()).await;
+    let id = customer(&api, "Initech", "bill@initech.example", "Initech").await;
+    let other = customer(&api, "Globex", "hank@globex.example", "Globex").await;
+    let product_id = api.product("studio").await;
+    for (owner, count) in [(&id, 3), (&other, 1)] {
+        api.post(
+            &format!("{V1}/licenses"),
+            json!({ "product_id": product_id, "customer_id": owner, "count": count }),
+        )
+        .await
+        .ok(StatusCode::CREATED);
+    }
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM licenses WHERE customer_id = $1::uuid ORDER BY id")
+            .bind(&id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut client = Client::new(app(&pool), "192.0.2.94");
+    let csrf = client.logged_in("alice").await;
+    let page = client.get(&format!("/customers/{id}")).await;
+    assert!(page.body.contains("id=\"with-licenses\""));
+
+    let odd = client
+        .post(
+            &format!("/customers/{id}/delete"),
+            &[("_csrf", &csrf), ("with_licenses", "maybe")],
+        )
+        .await;
+    assert_eq!(odd.status, StatusCode::BAD_REQUEST);
+    let deleted = client
+        .post(
+            &format!("/customers/{id}/delete"),
+            &[("_csrf", &csrf), ("with_licenses", "yes")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+
+    let left: Vec<String> = sqlx::query_scalar("SELECT name FROM customers")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["Globex"], "the other customer and its license stay");
+    let licenses: i64 = sqlx::query_scalar("SELECT count(*) FROM licenses")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(licenses, 1);
+    // One request: an audit row per license, then the customer's.
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT action, entity_id FROM audit_log
+          WHERE request_id = (SELECT request_id FROM audit_log WHERE action = 'customer.delete')
+          ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(String, Option<String>)> = ids
+        .iter()
+        .map(|license| ("license.delete".to_owned(), Some(license.to_string())))
+        .collect();
+    expected.push(("customer.delete".to_owned(), Some(id.clone())));
+    assert_eq!(rows, expected);
+    // Edges learn of each removal through the outbox.
+    let removed: Vec<String> = sqlx::query_scalar(
+        "SELECT entity_id FROM snapshot_outbox
+          WHERE entity_kind = 'license' AND key_hash IS NOT NULL ORDER BY entity_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    assert_eq!(removed, expected);
+}

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
+use crate::db::licenses;
 use crate::error::{DomainError, DomainResult, Entity};
 
 pub const NAME_MAX_CHARS: usize = 256;
@@ -363,6 +364,36 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Deletes the customer and every license it has, in one transaction: each
+/// license as `licenses::delete` does (sessions ended, resources released,
+/// its own audit row, its removal in the outbox for edges), then the
+/// customer. Answers how many licenses went. The customer's row lock keeps
+/// a license from being created for it meanwhile (the foreign key waits).
+pub async fn delete_with_licenses(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+) -> DomainResult<usize> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    let owned: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM licenses WHERE customer_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    for license in &owned {
+        licenses::delete_in(&mut tx, ctx, *license).await?;
+    }
+    sqlx::query("DELETE FROM customers WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let change = Change::new("customer.delete", "customer", id).before(to_json(&before)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(owned.len())
 }
 
 async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Customer> {

@@ -257,13 +257,29 @@ pub async fn update(
     }
 }
 
-/// Refused while the customer has licenses: its page says so, with 409.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeleteForm {
+    /// `yes`: the customer's licenses go too, said in so many words.
+    pub with_licenses: String,
+}
+
+/// Refused while the customer has licenses (its page says so, with 409),
+/// unless the form says "and its licenses".
 pub async fn delete(
     AdminUser(admin): AdminUser,
     State(state): State<PanelState>,
     Path(id): Path<Uuid>,
+    Form(form): Form<DeleteForm>,
 ) -> PanelResult<Response> {
-    match customers::delete(&state.pool, &admin.ctx, id).await {
+    let deleted = match form.with_licenses.as_str() {
+        "" => customers::delete(&state.pool, &admin.ctx, id).await,
+        "yes" => customers::delete_with_licenses(&state.pool, &admin.ctx, id)
+            .await
+            .map(|_| ()),
+        _ => return Err(PanelError::Invalid("with_licenses: yes, or absent".into())),
+    };
+    match deleted {
         Ok(()) => Ok(Redirect::to("/customers").into_response()),
         Err(error @ DomainError::Conflict { .. }) => {
             let code = error.code().as_str();
