@@ -400,6 +400,33 @@ async fn search_and_autocomplete_pick_a_customer_whose_page_shows_its_licenses(p
         1
     );
     screenshot(&browser, "customers_autocomplete.png").await;
+    // A refused suggestion request says so in place (a query past the
+    // 256 characters the field allows, set by script).
+    browser
+        .execute(
+            "const input = document.getElementById('customer-search');
+             input.value = 'x'.repeat(300);
+             input.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let failure = text(&browser, "#suggestions .request-error").await;
+    assert!(
+        failure.contains("Suggestions are unavailable") && failure.contains("INVALID_REQUEST"),
+        "{failure}"
+    );
+    screenshot(&browser, "customers_suggest_error.png").await;
+    browser
+        .execute(
+            "const input = document.getElementById('customer-search');
+             input.value = 'a@ana';
+             input.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let suggestion = find(&browser, "#suggestion-list .suggestion").await;
     suggestion.click().await.unwrap();
     arrives(&browser, &format!("/customers/{ada}")).await;
     assert_eq!(text(&browser, "#customer-name").await, "Ada Lovelace");
