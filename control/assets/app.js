@@ -69,3 +69,25 @@
     start();
   }
 })();
+
+// An htmx request that fails (an error answer, or no answer) says so where
+// its answer would have gone, instead of leaving the old content in place.
+(function () {
+  "use strict";
+  function failed(event, message) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.hasAttribute("data-on-error")) return;
+    var note = document.createElement("p");
+    note.className = "error small request-error";
+    note.textContent = target.getAttribute("data-on-error") + " (" + message + ")";
+    target.replaceChildren(note);
+  }
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var code = xhr && xhr.getResponseHeader("x-error-code");
+    failed(event, code || "status " + (xhr ? xhr.status : "?"));
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    failed(event, "no answer from the server");
+  });
+})();

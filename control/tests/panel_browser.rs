@@ -447,3 +447,151 @@ async fn an_edge_is_enrolled_and_a_bad_config_is_named_at_its_input(pool: PgPool
     assert!(revoked[0].revoked_at.is_some());
     browser.close().await.unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn search_and_autocomplete_pick_a_customer_whose_page_shows_its_licenses(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let state = AppState::new(pool.clone(), &config(&[])).unwrap();
+    let api = Api::with_state(state.clone()).await;
+    let product_id = api.product("studio").await;
+    let mut ada = String::new();
+    for (name, email, company) in [
+        (
+            "Ada Lovelace",
+            "ada@analytical.example",
+            "Analytical Engines",
+        ),
+        ("Alan Turing", "alan@bletchley.example", "Bletchley Park"),
+        ("Grace Hopper", "grace@navy.example", "US Navy"),
+        ("Adele Goldberg", "adele@parc.example", "Xerox PARC"),
+    ] {
+        let created = api
+            .post(
+                &format!("{V1}/customers"),
+                json!({ "name": name, "email": email, "company": company }),
+            )
+            .await;
+        let id = created.ok(StatusCode::CREATED)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if name == "Ada Lovelace" {
+            ada = id;
+        }
+    }
+    api.post(
+        &format!("{V1}/licenses"),
+        json!({ "product_id": product_id, "customer_id": ada, "count": 2, "device_limit": 3 }),
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+
+    // The server-side search: by company, the list narrows to one.
+    browser.goto(&format!("{base}/customers")).await.unwrap();
+    find(&browser, "#customers").await;
+    screenshot(&browser, "customers.png").await;
+    fill(&browser, "#customer-search", "bletchley\n").await;
+    eventually(10, "the search to narrow the list", || async {
+        browser
+            .find_all(Locator::Css(".customer-row"))
+            .await
+            .map(|rows| rows.len() == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(text(&browser, "#customers").await.contains("Alan Turing"));
+    screenshot(&browser, "customers_search.png").await;
+
+    // The autocomplete: typing suggests in place, a click opens the page.
+    browser.goto(&format!("{base}/customers")).await.unwrap();
+    fill(&browser, "#customer-search", "ad").await;
+    find(&browser, "#suggest-hint").await;
+    fill(&browser, "#customer-search", "a@ana").await;
+    let suggestion = find(&browser, "#suggestion-list .suggestion").await;
+    assert!(
+        suggestion.text().await.unwrap().contains("Ada Lovelace"),
+        "suggested by part of the e-mail"
+    );
+    assert_eq!(
+        browser
+            .find_all(Locator::Css("#suggestion-list .suggestion"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    screenshot(&browser, "customers_autocomplete.png").await;
+    // A refused suggestion request says so in place (a query past the
+    // 256 characters the field allows, set by script).
+    browser
+        .execute(
+            "const input = document.getElementById('customer-search');
+             input.value = 'x'.repeat(300);
+             input.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let failure = text(&browser, "#suggestions .request-error").await;
+    assert!(
+        failure.contains("Suggestions are unavailable") && failure.contains("INVALID_REQUEST"),
+        "{failure}"
+    );
+    screenshot(&browser, "customers_suggest_error.png").await;
+    browser
+        .execute(
+            "const input = document.getElementById('customer-search');
+             input.value = 'a@ana';
+             input.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let suggestion = find(&browser, "#suggestion-list .suggestion").await;
+    suggestion.click().await.unwrap();
+    arrives(&browser, &format!("/customers/{ada}")).await;
+    assert_eq!(text(&browser, "#customer-name").await, "Ada Lovelace");
+    assert_eq!(
+        browser
+            .find_all(Locator::Css("#customer-licenses .license-row"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(text(&browser, "#stat-active").await, "2");
+    assert_eq!(text(&browser, "#stat-devices").await, "0 / 6");
+    browser
+        .execute(
+            "document.getElementById('customer-licenses').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "customer.png").await;
+
+    // Delete is refused while it has licenses, and the page says why.
+    click(&browser, "#delete-customer").await;
+    let refused = text(&browser, "#delete-refused").await;
+    assert!(refused.contains("still has 2 license(s)"), "{refused}");
+    screenshot(&browser, "customer_delete_refused.png").await;
+
+    // A bad e-mail comes back next to its field.
+    browser
+        .goto(&format!("{base}/customers/{ada}/edit"))
+        .await
+        .unwrap();
+    let email = find(&browser, "#email").await;
+    email.clear().await.unwrap();
+    email.send_keys("ada-at-home").await.unwrap();
+    click(&browser, "#customer-submit").await;
+    let error = text(&browser, "#email-error").await;
+    assert!(error.contains("must be an e-mail address"), "{error}");
+    screenshot(&browser, "customer_form_error.png").await;
+    browser.close().await.unwrap();
+}

@@ -3,12 +3,13 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
+use crate::db::licenses;
 use crate::error::{DomainError, DomainResult, Entity};
 
 pub const NAME_MAX_CHARS: usize = 256;
@@ -94,42 +95,197 @@ pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<Customer> {
         .ok_or(DomainError::NotFound(Entity::Customer))
 }
 
-/// Newest first. `query` matches a part of the name (any case) or a part of
-/// the e-mail address.
+/// Newest first. `query` matches a part of the name, the e-mail address or
+/// the company (any case): [`push_search`], the one rule.
 pub async fn list(
     pool: &PgPool,
     query: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> DomainResult<(Vec<Customer>, i64)> {
-    let pattern = match query.map(str::trim).filter(|q| !q.is_empty()) {
-        Some(q) if q.chars().count() > QUERY_MAX_CHARS => {
-            return Err(DomainError::invalid(
-                "q",
-                format!("must be at most {QUERY_MAX_CHARS} characters"),
-            ));
-        }
-        Some(q) => Some(format!("%{}%", escape_like(q))),
-        None => None,
-    };
-    let items = sqlx::query_as::<_, Customer>(&format!(
-        "SELECT {COLUMNS} FROM customers
-         WHERE $1::text IS NULL OR name ILIKE $1 OR email ILIKE $1
-         ORDER BY created_at DESC, id
-         LIMIT $2 OFFSET $3"
-    ))
-    .bind(&pattern)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM customers WHERE $1::text IS NULL OR name ILIKE $1 OR email ILIKE $1",
-    )
-    .bind(&pattern)
-    .fetch_one(pool)
-    .await?;
+    let pattern = search_pattern(query)?;
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM customers WHERE true"));
+    push_search(&mut sql, pattern.as_deref());
+    sql.push(" ORDER BY created_at DESC, id LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let items: Vec<Customer> = sql.build_query_as().fetch_all(pool).await?;
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM customers WHERE true");
+    push_search(&mut count, pattern.as_deref());
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     Ok((items, total))
+}
+
+/// The rule a search follows everywhere (the API's list, the panel's list
+/// and its autocomplete). Left out for no query rather than written as
+/// `$1 IS NULL OR …`: a prepared statement's generic plan could not use the
+/// trigram indexes through that OR.
+fn push_search(sql: &mut QueryBuilder<'_, Postgres>, pattern: Option<&str>) {
+    if let Some(pattern) = pattern {
+        sql.push(" AND (name ILIKE ")
+            .push_bind(pattern.to_owned())
+            .push(" OR email ILIKE ")
+            .push_bind(pattern.to_owned())
+            .push(" OR company ILIKE ")
+            .push_bind(pattern.to_owned())
+            .push(")");
+    }
+}
+
+/// Where a page of [`list_page`] starts: strictly after this customer in
+/// newest-first order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+/// How many of the newest customers (after the cursor) a search looks
+/// through before it asks the trigram indexes.
+const RECENT_WINDOW: i64 = 5_000;
+
+/// One page of customers matching `query` (the rule of [`list`]), newest
+/// first, after `cursor`, and the cursor of the next page (`None`: this is
+/// the last). Keyset on `(created_at, id)` (`customers_created`), no
+/// `count(*)`: page 1 000 costs what page 1 does. The autocomplete is the
+/// first page of a few.
+///
+/// A search runs in two steps because the planner cannot tell a common term
+/// from a rare one (it estimates a few dozen rows for either): first among
+/// the newest [`RECENT_WINDOW`] customers, which answers a common term in
+/// about a millisecond; only if that finds less than a page, through the
+/// trigram indexes (a bitmap scan, forced for that statement: left to
+/// itself the planner walks `customers_created` through the whole table,
+/// 140 ms at 100 000 rows). See ARCHITECTURE.md, "Measured".
+pub async fn list_page(
+    pool: &PgPool,
+    query: Option<&str>,
+    cursor: Option<Cursor>,
+    per_page: u32,
+) -> DomainResult<(Vec<Customer>, Option<Cursor>)> {
+    if per_page == 0 {
+        return Err(DomainError::invalid("per_page", "must be at least 1"));
+    }
+    let limit = i64::from(per_page) + 1;
+    let pattern = search_pattern(query)?;
+    let mut items: Vec<Customer> = match &pattern {
+        None => {
+            let mut sql = QueryBuilder::<Postgres>::new(format!(
+                "SELECT {COLUMNS} FROM customers WHERE true"
+            ));
+            push_cursor(&mut sql, cursor);
+            sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind(limit);
+            sql.build_query_as().fetch_all(pool).await?
+        }
+        Some(pattern) => {
+            let mut recent = QueryBuilder::<Postgres>::new(format!(
+                "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM customers WHERE true"
+            ));
+            push_cursor(&mut recent, cursor);
+            recent
+                .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind(RECENT_WINDOW.max(limit))
+                .push(") recent WHERE true");
+            push_search(&mut recent, Some(pattern));
+            recent
+                .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                .push_bind(limit);
+            let found: Vec<Customer> = recent.build_query_as().fetch_all(pool).await?;
+            // A full page among the newest is the page: any other match is older.
+            if found.len() as i64 == limit {
+                found
+            } else {
+                let mut tx = pool.begin().await?;
+                // Trigrams need three characters; with fewer, the planner's choice.
+                if query.map_or(0, |q| q.trim().chars().count()) >= 3 {
+                    sqlx::query("SET LOCAL enable_seqscan = off")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("SET LOCAL enable_indexscan = off")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let mut all = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT {COLUMNS} FROM customers WHERE true"
+                ));
+                push_search(&mut all, Some(pattern));
+                push_cursor(&mut all, cursor);
+                all.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                let found = all.build_query_as().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                found
+            }
+        }
+    };
+    let next = if items.len() > per_page as usize {
+        items.truncate(per_page as usize);
+        items.last().map(|last| Cursor {
+            created_at: last.created_at,
+            id: last.id,
+        })
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+fn push_cursor(sql: &mut QueryBuilder<'_, Postgres>, cursor: Option<Cursor>) {
+    if let Some(cursor) = cursor {
+        sql.push(" AND (created_at, id) < (")
+            .push_bind(cursor.created_at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
+    }
+}
+
+/// What a customer's page sums up: licenses by status, seats, sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
+pub struct CustomerStats {
+    pub active: i64,
+    pub suspended: i64,
+    pub revoked: i64,
+    /// Active devices on all its licenses.
+    pub devices_in_use: i64,
+    /// The sum of its licenses' device limits.
+    pub devices_allowed: i64,
+    /// Sessions not ended.
+    pub active_sessions: i64,
+    /// The latest a device of its was seen or a session of its beat.
+    pub last_seen_at: Option<OffsetDateTime>,
+}
+
+impl CustomerStats {
+    pub fn licenses(&self) -> i64 {
+        self.active + self.suspended + self.revoked
+    }
+}
+
+pub async fn stats(pool: &PgPool, id: Uuid) -> DomainResult<CustomerStats> {
+    Ok(sqlx::query_as::<_, CustomerStats>(
+        "WITH owned AS (SELECT id, status, device_limit FROM licenses WHERE customer_id = $1),
+              seen AS (SELECT count(*) FILTER (WHERE d.status = 'active') AS in_use,
+                              max(d.last_seen_at) AS last_seen_at
+                         FROM devices d WHERE d.license_id IN (SELECT id FROM owned)),
+              open AS (SELECT count(*) FILTER (WHERE s.ended_at IS NULL) AS active,
+                              max(s.last_heartbeat_at) AS last_beat_at
+                         FROM sessions s WHERE s.license_id IN (SELECT id FROM owned))
+         SELECT (SELECT count(*) FROM owned WHERE status = 'active') AS active,
+                (SELECT count(*) FROM owned WHERE status = 'suspended') AS suspended,
+                (SELECT count(*) FROM owned WHERE status = 'revoked') AS revoked,
+                seen.in_use AS devices_in_use,
+                (SELECT coalesce(sum(device_limit), 0)::bigint FROM owned) AS devices_allowed,
+                open.active AS active_sessions,
+                greatest(seen.last_seen_at, open.last_beat_at) AS last_seen_at
+           FROM seen, open",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await?)
 }
 
 pub async fn update(
@@ -208,6 +364,36 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Deletes the customer and every license it has, in one transaction: each
+/// license as `licenses::delete` does (sessions ended, resources released,
+/// its own audit row, its removal in the outbox for edges), then the
+/// customer. Answers how many licenses went. The customer's row lock keeps
+/// a license from being created for it meanwhile (the foreign key waits).
+pub async fn delete_with_licenses(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+) -> DomainResult<usize> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    let owned: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM licenses WHERE customer_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+    for license in &owned {
+        licenses::delete_in(&mut tx, ctx, *license).await?;
+    }
+    sqlx::query("DELETE FROM customers WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let change = Change::new("customer.delete", "customer", id).before(to_json(&before)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(owned.len())
 }
 
 async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Customer> {
@@ -291,6 +477,18 @@ fn check_metadata(metadata: Value) -> DomainResult<Value> {
         ));
     }
     Ok(metadata)
+}
+
+/// The LIKE pattern of a search query, or `None` for an empty one.
+fn search_pattern(query: Option<&str>) -> DomainResult<Option<String>> {
+    match query.map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) if q.chars().count() > QUERY_MAX_CHARS => Err(DomainError::invalid(
+            "q",
+            format!("must be at most {QUERY_MAX_CHARS} characters"),
+        )),
+        Some(q) => Ok(Some(format!("%{}%", escape_like(q)))),
+        None => Ok(None),
+    }
 }
 
 fn escape_like(text: &str) -> String {

@@ -613,8 +613,21 @@ pub async fn extend(
 
 pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResult<()> {
     let mut tx = pool.begin().await?;
-    let before = lock(&mut tx, id).await?;
-    super::session_ends::end_all_for_license(&mut tx, id, "license").await?;
+    delete_in(&mut tx, ctx, id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`delete`] inside the caller's transaction (a customer deleted with its
+/// licenses): sessions ended, resources released, the removal in the outbox
+/// for edges, one audit row. The commit is the caller's.
+pub(crate) async fn delete_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    id: Uuid,
+) -> DomainResult<()> {
+    let before = lock(&mut *tx, id).await?;
+    super::session_ends::end_all_for_license(&mut *tx, id, "license").await?;
     // The license's resources go back to the pool, with the history a release writes.
     sqlx::query(
         "WITH freed AS (UPDATE resources SET status = 'available', license_id = NULL, allocated_at = NULL
@@ -629,10 +642,9 @@ pub async fn delete(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResu
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-    outbox::push_removed_license(&mut tx, id, &key_hash).await?;
+    outbox::push_removed_license(&mut *tx, id, &key_hash).await?;
     let change = Change::new("license.delete", "license", id).before(json!(before));
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(&mut *tx, ctx, change).await?;
     Ok(())
 }
 

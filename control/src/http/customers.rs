@@ -58,7 +58,7 @@ pub struct UpdateCustomer {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerSearch {
-    /// Part of the name (any case) or of the e-mail address.
+    /// Part of the name, the e-mail address or the company (any case).
     pub q: Option<String>,
 }
 

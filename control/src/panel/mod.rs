@@ -21,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod blocked_ips;
 pub mod csrf;
+pub mod customers;
 pub mod dashboard;
 pub mod edges;
 pub mod error;
@@ -138,7 +139,14 @@ fn protected() -> Routes {
     Routes::new()
         .get("/", dashboard::page)
         .get("/events/dashboard", dashboard::events)
-        .get("/customers", pages::customers)
+        .get("/customers", customers::list)
+        .post("/customers", customers::create)
+        .get("/customers/suggest", customers::suggest)
+        .get("/customers/new", customers::new_form)
+        .get("/customers/{id}", customers::show)
+        .post("/customers/{id}", customers::update)
+        .get("/customers/{id}/edit", customers::edit_form)
+        .post("/customers/{id}/delete", customers::delete)
         .get("/licenses", pages::licenses)
         .get("/sessions", pages::sessions)
         .get("/resources", pages::resources)
