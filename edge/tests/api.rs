@@ -15,14 +15,15 @@ use http_body_util::BodyExt;
 use latchkey_edge::{routes, start};
 use latchkey_shared::api::ErrorCode;
 use latchkey_shared::fingerprint::Fingerprint;
-use latchkey_shared::token::{self, SessionClaims};
+use latchkey_shared::token;
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
 use support::{
-    app, call, config, fixture, key, machine, now, signer, write_snapshot, write_snapshot_valid_for,
+    app, call, config, fixture, machine, session_claims, signer, write_snapshot,
+    write_snapshot_valid_for,
 };
 
 async fn verify(app: &axum::Router, body: Value) -> (StatusCode, Value) {
@@ -247,14 +248,7 @@ async fn info_version_and_heartbeat_answer_from_the_snapshot() {
         (StatusCode::NOT_FOUND, json!("PRODUCT_NOT_FOUND"))
     );
 
-    let claims = |session_id| SessionClaims {
-        session_id,
-        license_id: Uuid::from_u128(1),
-        key_hash: key(1).hash(),
-        fingerprint: machine().canonicalize().unwrap().hash(),
-        issued_at: now(),
-        expires_at: now() + 3600,
-    };
+    let claims = |session_id| session_claims(session_id, 1);
     let live = token::sign(&claims(Uuid::from_u128(5)), &signer());
     let (status, beat) = call(
         &app,
@@ -542,14 +536,7 @@ async fn past_its_expiry_a_snapshot_is_not_answered_from() {
         (status, info["code"].clone()),
         (StatusCode::SERVICE_UNAVAILABLE, json!("SNAPSHOT_EXPIRED"))
     );
-    let claims = SessionClaims {
-        session_id: Uuid::from_u128(5),
-        license_id: Uuid::from_u128(1),
-        key_hash: key(1).hash(),
-        fingerprint: machine().canonicalize().unwrap().hash(),
-        issued_at: now(),
-        expires_at: now() + 3600,
-    };
+    let claims = session_claims(Uuid::from_u128(5), 1);
     let beat =
         json!({ "session_token": token::sign(&claims, &signer()), "fingerprint": machine() });
     let (status, refused) = call(&app, "POST", "/api/license/session/heartbeat", Some(beat)).await;
@@ -586,14 +573,7 @@ async fn past_its_expiry_a_snapshot_is_not_answered_from() {
 async fn a_session_token_runs_only_on_the_machine_that_started_it() {
     let fixture = fixture("session-binding");
     let app = app(&fixture, 1_000_000);
-    let claims = SessionClaims {
-        session_id: Uuid::from_u128(5),
-        license_id: Uuid::from_u128(1),
-        key_hash: key(1).hash(),
-        fingerprint: machine().canonicalize().unwrap().hash(),
-        issued_at: now(),
-        expires_at: now() + 3600,
-    };
+    let claims = session_claims(Uuid::from_u128(5), 1);
     let session_token = token::sign(&claims, &signer());
     let elsewhere = Fingerprint {
         system_uuid: Some("11111111-2222-3333-4444-555555555555".into()),

@@ -17,10 +17,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use latchkey_shared::token::{self, SessionClaims};
+use latchkey_shared::token;
 use uuid::Uuid;
 
-use support::{Fixture, key, machine, now, signer};
+use support::{Fixture, session_claims, signer};
 
 /// Every check that applies to this API: all of schemathesis' but the ones
 /// about authentication and resources created and read back, which it has
@@ -99,14 +99,7 @@ fn schemathesis(schema: &str, config: &Path, dir: &Path) -> std::io::Result<Outp
 fn schemathesis_config(fixture: &Fixture) -> String {
     let mut keys: Vec<String> = fixture.keys.values().cloned().collect();
     keys.sort();
-    let claims = |session_id, key_n| SessionClaims {
-        session_id,
-        license_id: Uuid::from_u128(u128::from(key_n)),
-        key_hash: key(key_n).hash(),
-        fingerprint: machine().canonicalize().unwrap().hash(),
-        issued_at: now(),
-        expires_at: now() + 3600,
-    };
+    let claims = session_claims;
     let tokens = [
         token::sign(&claims(Uuid::from_u128(5), 1), &signer()),
         token::sign(&claims(Uuid::from_u128(6), 2), &signer()),

@@ -25,6 +25,7 @@ use latchkey_shared::snapshot::{
     ChannelRelease, EdgeConfig as SnapshotConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy,
     Product, RevokedSession, SnapshotBuilder,
 };
+use latchkey_shared::token::SessionClaims;
 use latchkey_shared::{LicenseKey, SigningKeyPair, TrustedKeys};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -44,6 +45,19 @@ pub fn machine() -> Fingerprint {
         cpu_id: Some("BFEBFBFF000906EA".into()),
         macs: vec!["00:1a:2b:3c:4d:5e".into()],
         ..Fingerprint::default()
+    }
+}
+
+/// The claims of a session on license `key_n` started from [`machine`],
+/// valid for an hour.
+pub fn session_claims(session_id: Uuid, key_n: u8) -> SessionClaims {
+    SessionClaims {
+        session_id,
+        license_id: Uuid::from_u128(u128::from(key_n)),
+        key_hash: key(key_n).hash(),
+        fingerprint: machine().canonicalize().unwrap().hash(),
+        issued_at: now(),
+        expires_at: now() + 3600,
     }
 }
 
