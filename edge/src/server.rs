@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use latchkey_shared::TrustedKeys;
 use latchkey_shared::api::ErrorCode;
+use latchkey_shared::forwarded::TrustedProxies;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -141,7 +142,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         snapshots: store.clone(),
         limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(initial, initial))),
         rate_limit_override: config.rate_limit_per_min,
-        trusted_proxies: config.trusted_proxies.clone(),
+        trusted_proxies: TrustedProxies::from_addrs(&config.trusted_proxies),
         metrics: metrics_handle(),
         link: link.clone(),
         usage: usage.clone(),

@@ -23,6 +23,11 @@ impl TrustedProxies {
         Self(ranges)
     }
 
+    /// Each address its own range.
+    pub fn from_addrs(addrs: &[IpAddr]) -> Self {
+        Self(addrs.iter().copied().map(IpNet::from).collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

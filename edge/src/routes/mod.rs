@@ -20,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use latchkey_shared::KeyHash;
 use latchkey_shared::api::ErrorCode;
+use latchkey_shared::forwarded::TrustedProxies;
 use latchkey_shared::snapshot::SnapshotState;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -39,7 +40,7 @@ pub struct Shared {
     pub limits: Arc<ArcSwap<RateLimits>>,
     /// Replaces the snapshot's limits when set.
     pub rate_limit_override: Option<u32>,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: PrometheusHandle,
     /// The link to control; `None` for an edge serving a snapshot file.
     pub link: Option<Arc<Link>>,

@@ -190,7 +190,7 @@ pub fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
             rate_limit, rate_limit,
         ))),
         rate_limit_override: Some(rate_limit),
-        trusted_proxies: vec![],
+        trusted_proxies: Default::default(),
         metrics: metrics_handle(),
         link: None,
         usage: None,
