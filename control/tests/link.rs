@@ -2,166 +2,26 @@
 //! publisher on the real PostgreSQL, edges as the real edge server, QUIC
 //! with mutual TLS between them.
 
+#[allow(dead_code)]
+mod support;
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::connect_info::MockConnectInfo;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::licenses::{self, NewLicense};
 use latchkey_control::db::{edges, publish, settings};
-use latchkey_control::link::{self, LinkSettings, RunningLink};
 use latchkey_control::secrets::Secrets;
-use latchkey_edge::config::LinkConfig;
-use latchkey_edge::{EdgeConfig, RunningEdge, routes};
+use latchkey_edge::RunningEdge;
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::{LicenseKey, SigningKeyPair};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgPool;
-use tower::ServiceExt;
+use support::stack::*;
 use uuid::Uuid;
-
-struct Stack {
-    dir: PathBuf,
-    pool: PgPool,
-    signer: SigningKeyPair,
-    link: Option<RunningLink>,
-    link_addr: SocketAddr,
-}
-
-impl Stack {
-    async fn start(pool: PgPool) -> Self {
-        let dir = std::env::temp_dir().join(format!("latchkey-link-test-{}", Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let signer = SigningKeyPair::generate();
-        std::fs::write(dir.join("trusted.pem"), signer.public_key_pem()).unwrap();
-        let running = start_link(&pool, &dir, signer.clone(), "127.0.0.1:0".parse().unwrap());
-        Self {
-            link_addr: running.addr,
-            dir,
-            pool,
-            signer,
-            link: Some(running),
-        }
-    }
-
-    /// Control's link again on the same address (a restart).
-    fn restart_link(&mut self) {
-        if let Some(link) = self.link.take() {
-            link.stop();
-        }
-        self.link = Some(start_link(
-            &self.pool,
-            &self.dir,
-            self.signer.clone(),
-            self.link_addr,
-        ));
-    }
-
-    async fn edge(&self, name: &str, enrol: bool) -> RunningEdge {
-        let token = if enrol {
-            Some(
-                edges::create(&self.pool, &RequestContext::system("test"), name)
-                    .await
-                    .unwrap()
-                    .enrol_token,
-            )
-        } else {
-            None
-        };
-        self.edge_with(name, token).await
-    }
-
-    async fn edge_with(&self, name: &str, enrol_token: Option<String>) -> RunningEdge {
-        edge_on(&self.dir, self.link_addr, name, enrol_token).await
-    }
-}
-
-/// An edge linked to control at `link`, its files under `dir`.
-async fn edge_on(
-    dir: &Path,
-    link: SocketAddr,
-    name: &str,
-    enrol_token: Option<String>,
-) -> RunningEdge {
-    latchkey_edge::start(edge_settings(dir, link, name, enrol_token))
-        .await
-        .unwrap()
-}
-
-/// What [`edge_on`] starts: rate limits overridden far above what a test
-/// sends, unless the test clears `rate_limit_per_min`.
-fn edge_settings(
-    dir: &Path,
-    link: SocketAddr,
-    name: &str,
-    enrol_token: Option<String>,
-) -> EdgeConfig {
-    // Handed over in a file, as the run command does.
-    let enrol_token_file = enrol_token.map(|token| {
-        let file = dir.join(format!("{name}.token"));
-        std::fs::write(&file, token).unwrap();
-        file
-    });
-    EdgeConfig {
-        snapshot: None,
-        trusted_keys: vec![dir.join("trusted.pem")],
-        listen: "127.0.0.1:0".parse().unwrap(),
-        rate_limit_per_min: Some(1_000_000),
-        trusted_proxies: vec![],
-        max_body_bytes: 16 * 1024,
-        header_timeout_secs: 10,
-        request_timeout_secs: 15,
-        reload_check_ms: 1000,
-        link: LinkConfig {
-            control: Some(link),
-            control_cert: Some(dir.join("control").join(link::tls::CERT_FILE)),
-            data_dir: Some(dir.join(name)),
-            name: name.to_owned(),
-            enrol_token_file,
-            enrol_token: None,
-            call_timeout_ms: 5_000,
-            usage_batch_records: 1_000,
-            usage_flush_ms: 50,
-            usage_queue_records: 10_000,
-            usage_spool_mb: 16,
-        },
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        if let Some(link) = self.link.take() {
-            link.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_link(
-    pool: &PgPool,
-    dir: &Path,
-    signer: SigningKeyPair,
-    listen: SocketAddr,
-) -> RunningLink {
-    link::start(
-        pool.clone(),
-        &dir.join("control"),
-        LinkSettings {
-            listen,
-            signer,
-            default_grace_secs: link::DEFAULT_GRACE_SECS,
-            heartbeat_interval_secs: 900,
-            session_token_ttl_secs: 86_400,
-            publisher: link::publisher::PublisherSettings::default(),
-        },
-    )
-    .unwrap()
-}
 
 async fn one_license(pool: &PgPool, device_limit: i32) -> (Uuid, String) {
     let product_id: i32 = sqlx::query_scalar(
@@ -186,46 +46,6 @@ async fn one_license(pool: &PgPool, device_limit: i32) -> (Uuid, String) {
     .await
     .unwrap();
     (created[0].license.id, created[0].license_key.clone())
-}
-
-/// The license's status on an edge, `None` while the edge does not know it.
-fn status_on(edge: &RunningEdge, key: &str) -> Option<LicenseStatus> {
-    let hash = key.parse::<LicenseKey>().unwrap().hash();
-    let snapshot = edge.state.snapshots.current()?;
-    snapshot.license(&hash).map(|l| l.status())
-}
-
-/// Polls `done` every 2 ms until it holds; the time it took, or `None` past `limit`.
-async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if done() {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    None
-}
-
-async fn post(edge: &RunningEdge, path: &str, body: Value) -> (StatusCode, Value) {
-    let app = routes::router(edge.state.clone(), 16 * 1024)
-        .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
-    let request = Request::post(path)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
-}
-
-fn machine(n: u32) -> Value {
-    json!({
-        "system_uuid": Uuid::from_u128(u128::from(n) + 1).to_string(),
-        "cpu_id": format!("cpu-{n}"),
-        "macs": [format!("02:00:00:00:00:{n:02x}")],
-    })
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -1,9 +1,13 @@
 //! What control's integration tests share: a valid configuration, the app on
-//! a socket, the admin API client ([`api`]) and the panel's client
-//! ([`panel`]). Each test binary declares `mod support;` and uses its part.
+//! a socket, the admin API client ([`api`]), the panel's client
+//! ([`panel`]), headless Chromium ([`browser`]) and control's link with real
+//! edges ([`stack`]). Each test binary declares `mod support;` and uses its
+//! part.
 
 pub mod api;
+pub mod browser;
 pub mod panel;
+pub mod stack;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
