@@ -19,6 +19,7 @@ use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::admins::Role;
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
+use latchkey_control::panel;
 use latchkey_shared::SigningKeyPair;
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
 use serde_json::json;
@@ -224,6 +225,26 @@ async fn the_list_filters_by_product_and_customer_and_marks_overdue_sessions(poo
     let after = client.get("/sessions").await;
     assert!(row_of(&after.body, bob_darkroom).is_none());
     assert_eq!(rows(&after.body), 2);
+
+    // Bounded: the newest 200 are listed, the rest counted.
+    sqlx::query(
+        "INSERT INTO sessions (license_id, token_expires_at)
+         SELECT license_id, now() + interval '1 hour' FROM sessions, generate_series(1, 199)
+          WHERE id = $1",
+    )
+    .bind(ada_studio)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let many = client.get("/sessions").await;
+    assert_eq!(rows(&many.body), panel::sessions::SHOWN as usize);
+    assert!(many.body.contains("201 active session(s)"), "{}", many.body);
+    assert!(
+        many.body
+            .contains("<span id=\"sessions-more\">1 more</span>"),
+        "{}",
+        many.body
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
