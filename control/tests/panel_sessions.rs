@@ -38,16 +38,12 @@ fn app(pool: &PgPool) -> axum::Router {
     app::router(AppState::new(pool.clone(), &config(&[])).unwrap())
 }
 
+/// Machine `n` as the edge tests report it, canonical.
 fn machine(n: u32) -> CanonicalFingerprint {
-    Fingerprint {
-        system_uuid: Some(Uuid::from_u128(u128::from(n) + 1).to_string()),
-        machine_id: None,
-        cpu_id: Some(format!("cpu-{n}")),
-        macs: vec![format!("02:00:00:00:00:{:02x}", n % 256)],
-        extra: Default::default(),
-    }
-    .canonicalize()
-    .unwrap()
+    serde_json::from_value::<Fingerprint>(support::stack::machine(n))
+        .unwrap()
+        .canonicalize()
+        .unwrap()
 }
 
 fn signer() -> SigningKeyPair {
