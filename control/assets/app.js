@@ -113,7 +113,18 @@
     });
     body.replaceChildren.apply(body, rows);
   }
+  // #select-all (hidden without JavaScript) ticks every listed row.
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "select-all") return;
+    var form = event.target.form;
+    if (!form) return;
+    form.querySelectorAll("tbody input[type=checkbox]").forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  });
   function start() {
+    var all = document.getElementById("select-all");
+    if (all) all.hidden = false;
     var root = document.querySelector("[data-live-rows]");
     if (!root || !window.EventSource) return;
     var status = document.getElementById("live-status");

@@ -197,18 +197,32 @@ async fn a_session_started_at_an_edge_appears_live_and_terminating_it_refuses_it
 
     // Tick the first, let an update pass (the quiet one's mark counts the
     // seconds), and the tick is still there.
+    let ticked = || async {
+        browser
+            .execute(
+                "return [...document.querySelectorAll('#session-rows input:checked')].length;",
+                vec![],
+            )
+            .await
+            .unwrap()
+    };
+    click(&browser, "#select-all").await;
+    assert_eq!(ticked().await, json!(2), "select all");
+    click(&browser, "#select-all").await;
+    assert_eq!(ticked().await, json!(0));
     click(&browser, &format!("{row} input[type=checkbox]")).await;
     let mark = text(&browser, &format!("{quiet_row} .overdue-mark")).await;
     eventually(5, "an update of the list", || async {
         text(&browser, &format!("{quiet_row} .overdue-mark")).await != mark
     })
     .await;
-    let ticked = find(&browser, &format!("{row} input[type=checkbox]"))
+    let still = find(&browser, &format!("{row} input[type=checkbox]"))
         .await
         .prop("checked")
         .await
         .unwrap();
-    assert_eq!(ticked.as_deref(), Some("true"), "the selection survives");
+    assert_eq!(still.as_deref(), Some("true"), "the selection survives");
+    assert_eq!(ticked().await, json!(1));
     screenshot(&browser, "sessions_live.png").await;
 
     click(&browser, "#terminate-selected").await;
