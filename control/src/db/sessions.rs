@@ -280,7 +280,7 @@ pub async fn revoked_for_snapshot(
 /// An open session as the panel's live monitor shows it: with its license,
 /// customer, device and the edge it was started at.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct LiveSession {
+pub struct OpenSession {
     pub id: Uuid,
     pub license_id: Uuid,
     pub key_prefix: String,
@@ -297,7 +297,7 @@ pub struct LiveSession {
     pub edge_name: Option<String>,
 }
 
-impl LiveSession {
+impl OpenSession {
     /// How long the session is past its [`heartbeat_deadline`], if it is:
     /// the reaper ends it at its next run.
     pub fn overdue_by(
@@ -320,7 +320,7 @@ pub struct LiveFilter {
 /// The newest open sessions matching a filter, and how many match in all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LivePage {
-    pub sessions: Vec<LiveSession>,
+    pub sessions: Vec<OpenSession>,
     pub total: i64,
     /// Of `total`, those past their heartbeat deadline.
     pub overdue: i64,
@@ -381,7 +381,7 @@ pub async fn live(
 }
 
 /// Those of `ids` that are still open, newest first.
-pub async fn live_among(pool: &PgPool, ids: &[Uuid]) -> DomainResult<Vec<LiveSession>> {
+pub async fn live_among(pool: &PgPool, ids: &[Uuid]) -> DomainResult<Vec<OpenSession>> {
     Ok(sqlx::query_as(&format!(
         "{LIVE_SELECT} WHERE s.id = ANY($1) AND s.ended_at IS NULL ORDER BY s.started_at DESC, s.id"
     ))

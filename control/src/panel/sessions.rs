@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::error::{PanelError, PanelResult};
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer, still_live};
-use crate::db::sessions::{self, LiveFilter, LiveSession};
+use crate::db::sessions::{self, LiveFilter, OpenSession};
 use crate::db::{customers, products};
 use crate::error::{DomainError, DomainResult, Entity};
 use crate::panel::PanelState;
@@ -68,7 +68,7 @@ pub struct Choice {
 /// A session as a row shows it.
 #[derive(Debug)]
 pub struct Row {
-    pub session: LiveSession,
+    pub session: OpenSession,
     pub device: String,
     /// "4 min 12 s" past the heartbeat deadline, if it is.
     pub overdue: Option<String>,
@@ -311,7 +311,7 @@ async fn live(state: &PanelState, filter: LiveFilter, is_admin: bool) -> DomainR
     })
 }
 
-fn row(session: LiveSession, state: &PanelState, now: OffsetDateTime) -> Row {
+fn row(session: OpenSession, state: &PanelState, now: OffsetDateTime) -> Row {
     let device = match (&session.device_name, session.device_id) {
         (Some(name), _) => name.clone(),
         (None, Some(id)) => format!("device {}", &id.simple().to_string()[..8]),
