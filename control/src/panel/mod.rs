@@ -29,6 +29,7 @@ pub mod form;
 pub mod guard;
 pub mod pages;
 pub mod session;
+pub mod sessions;
 pub mod settings;
 pub mod totp;
 
@@ -55,6 +56,9 @@ pub struct PanelState {
     pub secrets: Arc<Secrets>,
     pub config: Arc<PanelConfig>,
     pub guard: Arc<LoginGuard>,
+    /// The sessions' heartbeat interval, as the reaper uses it: the live
+    /// monitor marks a session overdue by the reaper's rule.
+    pub heartbeat_interval_secs: u32,
 }
 
 impl PanelState {
@@ -87,6 +91,8 @@ impl PanelState {
             secrets: Arc::new(config.secrets()?),
             config: Arc::new(config.panel.clone()),
             guard: Arc::new(guard),
+            heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs)
+                .unwrap_or(u32::MAX),
         })
     }
 }
@@ -148,7 +154,10 @@ fn protected() -> Routes {
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
         .get("/licenses", pages::licenses)
-        .get("/sessions", pages::sessions)
+        .get("/sessions", sessions::list)
+        .get("/events/sessions", sessions::events)
+        .get("/sessions/terminate", sessions::confirm)
+        .post("/sessions/terminate", sessions::terminate)
         .get("/resources", pages::resources)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
