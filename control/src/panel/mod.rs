@@ -28,6 +28,7 @@ pub mod error;
 pub mod form;
 pub mod guard;
 pub mod pages;
+pub mod resources;
 pub mod session;
 pub mod settings;
 pub mod totp;
@@ -149,7 +150,12 @@ fn protected() -> Routes {
         .post("/customers/{id}/delete", customers::delete)
         .get("/licenses", pages::licenses)
         .get("/sessions", pages::sessions)
-        .get("/resources", pages::resources)
+        .get("/resources", resources::list)
+        .post("/resources", resources::add)
+        .post("/resources/allocate", resources::allocate)
+        .get("/resources/{id}", resources::show)
+        .post("/resources/{id}/release", resources::release)
+        .post("/resources/{id}/quarantine", resources::quarantine)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)

@@ -102,10 +102,6 @@ pub async fn sessions(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/sessions")
 }
 
-pub async fn resources(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/resources")
-}
-
 pub async fn products(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/products")
 }
