@@ -100,6 +100,7 @@ async fn bulk_add_reports_each_line_and_adds_nothing_on_a_bad_one_unless_asked(p
     assert_eq!(refused.error_code(), "INVALID_REQUEST");
     let body = &refused.body;
     assert!(body.contains("Nothing added to IP addresses"), "{body}");
+    assert!(body.contains("6 line(s), 2 malformed: <strong>nothing was added</strong>. The valid lines would add 2 new value(s)"), "{body}");
     assert!(report_line(body, 1).contains("1 new"));
     assert!(
         report_line(body, 3).contains("Malformed: &#34;not-an-ip&#34; is not an IP address"),

@@ -250,6 +250,8 @@ pub async fn add(
         "resources added in the panel"
     );
     let mut page = ListPage::build(&admin, &state, ListQuery::default(), None).await?;
+    // The pool stays chosen for the next paste.
+    page.bulk.kind = form.kind.clone();
     if !report.applied {
         // The paste stays in the form, to fix or to tick "add the valid ones".
         page.bulk = form;
@@ -371,8 +373,8 @@ impl ListPage {
             bulk: BulkForm::default(),
             allocate: AllocateForm {
                 license_id: query.license.trim().to_owned(),
+                kind: query.kind.clone(),
                 count: "1".into(),
-                ..AllocateForm::default()
             },
             refusal,
             max_bulk: MAX_BULK_VALUES,
@@ -452,6 +454,11 @@ impl PoolBar {
 }
 
 impl ReportView {
+    /// What the valid lines hold that is not in the pool yet.
+    pub fn new_values(&self) -> u64 {
+        self.report.lines.iter().map(|line| line.new).sum()
+    }
+
     fn of(report: BulkReport) -> Self {
         let shown: Vec<usize> = report
             .lines
