@@ -61,6 +61,19 @@ async fn allocate(client: &mut Client, csrf: &str, license: &str, count: &str) -
         .await
 }
 
+/// Releases resource `id`, to rest `days` days unless empty.
+async fn release(client: &mut Client, csrf: &str, id: i64, days: &str) -> Reply {
+    let uri = format!("/resources/{id}/release");
+    client
+        .post(&uri, &[("_csrf", csrf), ("quarantine_days", days)])
+        .await
+}
+
+async fn quarantine(client: &mut Client, csrf: &str, id: i64, days: &str) -> Reply {
+    let uri = format!("/resources/{id}/quarantine");
+    client.post(&uri, &[("_csrf", csrf), ("days", days)]).await
+}
+
 /// The text of the report's row for `line`.
 fn report_line(body: &str, line: usize) -> &str {
     let marker = format!("id=\"line-{line}\"");
@@ -337,31 +350,16 @@ async fn allocate_all_or_nothing_then_release_quarantine_and_history(pool: PgPoo
     )
     .await;
     let page = format!("/resources/{first}");
-    let bad_days = client
-        .post(
-            &format!("{page}/release"),
-            &[("_csrf", &csrf), ("quarantine_days", "soon")],
-        )
-        .await;
+    let bad_days = release(&mut client, &csrf, first, "soon").await;
     assert_eq!(bad_days.status, StatusCode::BAD_REQUEST);
     assert!(
         bad_days.body.contains(
             "id=\"release-days-error\">Days must be a whole number of days from 1 to 3650"
         )
     );
-    let released = client
-        .post(
-            &format!("{page}/release"),
-            &[("_csrf", &csrf), ("quarantine_days", "")],
-        )
-        .await;
+    let released = release(&mut client, &csrf, first, "").await;
     assert_eq!(released.status, StatusCode::SEE_OTHER, "{}", released.body);
-    let again = client
-        .post(
-            &format!("{page}/release"),
-            &[("_csrf", &csrf), ("quarantine_days", "")],
-        )
-        .await;
+    let again = release(&mut client, &csrf, first, "").await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(
         again
@@ -370,12 +368,7 @@ async fn allocate_all_or_nothing_then_release_quarantine_and_history(pool: PgPoo
         "{}",
         again.body
     );
-    let rested = client
-        .post(
-            &format!("{page}/quarantine"),
-            &[("_csrf", &csrf), ("days", "7")],
-        )
-        .await;
+    let rested = quarantine(&mut client, &csrf, first, "7").await;
     assert_eq!(rested.status, StatusCode::SEE_OTHER, "{}", rested.body);
 
     let shown = client.get(&page).await;
@@ -402,12 +395,7 @@ async fn allocate_all_or_nothing_then_release_quarantine_and_history(pool: PgPoo
         "SELECT min(id) FROM resources WHERE status = 'allocated'",
     )
     .await;
-    let kept = client
-        .post(
-            &format!("/resources/{second}/release"),
-            &[("_csrf", &csrf), ("quarantine_days", "30")],
-        )
-        .await;
+    let kept = release(&mut client, &csrf, second, "30").await;
     assert_eq!(kept.status, StatusCode::SEE_OTHER);
     assert_eq!(
         count(
