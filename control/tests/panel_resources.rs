@@ -258,6 +258,12 @@ async fn a_cidr_block_and_a_phone_range_expand_within_the_cap(pool: PgPool) {
         258
     );
 
+    // Exactly the cap: a /16 in one paste.
+    let at_cap = paste(&mut client, &csrf, "ip", "10.0.0.0/16", false).await;
+    assert_eq!(at_cap.status, StatusCode::OK, "{}", at_cap.body);
+    assert!(report_line(&at_cap.body, 1).contains("65536 values: 65536 added"));
+    assert_eq!(pool_count(&at_cap.body, "ip", "free-count"), "65794");
+
     // The API keeps its rule: single values, the first bad one named.
     let api = Api::new(pool.clone()).await;
     api.post(
