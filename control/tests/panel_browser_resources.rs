@@ -51,6 +51,14 @@ async fn paste_a_slash_24_then_allocate_three_to_a_license(pool: PgPool) {
     assert!(bad.contains("Malformed"), "{bad}");
     assert_eq!(text(&browser, "#pool-ip .free-count").await, "0");
     screenshot(&browser, "resources_refused.png").await;
+    browser
+        .execute(
+            "document.getElementById('bulk-form').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    screenshot(&browser, "resources_refused_form.png").await;
 
     // The paste is kept: take the bad line out and add again.
     let values = find(&browser, "#bulk-values").await;
