@@ -589,3 +589,35 @@ async fn a_viewer_reads_pools_but_every_change_is_refused(pool: PgPool) {
     .unwrap();
     assert_eq!((total, allocated), (2, 1), "nothing changed");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_admins_pasting_the_same_block_at_once_add_it_once(pool: PgPool) {
+    let (mut first, first_csrf) = admin_client(&pool).await;
+    admin(&pool, "bob", Role::Admin).await;
+    let mut second = Client::new(app(&pool), "192.0.2.95");
+    let second_csrf = second.logged_in("bob").await;
+
+    let (a, b) = tokio::join!(
+        paste(&mut first, &first_csrf, "ip", "203.0.113.0/24", false),
+        paste(&mut second, &second_csrf, "ip", "203.0.113.0/24", false),
+    );
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(count(&pool, "SELECT count(*) FROM resources").await, 256);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM resource_history WHERE action = 'added'"
+        )
+        .await,
+        256,
+        "each address added once"
+    );
+    // Whoever came second reports the block as skipped, not as added.
+    let added: i64 = count(
+        &pool,
+        "SELECT coalesce(sum((after->>'added')::bigint), 0)::bigint FROM audit_log
+          WHERE action = 'resource.add_bulk'",
+    )
+    .await;
+    assert_eq!(added, 256);
+}
