@@ -1,6 +1,7 @@
 //! Resource pools in headless Chromium: paste a /24 and see 256 free,
 //! allocate 3 to a license and see them among the license's resources,
-//! then a resource's page with its history. Screenshots `resources*.png`
+//! then a resource's page with its history; a viewer sees no controls.
+//! Screenshots `resources*.png`
 //! in `<target>/screenshots/`.
 
 #[allow(dead_code)]
@@ -124,5 +125,46 @@ async fn paste_a_slash_24_then_allocate_three_to_a_license(pool: PgPool) {
         assert!(history.contains(action), "{history}");
     }
     screenshot(&browser, "resources_history.png").await;
+    browser.close().await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_viewer_sees_the_pools_without_controls(pool: PgPool) {
+    let driver = start_driver().await;
+    admin(&pool, "victor", Role::Viewer).await;
+    let state = AppState::new(pool.clone(), &config(&[])).unwrap();
+    let api = Api::with_state(state.clone()).await;
+    let (license_id, _) = api.license(json!({})).await;
+    api.post(
+        &format!("{}/resources", support::api::V1),
+        json!({ "kind": "phone", "values": ["+4930123400", "+4930123401", "+4930123402"] }),
+    )
+    .await;
+    api.post(
+        &format!("{}/licenses/{license_id}/resources", support::api::V1),
+        json!({ "kind": "phone", "count": 2 }),
+    )
+    .await;
+    let base = serve(state).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "victor").await;
+    arrives(&browser, "/").await;
+
+    browser.goto(&format!("{base}/resources")).await.unwrap();
+    assert_eq!(text(&browser, "#pool-phone .allocated-count").await, "2");
+    assert_eq!(text(&browser, "#pool-phone .utilisation").await, "66.7%");
+    for control in ["#bulk-form", "#allocate-form"] {
+        assert!(
+            browser.find(Locator::Css(control)).await.is_err(),
+            "no {control} for a viewer"
+        );
+    }
+    screenshot(&browser, "resources_viewer.png").await;
+    click(&browser, "#resources .resource-row a").await;
+    find(&browser, "#history").await;
+    assert!(
+        browser.find(Locator::Css("#release-form")).await.is_err(),
+        "no release for a viewer"
+    );
     browser.close().await.unwrap();
 }
