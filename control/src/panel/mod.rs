@@ -28,6 +28,7 @@ pub mod error;
 pub mod form;
 pub mod guard;
 pub mod pages;
+pub mod resources;
 pub mod session;
 pub mod sessions;
 pub mod settings;
@@ -158,7 +159,12 @@ fn protected() -> Routes {
         .get("/events/sessions", sessions::events)
         .get("/sessions/terminate", sessions::confirm)
         .post("/sessions/terminate", sessions::terminate)
-        .get("/resources", pages::resources)
+        .get("/resources", resources::list)
+        .post("/resources", resources::add)
+        .post("/resources/allocate", resources::allocate)
+        .get("/resources/{id}", resources::show)
+        .post("/resources/{id}/release", resources::release)
+        .post("/resources/{id}/quarantine", resources::quarantine)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)
