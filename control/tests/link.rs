@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
-use latchkey_control::db::licenses::{self, NewLicense};
+use latchkey_control::db::licenses;
 use latchkey_control::db::{edges, publish, settings};
-use latchkey_control::secrets::Secrets;
 use latchkey_edge::RunningEdge;
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::{LicenseKey, SigningKeyPair};
@@ -22,31 +21,6 @@ use serde_json::json;
 use sqlx::PgPool;
 use support::stack::*;
 use uuid::Uuid;
-
-async fn one_license(pool: &PgPool, device_limit: i32) -> (Uuid, String) {
-    let product_id: i32 = sqlx::query_scalar(
-        "INSERT INTO products (slug, name) VALUES ('studio', 'Studio') RETURNING id",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    let template: NewLicense = serde_json::from_value(json!({
-        "product_id": product_id,
-        "device_limit": device_limit,
-        "features": ["sync"],
-    }))
-    .unwrap();
-    let created = licenses::create(
-        pool,
-        &RequestContext::system("test"),
-        &Secrets::new(&"s".repeat(48)).unwrap(),
-        &template,
-        1,
-    )
-    .await
-    .unwrap();
-    (created[0].license.id, created[0].license_key.clone())
-}
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_suspension_reaches_every_edge_within_a_second(pool: PgPool) {

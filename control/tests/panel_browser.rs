@@ -451,3 +451,68 @@ async fn search_and_autocomplete_pick_a_customer_whose_page_shows_its_licenses(p
     screenshot(&browser, "customer_form_error.png").await;
     browser.close().await.unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_per_key_limit_saved_in_the_panel_refuses_the_sixth_verify_at_both_edges(pool: PgPool) {
+    use latchkey_control::context::RequestContext;
+    use latchkey_control::db::edges;
+    use support::stack::{Stack, edge_settings, one_license, post, status_on, wait_for};
+
+    let stack = Stack::start(pool.clone()).await;
+    let (_, key) = one_license(&pool, 1).await;
+    let mut running = Vec::new();
+    for name in ["edge-a", "edge-b"] {
+        let token = edges::create(&pool, &RequestContext::system("test"), name)
+            .await
+            .unwrap()
+            .enrol_token;
+        // The limits in the snapshot, not the tests' override.
+        let mut settings = edge_settings(&stack.dir, stack.link_addr, name, Some(token));
+        settings.rate_limit_per_min = None;
+        let edge = latchkey_edge::start(settings).await.unwrap();
+        wait_for(Duration::from_secs(10), || status_on(&edge, &key).is_some())
+            .await
+            .expect("the edge serves the license");
+        running.push(edge);
+    }
+
+    let driver = start_driver().await;
+    admin(&pool, "alice", Role::Admin).await;
+    let base = serve(AppState::new(pool.clone(), &config(&[])).unwrap()).await;
+    let browser = browser(&driver).await;
+    log_in(&browser, &base, "alice").await;
+    arrives(&browser, "/").await;
+    browser.goto(&format!("{base}/edges")).await.unwrap();
+    let per_key = find(&browser, "#rate_limit_per_key_per_min").await;
+    per_key.clear().await.unwrap();
+    per_key.send_keys("5").await.unwrap();
+    click(&browser, "#save-config").await;
+
+    for edge in &running {
+        let limit = || {
+            edge.state
+                .snapshots
+                .current()
+                .map(|s| s.config().rate_limit_per_key_per_min)
+        };
+        wait_for(Duration::from_secs(10), || limit() == Some(5))
+            .await
+            .expect("the saved limit reaches the edge");
+        for n in 1..=5 {
+            let (status, answer) =
+                post(edge, "/api/license/verify", json!({ "license_key": key })).await;
+            assert_eq!(status, StatusCode::OK, "verify {n}: {answer}");
+        }
+        let (status, answer) =
+            post(edge, "/api/license/verify", json!({ "license_key": key })).await;
+        assert_eq!(
+            (status, answer["code"].clone()),
+            (StatusCode::TOO_MANY_REQUESTS, json!("RATE_LIMITED")),
+            "{answer}"
+        );
+    }
+    browser.close().await.unwrap();
+    for edge in running {
+        edge.stop().await;
+    }
+}

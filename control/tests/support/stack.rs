@@ -12,7 +12,9 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::edges;
+use latchkey_control::db::licenses::{self, NewLicense};
 use latchkey_control::link::{self, LinkSettings, RunningLink};
+use latchkey_control::secrets::Secrets;
 use latchkey_edge::config::LinkConfig;
 use latchkey_edge::{EdgeConfig, RunningEdge, routes};
 use latchkey_shared::snapshot::LicenseStatus;
@@ -198,4 +200,30 @@ pub fn machine(n: u32) -> Value {
         "cpu_id": format!("cpu-{n}"),
         "macs": [format!("02:00:00:00:00:{n:02x}")],
     })
+}
+
+/// A license of a new product `studio` with feature `sync`: its id and key.
+pub async fn one_license(pool: &PgPool, device_limit: i32) -> (Uuid, String) {
+    let product_id: i32 = sqlx::query_scalar(
+        "INSERT INTO products (slug, name) VALUES ('studio', 'Studio') RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let template: NewLicense = serde_json::from_value(json!({
+        "product_id": product_id,
+        "device_limit": device_limit,
+        "features": ["sync"],
+    }))
+    .unwrap();
+    let created = licenses::create(
+        pool,
+        &RequestContext::system("test"),
+        &Secrets::new(&"s".repeat(48)).unwrap(),
+        &template,
+        1,
+    )
+    .await
+    .unwrap();
+    (created[0].license.id, created[0].license_key.clone())
 }
