@@ -10,6 +10,7 @@ use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::admins::{self, Role};
+use latchkey_control::panel::PanelRoute;
 use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -181,6 +182,22 @@ impl Client {
 
     pub async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Reply {
         self.send(Method::POST, uri, Some(form)).await
+    }
+
+    /// Sends each route (its `{name}` segments replaced by `id`) with
+    /// `form`, and expects the role refusal: 403 `FORBIDDEN`.
+    pub async fn refused_each(&mut self, routes: &[PanelRoute], id: &str, form: &[(&str, &str)]) {
+        for route in routes {
+            let uri = concrete(route.path, id);
+            let reply = self.send(route.method.clone(), &uri, Some(form)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::FORBIDDEN,
+                "{} {uri}",
+                route.method
+            );
+            assert_eq!(reply.error_code(), "FORBIDDEN", "{} {uri}", route.method);
+        }
     }
 
     /// Fetches the login form and posts it.
