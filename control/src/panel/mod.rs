@@ -27,6 +27,7 @@ pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
+pub mod licenses;
 pub mod pages;
 pub mod session;
 pub mod settings;
@@ -147,7 +148,11 @@ fn protected() -> Routes {
         .post("/customers/{id}", customers::update)
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
-        .get("/licenses", pages::licenses)
+        .get("/licenses", licenses::list)
+        .post("/licenses/bulk/preview", licenses::bulk_preview)
+        .post("/licenses/bulk", licenses::bulk_apply)
+        .get("/licenses/{id}/quick", licenses::quick_form)
+        .post("/licenses/{id}/quick", licenses::quick_save)
         .get("/sessions", pages::sessions)
         .get("/resources", pages::resources)
         .get("/products", pages::products)
