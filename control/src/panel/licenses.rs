@@ -551,6 +551,8 @@ pub struct BulkPage {
     past: &'static str,
     /// What the operation does, in words ("by 30 days", "to 3").
     detail: String,
+    /// Which licenses, in words.
+    scope: String,
     /// The form again, as hidden fields, for the confirmation's button.
     hidden: Vec<(String, String)>,
 }
@@ -618,6 +620,20 @@ async fn bulk(
         license_bulk::preview(&state.pool, &selection, operation).await
     };
     let (verb, past, detail) = words(operation);
+    let scope = match &selection {
+        Selection::Ids(ids) => format!("the {} license(s) ticked", ids.len()),
+        Selection::Everything => "every license".to_owned(),
+        Selection::Matching(_) => {
+            let pairs: Vec<String> = form
+                .filter
+                .pairs()
+                .into_iter()
+                .filter(|(name, _)| *name != "sort")
+                .map(|(name, value)| format!("{name} = {value}"))
+                .collect();
+            format!("licenses matching {}", pairs.join(", "))
+        }
+    };
     let mut page = BulkPage {
         layout: Layout::new(&admin, "Bulk change", "/licenses"),
         back,
@@ -628,6 +644,7 @@ async fn bulk(
         verb,
         past,
         detail,
+        scope,
         hidden,
     };
     match result {
