@@ -623,13 +623,21 @@ async fn bulk(
     let scope = match &selection {
         Selection::Ids(ids) => format!("the {} license(s) ticked", ids.len()),
         Selection::Everything => "every license".to_owned(),
-        Selection::Matching(_) => {
+        Selection::Matching(filter) => {
+            // A product by its name, as the list's filter shows it.
+            let product = match filter.product_id {
+                Some(id) => Some(products::get(&state.pool, id).await?.name),
+                None => None,
+            };
             let pairs: Vec<String> = form
                 .filter
                 .pairs()
                 .into_iter()
                 .filter(|(name, _)| *name != "sort")
-                .map(|(name, value)| format!("{name} = {value}"))
+                .map(|(name, value)| match (name, &product) {
+                    ("product", Some(product)) => format!("product {product}"),
+                    _ => format!("{name} = {value}"),
+                })
                 .collect();
             format!("licenses matching {}", pairs.join(", "))
         }
