@@ -150,5 +150,11 @@
     document.addEventListener("DOMContentLoaded", start);
   } else {
     start();
+// A fragment refused with 422 is the fragment again with the refusal at its
+// field (the license list's quick edit): htmx swaps it in like a success.
+(function () {
+  "use strict";
+  if (window.htmx && htmx.config && htmx.config.responseHandling) {
+    htmx.config.responseHandling.unshift({ code: "422", swap: true, error: false });
   }
 })();

@@ -24,7 +24,8 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const DATA_SYMBOLS: usize = 24;
 /// Data symbols plus the check symbol.
 pub const KEY_SYMBOLS: usize = DATA_SYMBOLS + 1;
-const GROUP: usize = 5;
+/// Symbols in a group of a written key; the first group is what lists show.
+pub const GROUP: usize = 5;
 /// Bytes of CSPRNG output behind one key (120 bits).
 pub const ENTROPY_BYTES: usize = 15;
 /// BLAKE3 derive-key context of the key that key hashes are keyed with, so

@@ -243,6 +243,20 @@ fn push_cursor(sql: &mut QueryBuilder<'_, Postgres>, cursor: Option<Cursor>) {
     }
 }
 
+/// The names of these customers (a list's page of licenses shows them);
+/// an id with no customer is left out.
+pub async fn names(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> DomainResult<std::collections::HashMap<Uuid, String>> {
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, name FROM customers WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// What a customer's page sums up: licenses by status, seats, sessions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, FromRow)]
 pub struct CustomerStats {

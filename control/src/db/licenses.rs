@@ -10,7 +10,7 @@ use latchkey_shared::LicenseKey;
 use latchkey_shared::snapshot::{LicenseKind, LicenseStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -143,7 +143,9 @@ pub struct LicensePatch {
     pub metadata: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Which licenses a list (or a bulk operation) takes; every field left out
+/// matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseFilter {
     #[serde(default)]
@@ -154,12 +156,136 @@ pub struct LicenseFilter {
     pub customer_id: Option<Uuid>,
     #[serde(default)]
     pub batch_id: Option<Uuid>,
-    /// The start of a license key (first group), as shown in lists.
+    /// The start of a license key, any case: a whole first group (or a
+    /// whole key) matches that group, fewer characters every group
+    /// starting with them.
     #[serde(default)]
     pub key_prefix: Option<String>,
+    #[serde(default)]
+    pub kind: Option<LicenseKind>,
+    /// Valid until between now and this many days from now.
+    #[serde(default)]
+    pub expiring_within_days: Option<u32>,
 }
 
-const COLUMNS: &str = "id, key_prefix, customer_id, product_id, kind, status, valid_from, valid_until, device_limit,
+impl LicenseFilter {
+    /// No condition at all: every license.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The conditions given, and only those (no `$1 IS NULL OR …`: the
+    /// planner then sees the shape of the indexes whatever plan it caches).
+    pub(crate) fn push(&self, sql: &mut QueryBuilder<'_, Postgres>) {
+        if let Some(status) = self.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(product) = self.product_id {
+            sql.push(" AND product_id = ").push_bind(product);
+        }
+        if let Some(customer) = self.customer_id {
+            sql.push(" AND customer_id = ").push_bind(customer);
+        }
+        if let Some(batch) = self.batch_id {
+            sql.push(" AND batch_id = ").push_bind(batch);
+        }
+        if let Some(kind) = self.kind {
+            sql.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(prefix) = &self.key_prefix {
+            sql.push(" AND key_prefix LIKE ")
+                .push_bind(key_pattern(prefix));
+        }
+        if let Some(days) = self.expiring_within_days {
+            // On the expression `licenses_valid_until` indexes; a NULL
+            // (perpetual) is infinity there, never within a range.
+            sql.push(
+                " AND coalesce(valid_until, 'infinity'::timestamptz) BETWEEN now() AND now() + make_interval(days => ",
+            )
+            .push_bind(i32::try_from(days).unwrap_or(i32::MAX))
+            .push(")");
+        }
+    }
+}
+
+/// `LIKE` pattern of a key prefix filter: the first group of what was
+/// typed, upper case, with `LIKE`'s own characters taken literally.
+fn key_pattern(prefix: &str) -> String {
+    let group: String = prefix
+        .trim()
+        .split('-')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(latchkey_shared::key::GROUP)
+        .flat_map(char::to_uppercase)
+        .collect();
+    let mut pattern = String::with_capacity(group.len() + 4);
+    for c in group.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    if group.chars().count() < latchkey_shared::key::GROUP {
+        pattern.push('%');
+    }
+    pattern
+}
+
+/// The orders a list can be read in, each served by an index that a keyset
+/// page walks from its cursor: page 1 000 costs what page 1 does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseSort {
+    /// `licenses_created_id`, backwards.
+    #[default]
+    Newest,
+    /// `licenses_created_id`.
+    Oldest,
+    /// Valid until, earliest first, perpetual last: `licenses_valid_until`.
+    ValidUntil,
+}
+
+impl LicenseSort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Newest => "newest",
+            Self::Oldest => "oldest",
+            Self::ValidUntil => "valid_until",
+        }
+    }
+
+    /// The ordering key, the comparison a later page takes, and its direction.
+    fn keyset(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Newest => ("created_at", "<", "DESC"),
+            Self::Oldest => ("created_at", ">", "ASC"),
+            Self::ValidUntil => ("coalesce(valid_until, 'infinity'::timestamptz)", ">", "ASC"),
+        }
+    }
+
+    fn cursor_of(self, license: &License) -> LicenseCursor {
+        LicenseCursor {
+            at: match self {
+                Self::Newest | Self::Oldest => Some(license.created_at),
+                Self::ValidUntil => license.valid_until,
+            },
+            id: license.id,
+        }
+    }
+}
+
+/// Where a page of [`list_page`] starts: strictly after this license in the
+/// page's order. `at` is the sort's time (created, or valid until with
+/// `None` for perpetual).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenseCursor {
+    pub at: Option<OffsetDateTime>,
+    pub id: Uuid,
+}
+
+pub(crate) const COLUMNS: &str = "id, key_prefix, customer_id, product_id, kind, status, valid_from, valid_until, device_limit,
     session_limit, allow_session_takeover, grace_period_secs, seat_change_limit, seat_change_window_secs, features,
     usage_limits, usage_exhausted, metadata, batch_id, created_at, updated_at";
 
@@ -454,38 +580,73 @@ pub async fn reveal_key(
     String::from_utf8(key).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
+/// Newest first, by page number, and how many match over all pages (the
+/// admin API's list, a customer's page).
 pub async fn list(
     pool: &PgPool,
     filter: &LicenseFilter,
     page: u32,
     per_page: u32,
 ) -> DomainResult<(Vec<License>, i64)> {
-    let condition = "($1::text IS NULL OR status = $1) AND ($2::int IS NULL OR product_id = $2)
-        AND ($3::uuid IS NULL OR customer_id = $3) AND ($4::uuid IS NULL OR batch_id = $4)
-        AND ($5::text IS NULL OR key_prefix = upper($5))";
-    let status = filter.status.map(LicenseStatus::as_str);
-    let items: Vec<License> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM licenses WHERE {condition} ORDER BY created_at DESC, id LIMIT $6 OFFSET $7"
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM licenses WHERE true"));
+    filter.push(&mut sql);
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(per_page))
+        .push(" OFFSET ")
+        .push_bind(i64::from(page.saturating_sub(1)) * i64::from(per_page));
+    let items: Vec<License> = sql.build_query_as().fetch_all(pool).await?;
+    Ok((items, count(pool, filter).await?))
+}
+
+/// How many licenses match.
+pub async fn count(pool: &PgPool, filter: &LicenseFilter) -> DomainResult<i64> {
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM licenses WHERE true");
+    filter.push(&mut sql);
+    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
+/// One page of licenses matching `filter` in `sort`'s order, after
+/// `cursor`, and the cursor of the next page (`None`: this is the last).
+/// Keyset, no `count(*)`; see ARCHITECTURE.md, "Measured", for the plans
+/// at a million licenses.
+pub async fn list_page(
+    pool: &PgPool,
+    filter: &LicenseFilter,
+    sort: LicenseSort,
+    cursor: Option<LicenseCursor>,
+    per_page: u32,
+) -> DomainResult<(Vec<License>, Option<LicenseCursor>)> {
+    if per_page == 0 {
+        return Err(DomainError::invalid("per_page", "must be at least 1"));
+    }
+    let (key, after, direction) = sort.keyset();
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM licenses WHERE true"));
+    filter.push(&mut sql);
+    if let Some(cursor) = cursor {
+        sql.push(format_args!(" AND ({key}, id) {after} ("));
+        match sort {
+            LicenseSort::ValidUntil => sql
+                .push("coalesce(")
+                .push_bind(cursor.at)
+                .push("::timestamptz, 'infinity'::timestamptz)"),
+            LicenseSort::Newest | LicenseSort::Oldest => sql.push_bind(cursor.at),
+        };
+        sql.push(", ").push_bind(cursor.id).push(")");
+    }
+    sql.push(format_args!(
+        " ORDER BY {key} {direction}, id {direction} LIMIT "
     ))
-    .bind(status)
-    .bind(filter.product_id)
-    .bind(filter.customer_id)
-    .bind(filter.batch_id)
-    .bind(&filter.key_prefix)
-    .bind(i64::from(per_page))
-    .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
-    .fetch_all(pool)
-    .await?;
-    let total: i64 =
-        sqlx::query_scalar(&format!("SELECT count(*) FROM licenses WHERE {condition}"))
-            .bind(status)
-            .bind(filter.product_id)
-            .bind(filter.customer_id)
-            .bind(filter.batch_id)
-            .bind(&filter.key_prefix)
-            .fetch_one(pool)
-            .await?;
-    Ok((items, total))
+    .push_bind(i64::from(per_page) + 1);
+    let mut items: Vec<License> = sql.build_query_as().fetch_all(pool).await?;
+    let next = if items.len() > per_page as usize {
+        items.truncate(per_page as usize);
+        items.last().map(|last| sort.cursor_of(last))
+    } else {
+        None
+    };
+    Ok((items, next))
 }
 
 pub async fn update(
@@ -497,8 +658,21 @@ pub async fn update(
     patch.validate()?;
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
+    let after = update_in(&mut tx, ctx, &before, patch).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// [`update`] of a license the caller's transaction has locked (`before`),
+/// its patch validated; audited and published, not committed.
+pub(crate) async fn update_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    before: &License,
+    patch: &LicensePatch,
+) -> DomainResult<License> {
     if let Some(Some(customer)) = patch.customer_id {
-        ensure_customer(&mut tx, customer).await?;
+        ensure_customer(&mut *tx, customer).await?;
     }
     let valid_until = patch.valid_until.unwrap_or(before.valid_until);
     if valid_until.is_some_and(|until| until <= before.valid_from) {
@@ -519,7 +693,7 @@ pub async fn update(
                 metadata = $11, seat_change_limit = $12, seat_change_window_secs = $13, updated_at = now()
           WHERE id = $1 RETURNING {COLUMNS}"
     ))
-    .bind(id)
+    .bind(before.id)
     .bind(patch.customer_id.unwrap_or(before.customer_id))
     .bind(patch.kind.unwrap_or(before.kind).as_str())
     .bind(valid_until)
@@ -538,7 +712,7 @@ pub async fn update(
     )
     .fetch_one(&mut *tx)
     .await?;
-    finish(tx, ctx, "license.update", &before, &after).await?;
+    record(tx, ctx, "license.update", before, &after).await?;
     Ok(after)
 }
 
@@ -551,28 +725,46 @@ pub async fn set_status(
 ) -> DomainResult<License> {
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
-    if before.status == LicenseStatus::Revoked && status != LicenseStatus::Revoked {
+    let after = set_status_in(&mut tx, ctx, &before, status).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The rule of status changes: a revoked license stays revoked.
+pub fn check_transition(from: LicenseStatus, to: LicenseStatus) -> DomainResult<()> {
+    if from == LicenseStatus::Revoked && to != LicenseStatus::Revoked {
         return Err(DomainError::Conflict {
             field: Some("status".into()),
             message: "a revoked license stays revoked".into(),
         });
     }
+    Ok(())
+}
+
+/// [`set_status`] of a license the caller's transaction has locked.
+pub(crate) async fn set_status_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    before: &License,
+    status: LicenseStatus,
+) -> DomainResult<License> {
+    check_transition(before.status, status)?;
     let after: License = sqlx::query_as(&format!(
         "UPDATE licenses SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
     ))
-    .bind(id)
+    .bind(before.id)
     .bind(status.as_str())
     .fetch_one(&mut *tx)
     .await?;
     if status == LicenseStatus::Revoked {
-        super::session_ends::end_all_for_license(&mut tx, id, "license").await?;
+        super::session_ends::end_all_for_license(&mut *tx, before.id, "license").await?;
     }
     let action = match status {
         LicenseStatus::Active => "license.resume",
         LicenseStatus::Suspended => "license.suspend",
         LicenseStatus::Revoked => "license.revoke",
     };
-    finish(tx, ctx, action, &before, &after).await?;
+    record(tx, ctx, action, before, &after).await?;
     Ok(after)
 }
 
@@ -585,29 +777,43 @@ pub async fn extend(
 ) -> DomainResult<License> {
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
-    match before.valid_until {
-        None => {
-            return Err(DomainError::invalid(
-                "valid_until",
-                "the license never expires: nothing to extend",
-            ));
-        }
-        Some(current) if until <= current => {
-            return Err(DomainError::invalid(
-                "valid_until",
-                "an extension must end later than the license does now",
-            ));
-        }
-        Some(_) => {}
+    let after = extend_in(&mut tx, ctx, &before, until).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// The rule of extensions: a license that never expires has nothing to
+/// extend, and an extension ends later than the license does now.
+pub fn check_extension(current: Option<OffsetDateTime>, until: OffsetDateTime) -> DomainResult<()> {
+    match current {
+        None => Err(DomainError::invalid(
+            "valid_until",
+            "the license never expires: nothing to extend",
+        )),
+        Some(current) if until <= current => Err(DomainError::invalid(
+            "valid_until",
+            "an extension must end later than the license does now",
+        )),
+        Some(_) => Ok(()),
     }
+}
+
+/// [`extend`] of a license the caller's transaction has locked.
+pub(crate) async fn extend_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    before: &License,
+    until: OffsetDateTime,
+) -> DomainResult<License> {
+    check_extension(before.valid_until, until)?;
     let after: License = sqlx::query_as(&format!(
         "UPDATE licenses SET valid_until = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
     ))
-    .bind(id)
+    .bind(before.id)
     .bind(until)
     .fetch_one(&mut *tx)
     .await?;
-    finish(tx, ctx, "license.extend", &before, &after).await?;
+    record(tx, ctx, "license.extend", before, &after).await?;
     Ok(after)
 }
 
@@ -674,8 +880,10 @@ pub(crate) async fn lock_by_key_hash(
     .ok_or(DomainError::NotFound(Entity::License))
 }
 
-async fn finish(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+/// The audit row of a change to one license, with the outbox row that
+/// tells edges; in the caller's transaction.
+async fn record(
+    tx: &mut PgConnection,
     ctx: &RequestContext,
     action: &str,
     before: &License,
@@ -685,8 +893,7 @@ async fn finish(
         .before(json!(before))
         .after(json!(after))
         .publish(EntityKind::License, after.id);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(tx, ctx, change).await?;
     Ok(())
 }
 
@@ -710,4 +917,39 @@ async fn ensure_customer(conn: &mut PgConnection, customer_id: Uuid) -> DomainRe
         return Err(DomainError::invalid("customer_id", "no such customer"));
     }
     Ok(())
+}
+
+/// What the list's quick edit changes: a license's status, end of validity
+/// (`None`: perpetual) and device limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuickEdit {
+    pub status: LicenseStatus,
+    pub valid_until: Option<OffsetDateTime>,
+    pub device_limit: i32,
+}
+
+/// A [`QuickEdit`] in one transaction, by the rules of [`set_status`] and
+/// [`update`], with their audit rows (only for what changed).
+pub async fn quick_edit(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    edit: &QuickEdit,
+) -> DomainResult<License> {
+    let patch = LicensePatch {
+        valid_until: Some(edit.valid_until),
+        device_limit: Some(edit.device_limit),
+        ..LicensePatch::default()
+    };
+    patch.validate()?;
+    let mut tx = pool.begin().await?;
+    let mut license = lock(&mut tx, id).await?;
+    if license.status != edit.status {
+        license = set_status_in(&mut tx, ctx, &license, edit.status).await?;
+    }
+    if license.valid_until != edit.valid_until || license.device_limit != edit.device_limit {
+        license = update_in(&mut tx, ctx, &license, &patch).await?;
+    }
+    tx.commit().await?;
+    Ok(license)
 }

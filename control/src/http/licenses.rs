@@ -184,6 +184,7 @@ pub async fn list_licenses(
         customer_id: query.customer_id,
         batch_id: query.batch_id,
         key_prefix: query.key_prefix,
+        ..LicenseFilter::default()
     };
     let (items, total) =
         licenses::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;

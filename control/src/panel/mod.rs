@@ -27,6 +27,7 @@ pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
+pub mod licenses;
 pub mod pages;
 pub mod resources;
 pub mod session;
@@ -154,7 +155,6 @@ fn protected() -> Routes {
         .post("/customers/{id}", customers::update)
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
-        .get("/licenses", pages::licenses)
         .get("/sessions", sessions::list)
         .get("/events/sessions", sessions::events)
         .get("/sessions/terminate", sessions::confirm)
@@ -165,6 +165,11 @@ fn protected() -> Routes {
         .get("/resources/{id}", resources::show)
         .post("/resources/{id}/release", resources::release)
         .post("/resources/{id}/quarantine", resources::quarantine)
+        .get("/licenses", licenses::list)
+        .post("/licenses/bulk/preview", licenses::bulk_preview)
+        .post("/licenses/bulk", licenses::bulk_apply)
+        .get("/licenses/{id}/quick", licenses::quick_form)
+        .post("/licenses/{id}/quick", licenses::quick_save)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)

@@ -94,10 +94,6 @@ fn not_yet(viewer: &Viewer, path: &'static str) -> NotYet {
     }
 }
 
-pub async fn licenses(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/licenses")
-}
-
 pub async fn products(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/products")
 }
