@@ -23,10 +23,13 @@ pub mod blocked_ips;
 pub mod csrf;
 pub mod customers;
 pub mod dashboard;
+pub mod devices;
 pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
+pub mod license;
+pub mod license_batch;
 pub mod pages;
 pub mod session;
 pub mod settings;
@@ -148,6 +151,26 @@ fn protected() -> Routes {
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
         .get("/licenses", pages::licenses)
+        .post("/licenses", license::create)
+        .get("/licenses/new", license::new_form)
+        .get("/licenses/batch", license_batch::form)
+        .post("/licenses/batch", license_batch::create)
+        .get("/licenses/{id}", license::show)
+        .post("/licenses/{id}", license::update)
+        .get("/licenses/{id}/edit", license::edit_form)
+        .post("/licenses/{id}/reveal", license::reveal)
+        .post(
+            "/licenses/{id}/devices/{device_id}/deactivate",
+            devices::deactivate,
+        )
+        .get(
+            "/licenses/{id}/devices/{device_id}/transfer",
+            devices::transfer_form,
+        )
+        .post(
+            "/licenses/{id}/devices/{device_id}/transfer",
+            devices::transfer,
+        )
         .get("/sessions", pages::sessions)
         .get("/resources", pages::resources)
         .get("/products", pages::products)
