@@ -363,7 +363,8 @@ async fn a_batch_by_csv_matches_or_creates_customers_and_a_bad_line_creates_noth
     let mut client = Client::new(app(&pool), "192.0.2.13");
     let csrf = client.logged_in("alice").await;
 
-    let bad = "email,name,company\nnew1@example.com,New One,Acme\nnot-an-address,Broken,\nnew2@example.com,,\n";
+    // As a browser sends a textarea: CRLF line ends.
+    let bad = "email,name,company\r\nnew1@example.com,New One,Acme\r\nnot-an-address,Broken,\r\nnew2@example.com,,\r\n";
     let refused = client
         .post(
             "/licenses/batch",

@@ -206,6 +206,9 @@ fn on_line(error: DomainError, lines: &[u64]) -> DomainError {
 /// in that order, or as a first line naming them (`email` required); a
 /// blank name is the e-mail address.
 fn parse_customers(text: &str) -> Result<(Vec<u64>, Vec<BatchCustomer>), DomainError> {
+    // Browsers send a textarea's lines ending in CRLF, which the reader
+    // would count as two line ends where a record starts: one, for numbering.
+    let text = text.replace("\r\n", "\n");
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
