@@ -30,6 +30,17 @@ async fn product(pool: &PgPool) -> i32 {
         .unwrap()
 }
 
+/// Screenshots show the window: bring `css` to its top first.
+async fn scroll_to(browser: &fantoccini::Client, css: &str) {
+    browser
+        .execute(
+            "document.querySelector(arguments[0]).scrollIntoView();",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap();
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_batch_of_fifty_is_made_and_its_keys_downloaded_as_csv(pool: PgPool) {
     let driver = start_driver().await;
@@ -167,6 +178,8 @@ async fn a_device_is_deactivated_from_the_license_page(pool: PgPool) {
             .contains("1 of 2")
     );
     screenshot(&browser, "license.png").await;
+    scroll_to(&browser, "#devices").await;
+    screenshot(&browser, "license_devices.png").await;
     click(&browser, &format!("#device-{device} button.deactivate")).await;
     // htmx asks first (hx-confirm); the dialog may take a moment to open.
     eventually(10, "the confirmation", || async {
@@ -185,6 +198,7 @@ async fn a_device_is_deactivated_from_the_license_page(pool: PgPool) {
             .contains("0 of 2")
     );
     assert!(text(&browser, "#seat-changes").await.contains("deactivate"));
+    scroll_to(&browser, "#devices").await;
     screenshot(&browser, "license_device_deactivated.png").await;
     let status: String = sqlx::query_scalar("SELECT status FROM devices WHERE id = $1")
         .bind(device)
@@ -192,6 +206,30 @@ async fn a_device_is_deactivated_from_the_license_page(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(status, "deactivated");
+
+    // Another machine's seat, and the form that moves it.
+    let mut other = seat.clone();
+    other.fingerprint = Fingerprint {
+        machine_id: Some("d3adb33fd3adb33fd3adb33f".into()),
+        ..Fingerprint::default()
+    }
+    .canonicalize()
+    .unwrap();
+    other.device_name = Some("studio-mac".into());
+    let other = devices::activate(&pool, &ctx, &issuer, &other)
+        .await
+        .unwrap()
+        .device_id;
+    browser
+        .goto(&format!("{base}/licenses/{id}"))
+        .await
+        .unwrap();
+    click(&browser, &format!("#device-{other} a.transfer")).await;
+    assert_eq!(text(&browser, "#transfer-from").await, "studio-mac");
+    fill(&browser, "#machine_id", "short").await;
+    click(&browser, "#transfer-submit").await;
+    find(&browser, "#machine_id-error").await;
+    screenshot(&browser, "license_transfer_refused.png").await;
 
     // The edit form, refused at its field.
     browser
