@@ -284,6 +284,41 @@ async fn create_and_edit_name_the_bad_field_and_save_through_the_domain(pool: Pg
         .await,
         1
     );
+
+    // Two customers share an address: the form names the newer by its id,
+    // so saving it unchanged keeps the license where it is.
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO customers (name, email, created_at) VALUES ('Old', 'shared@example.com', now() - interval '1 day'),
+                ('New', 'shared@example.com', now()) RETURNING id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let newer = ids[1].to_string();
+    let owned = client
+        .post(
+            "/licenses",
+            &with(fields(&csrf, &product_id), "customer", &newer),
+        )
+        .await;
+    assert_eq!(owned.status, StatusCode::SEE_OTHER, "{}", owned.body);
+    let edit = client.get(&format!("{}/edit", owned.location())).await;
+    assert!(
+        edit.body.contains(&format!("value=\"{newer}\"")),
+        "{}",
+        edit.body
+    );
+    let by_address = client
+        .post(
+            "/licenses",
+            &with(fields(&csrf, &product_id), "customer", "SHARED@example.com"),
+        )
+        .await;
+    let page = client.get(by_address.location()).await;
+    assert!(
+        page.body.contains(">Old</a>"),
+        "an address names its oldest customer"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -340,16 +340,7 @@ pub async fn transfer_by_admin(
     from_device: Uuid,
     target: &AdminTransfer,
 ) -> DomainResult<Device> {
-    if target
-        .device_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 128)
-    {
-        return Err(DomainError::invalid(
-            "device_name",
-            "at most 128 characters",
-        ));
-    }
+    check_device_name(target.device_name.as_deref())?;
     let mut tx = pool.begin().await?;
     let license = licenses::lock(&mut tx, license_id).await?;
     check_usable(&license, OffsetDateTime::now_utc())?;
@@ -562,17 +553,18 @@ fn stored_digest(device: &Device) -> Option<DeviceDigest> {
     Some(DeviceDigest::from_bytes(&bytes))
 }
 
-fn validate(request: &SeatRequest) -> DomainResult<()> {
-    if request
-        .device_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 128)
-    {
+fn check_device_name(name: Option<&str>) -> DomainResult<()> {
+    if name.is_some_and(|n| n.chars().count() > 128) {
         return Err(DomainError::invalid(
             "device_name",
             "at most 128 characters",
         ));
     }
+    Ok(())
+}
+
+fn validate(request: &SeatRequest) -> DomainResult<()> {
+    check_device_name(request.device_name.as_deref())?;
     if request.app_version.as_ref().is_some_and(|v| v.len() > 64) {
         return Err(DomainError::invalid("app_version", "at most 64 characters"));
     }

@@ -58,10 +58,6 @@ pub struct TransferPage {
 }
 
 impl TransferPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.refusal.for_field(field)
-    }
-
     fn general_error(&self) -> Option<&str> {
         self.refusal.general(&FIELDS)
     }

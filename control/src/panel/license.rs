@@ -312,11 +312,10 @@ impl LicenseFields {
         }
     }
 
-    fn of(license: &License, customer: Option<&Customer>) -> Self {
+    /// `customer` as the form names it (see [`customer_input`]).
+    fn of(license: &License, customer: String) -> Self {
         Self {
-            customer: customer.map_or_else(String::new, |c| {
-                c.email.clone().unwrap_or_else(|| c.id.to_string())
-            }),
+            customer,
             product_id: license.product_id.to_string(),
             kind: license.kind.as_str().into(),
             valid_from: input_time(&license.valid_from),
@@ -542,10 +541,6 @@ pub struct FormPage {
 }
 
 impl FormPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.refusal.for_field(field)
-    }
-
     fn general_error(&self) -> Option<&str> {
         self.refusal.general(&FIELDS)
     }
@@ -588,17 +583,32 @@ pub async fn edit_form(
     Path(id): Path<Uuid>,
 ) -> PanelResult<FormPage> {
     let license = licenses::get(&state.pool, id).await?;
-    let customer = match license.customer_id {
-        Some(customer) => Some(customers::get(&state.pool, customer).await?),
-        None => None,
-    };
+    let customer = customer_input(&state, license.customer_id).await?;
     Ok(FormPage {
         layout: Layout::new(&admin, "Edit license", "/licenses"),
         id: Some(id),
         products: products::list(&state.pool).await?,
-        form: LicenseFields::of(&license, customer.as_ref()),
+        form: LicenseFields::of(&license, customer),
         refusal: Refusal::default(),
     })
+}
+
+/// The customer as the edit form shows it: the e-mail address when that
+/// names this customer (the oldest of an address is the one it finds),
+/// else the id, so saving unchanged never moves the license to another.
+async fn customer_input(state: &PanelState, id: Option<Uuid>) -> PanelResult<String> {
+    let Some(id) = id else {
+        return Ok(String::new());
+    };
+    let customer = customers::get(&state.pool, id).await?;
+    if let Some(email) = &customer.email
+        && customers::find_by_email(&state.pool, email)
+            .await?
+            .is_some_and(|found| found.id == id)
+    {
+        return Ok(email.clone());
+    }
+    Ok(id.to_string())
 }
 
 pub async fn update(

@@ -56,10 +56,6 @@ pub struct BatchPage {
 }
 
 impl BatchPage {
-    fn error_for(&self, field: &str) -> Option<&str> {
-        self.refusal.for_field(field)
-    }
-
     fn general_error(&self) -> Option<&str> {
         let mut fields = FIELDS.to_vec();
         fields.extend(["count", "customers"]);
