@@ -79,7 +79,9 @@ pub struct DonePage {
 pub struct KeyRow {
     pub key: String,
     pub license_id: Uuid,
+    /// The customer's e-mail address (batches from a list).
     pub customer: String,
+    pub customer_name: String,
 }
 
 pub async fn form(
@@ -105,41 +107,37 @@ pub async fn create(
         Ok(done) => done,
         Err(error) => return refused(&admin, &state, form, error).await,
     };
-    let rows: Vec<[String; 4]> = created
+    let rows: Vec<KeyRow> = created
         .iter()
         .zip(listed.iter().map(Some).chain(std::iter::repeat(None)))
-        .map(|(created, customer)| {
-            [
-                created.license_key.clone(),
-                created.license.id.to_string(),
-                customer.map_or_else(String::new, |c| c.email.clone()),
-                customer.map_or_else(String::new, |c| c.name.clone()),
-            ]
+        .map(|(created, customer)| KeyRow {
+            key: created.license_key.clone(),
+            license_id: created.license.id,
+            customer: customer.map_or_else(String::new, |c| c.email.clone()),
+            customer_name: customer.map_or_else(String::new, |c| c.name.clone()),
         })
         .collect();
-    let csv = export::license_keys_csv(rows.iter().map(|row| row.each_ref().map(String::as_str)));
+    let ids: Vec<String> = rows.iter().map(|row| row.license_id.to_string()).collect();
+    let csv = export::license_keys_csv(rows.iter().zip(&ids).map(|(row, id)| {
+        [
+            row.key.as_str(),
+            id.as_str(),
+            row.customer.as_str(),
+            row.customer_name.as_str(),
+        ]
+    }));
     let batch_id = created.first().and_then(|c| c.license.batch_id);
+    let file_name = format!("licenses-{}.csv", batch_id.unwrap_or(rows[0].license_id));
     let page = DonePage {
         layout: Layout::new(&admin, "Licenses created", "/licenses"),
-        count: created.len(),
+        count: rows.len(),
         batch_id,
-        listed: rows
-            .iter()
-            .take(KEYS_LISTED)
-            .map(|[key, id, email, _]| KeyRow {
-                key: key.clone(),
-                license_id: id.parse().unwrap_or_default(),
-                customer: email.clone(),
-            })
-            .collect(),
+        listed: rows.into_iter().take(KEYS_LISTED).collect(),
         csv_href: format!(
             "data:text/csv;charset=utf-8;base64,{}",
             STANDARD.encode(csv)
         ),
-        file_name: format!(
-            "licenses-{}.csv",
-            batch_id.map_or_else(|| created[0].license.id.to_string(), |id| id.to_string())
-        ),
+        file_name,
     };
     Ok(page.into_response())
 }
