@@ -51,17 +51,29 @@ async fn a_batch_of_fifty_is_made_and_its_keys_downloaded_as_csv(pool: PgPool) {
     log_in(&browser, &base, "alice").await;
     arrives(&browser, "/").await;
 
-    // A bad line first: named by its number, nothing made.
+    // A bad line first, from a file read into the list: named by its
+    // number, nothing made.
+    let file = std::env::temp_dir().join(format!("customers-{}.csv", Uuid::new_v4()));
+    std::fs::write(
+        &file,
+        "email,name\nada@example.com,Ada\nnot an address,Bob\n",
+    )
+    .unwrap();
     browser
         .goto(&format!("{base}/licenses/batch"))
         .await
         .unwrap();
-    fill(
-        &browser,
-        "#customers",
-        "email,name\nada@example.com,Ada\nnot an address,Bob",
-    )
+    fill(&browser, "#customers-file", file.to_str().unwrap()).await;
+    eventually(10, "the file in the list", || async {
+        find(&browser, "#customers")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .is_some_and(|value| value.contains("not an address"))
+    })
     .await;
+    std::fs::remove_file(&file).unwrap();
     click(&browser, "#batch-submit").await;
     let refusal = text(&browser, "#customers-error").await;
     assert!(refusal.contains("line 3: email"), "{refusal}");
