@@ -475,6 +475,20 @@ async fn a_batch_by_csv_matches_or_creates_customers_and_a_bad_line_creates_noth
     assert_eq!(named, "new2@example.com", "no name: the address");
     let csv = data_url_csv(&done.body);
     assert_eq!(csv.lines().count(), 5);
+
+    // A list longer than most forms (over 64 KiB) goes through whole.
+    let long: String = (0..1500)
+        .map(|i| format!("customer-number-{i:05}@long-list.example.com,Customer Number {i}\n"))
+        .collect();
+    assert!(long.len() > 64 * 1024);
+    let done = client
+        .post(
+            "/licenses/batch",
+            &with(fields(&csrf, &product_id), "customers", &long),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(data_url_csv(&done.body).lines().count(), 1501);
     assert!(
         csv.contains(",new1@example.com,\"'=HYPERLINK(\"\"x\"\")\"\n"),
         "{csv}"
