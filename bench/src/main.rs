@@ -7,6 +7,7 @@ mod baseline_postgres;
 mod ceiling;
 mod ingest;
 mod ingest_db;
+mod panel;
 mod propagation;
 mod scratch;
 mod snapshot_build;
@@ -48,6 +49,9 @@ enum Scenario {
     /// in-process edges, shipped in batches over the QUIC link, ingested by
     /// control; beside a plain binary COPY of as many rows.
     Ingest(ingest::Args),
+    /// Server time per admin panel page (p50, p95) at 1 000 000 licenses
+    /// and 100 000 customers, beside a plain indexed SELECT of the same rows.
+    Panel(panel::Args),
     /// Time from a committed license change to every in-process edge
     /// serving it (publisher, signed delta, QUIC), beside PostgreSQL's
     /// LISTEN/NOTIFY round trip.
@@ -75,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Activations(args) => activations::run(&cli.database_url, args).await,
         Scenario::IngestDb(args) => ingest_db::run(&cli.database_url, args).await,
         Scenario::Ingest(args) => ingest::run(&cli.database_url, args).await,
+        Scenario::Panel(args) => panel::run(&cli.database_url, args).await,
         Scenario::Propagation(args) => propagation::run(&cli.database_url, args).await,
         Scenario::SnapshotBuild(args) => snapshot_build::run(&cli.database_url, args).await,
         Scenario::Verify(args) => verify::run(&cli.database_url, args).await,

@@ -100,3 +100,64 @@
     failed(event, "no answer from the server");
   });
 })();
+
+// A live list: the element with data-live-rows="<event stream URL>" gets
+// `sessions` events whose HTML holds [data-live-part] elements, each
+// replacing the page's element of the same id. A tbody's rows are merged by
+// data-key instead: an unchanged row keeps its element, a changed one keeps
+// what was ticked, so a selection survives the updates.
+(function () {
+  "use strict";
+  function ticks(row) { return row.querySelectorAll("input[type=checkbox]"); }
+  function mergeRows(body, fresh) {
+    var old = {};
+    Array.prototype.forEach.call(body.rows, function (row) { old[row.getAttribute("data-key")] = row; });
+    var rows = Array.prototype.map.call(fresh.rows, function (row) {
+      var kept = old[row.getAttribute("data-key")];
+      if (!kept) return row;
+      if (kept.outerHTML === row.outerHTML) return kept;
+      var boxes = ticks(row);
+      ticks(kept).forEach(function (box, i) { if (boxes[i]) boxes[i].checked = box.checked; });
+      return row;
+    });
+    body.replaceChildren.apply(body, rows);
+  }
+  // #select-all (hidden without JavaScript) ticks every listed row.
+  document.addEventListener("change", function (event) {
+    if (event.target.id !== "select-all") return;
+    var form = event.target.form;
+    if (!form) return;
+    form.querySelectorAll("tbody input[type=checkbox]").forEach(function (box) {
+      box.checked = event.target.checked;
+    });
+  });
+  function start() {
+    var all = document.getElementById("select-all");
+    if (all) all.hidden = false;
+    var root = document.querySelector("[data-live-rows]");
+    if (!root || !window.EventSource) return;
+    var status = document.getElementById("live-status");
+    function say(text) { if (status) status.textContent = text; }
+    say("connecting…");
+    var source = new EventSource(root.getAttribute("data-live-rows"));
+    source.addEventListener("open", function () { say("live"); });
+    source.addEventListener("error", function () {
+      say(source.readyState === EventSource.CLOSED ? "disconnected: reload the page" : "reconnecting…");
+    });
+    source.addEventListener("sessions", function (event) {
+      var template = document.createElement("template");
+      template.innerHTML = event.data;
+      template.content.querySelectorAll("[data-live-part]").forEach(function (part) {
+        var current = document.getElementById(part.id);
+        if (!current) return;
+        if (part.tagName === "TBODY") mergeRows(current, part); else current.replaceWith(part);
+      });
+      say("live");
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

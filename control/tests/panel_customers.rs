@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use support::api::{Api, V1};
 use support::config;
-use support::panel::{Client, admin};
+use support::panel::{Client, admin, concrete};
 
 fn app(pool: &PgPool) -> axum::Router {
     app::router(AppState::new(pool.clone(), &config(&[])).unwrap())
@@ -76,7 +76,7 @@ async fn a_viewer_sees_customers_but_every_change_is_refused(pool: PgPool) {
         .collect();
     assert_eq!(mutating.len(), 5, "{mutating:?}");
     for route in mutating {
-        let uri = route.path.replace("{id}", &id);
+        let uri = concrete(route.path, &id);
         let form = [
             ("_csrf", csrf.as_str()),
             ("name", "Changed"),

@@ -16,7 +16,7 @@ use latchkey_control::panel::{self, PanelState};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::config;
-use support::panel::{Client, PASSWORD, admin};
+use support::panel::{Client, PASSWORD, admin, concrete};
 use totp_rs::{Builder, Secret};
 
 /// The Redis the login-guard tests share counters through.
@@ -49,7 +49,7 @@ async fn every_panel_route_without_a_session_goes_to_login_and_the_api_answers_4
     let routes = panel::protected_routes();
     assert!(routes.len() >= 20, "{routes:?}");
     for route in routes {
-        let uri = route.path.replace("{id}", "1");
+        let uri = concrete(route.path, "1");
         let reply = client.send(route.method.clone(), &uri, Some(&[])).await;
         assert_eq!(
             reply.status,
@@ -861,6 +861,35 @@ async fn a_malformed_form_gets_the_panels_400(pool: PgPool) {
 const VIEWER_MAY_POST: [&str; 3] = ["/settings/sessions/{id}/revoke", "/settings/2fa", "/logout"];
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn every_state_changing_route_refuses_a_post_without_the_csrf_token(pool: PgPool) {
+    admin(&pool, "alice", Role::Admin).await;
+    let mut client = Client::new(app(&pool, &[]), "192.0.2.92");
+    client.logged_in("alice").await;
+    let posts: Vec<_> = panel::protected_routes()
+        .into_iter()
+        .filter(|route| route.method == Method::POST)
+        .collect();
+    assert!(posts.len() >= 15, "{posts:?}");
+    for route in posts {
+        let uri = concrete(route.path, "1");
+        let missing = client.post(&uri, &[("name", "x")]).await;
+        assert_eq!(missing.status, StatusCode::FORBIDDEN, "POST {uri}");
+        assert_eq!(missing.error_code(), "CSRF_INVALID", "POST {uri}");
+        let forged = client
+            .send_with(
+                Method::POST,
+                &uri,
+                Some(&[("name", "x")]),
+                &[("x-csrf-token", "forged")],
+            )
+            .await;
+        assert_eq!(forged.error_code(), "CSRF_INVALID", "POST {uri} forged");
+    }
+    // Still logged in: a refused token does not end the session.
+    assert_eq!(client.get("/").await.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
     admin(&pool, "victor", Role::Viewer).await;
     let mut viewer = Client::new(app(&pool, &[]), "192.0.2.90");
@@ -879,7 +908,7 @@ async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
         assert!(mutating.iter().any(|route| route.path == path), "{path}");
     }
     for route in mutating {
-        let uri = route.path.replace("{id}", "1");
+        let uri = concrete(route.path, "1");
         let reply = viewer
             .post(&uri, &[("_csrf", &csrf), ("name", "x"), ("scopes", "*")])
             .await;

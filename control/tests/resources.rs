@@ -241,7 +241,7 @@ async fn bulk_add_of_ten_thousand_counts_duplicates(pool: PgPool) {
     assert_eq!(resources_count, 9_900);
     assert_eq!(added_history, 9_900);
 
-    let too_many = strings((0..10_001).map(|i| format!("+4420{i:08}")));
+    let too_many = strings((0..=resources::MAX_BULK_VALUES).map(|i| format!("+4420{i:08}")));
     let error = resources::add_bulk(&pool, &ctx(), ResourceKind::Phone, &too_many)
         .await
         .unwrap_err();
@@ -472,6 +472,7 @@ async fn list_filters_and_pages(pool: PgPool) {
         kind: Some(ResourceKind::Ip),
         status: Some(ResourceStatus::Allocated),
         license_id: Some(license_id),
+        search: None,
     };
     let held = resources::list(&pool, &held, 1, 10).await.unwrap();
     assert_eq!(held.total, 1);

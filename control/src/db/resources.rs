@@ -24,8 +24,14 @@ use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
-/// Most values one `add_bulk` call takes.
-pub const MAX_BULK_VALUES: usize = 10_000;
+mod bulk;
+mod ranges;
+
+pub use bulk::{BulkAdded, BulkInput, BulkReport, LineReport, OnBadLine, add_bulk, add_lines};
+
+/// Most values one bulk add takes, ranges counted by their size: a /16
+/// of IPv4 addresses, or a paste of about 1 MiB (the body limit).
+pub const MAX_BULK_VALUES: usize = 65_536;
 /// Most resources one `allocate` call hands out.
 pub const MAX_ALLOCATION: u32 = 10_000;
 /// Largest page `list` returns.
@@ -77,14 +83,6 @@ pub struct HistoryEntry {
     pub at: OffsetDateTime,
 }
 
-/// What `add_bulk` did: every input value is either added or skipped as a
-/// duplicate (within the input or already in the pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct BulkAdded {
-    pub added: u64,
-    pub skipped: u64,
-}
-
 /// Which resources `list` returns; every field left out matches all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +93,25 @@ pub struct ResourceFilter {
     pub status: Option<ResourceStatus>,
     #[serde(default)]
     pub license_id: Option<Uuid>,
+    /// Part of the value, in any case; spaces are ignored (values are
+    /// stored without them).
+    #[serde(default)]
+    pub search: Option<String>,
+}
+
+/// One pool's counts by status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolSummary {
+    pub kind: ResourceKind,
+    pub available: i64,
+    pub allocated: i64,
+    pub quarantined: i64,
+}
+
+impl PoolSummary {
+    pub fn total(&self) -> i64 {
+        self.available + self.allocated + self.quarantined
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,66 +123,6 @@ pub struct ResourcePage {
 
 const COLUMNS: &str =
     "id, kind, value, status, license_id, allocated_at, quarantined_until, notes, created_at";
-
-/// Adds up to [`MAX_BULK_VALUES`] values of one kind in one statement.
-/// Values are canonicalised first; the first invalid one refuses the whole
-/// call (`values[i]`), so a typo never half-imports a list.
-pub async fn add_bulk(
-    pool: &PgPool,
-    ctx: &RequestContext,
-    kind: ResourceKind,
-    values: &[String],
-) -> DomainResult<BulkAdded> {
-    if values.is_empty() {
-        return Err(DomainError::invalid("values", "give at least one value"));
-    }
-    if values.len() > MAX_BULK_VALUES {
-        return Err(DomainError::invalid(
-            "values",
-            format!("at most {MAX_BULK_VALUES} values per call"),
-        ));
-    }
-    let canonical = values
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            kind.canonicalise(raw)
-                .map_err(|message| DomainError::invalid(format!("values[{i}]"), message))
-        })
-        .collect::<DomainResult<Vec<String>>>()?;
-
-    let mut tx = pool.begin().await?;
-    // ON CONFLICT DO NOTHING skips both values already in the pool and
-    // repeats within the input (the second copy conflicts with the first).
-    let added: i64 = sqlx::query_scalar(
-        "WITH inserted AS (
-             INSERT INTO resources (kind, value)
-             SELECT $1, v FROM UNNEST($2::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n
-             ON CONFLICT (kind, value) DO NOTHING
-             RETURNING id
-         ), history AS (
-             INSERT INTO resource_history (resource_id, action) SELECT id, 'added' FROM inserted
-         )
-         SELECT count(*) FROM inserted",
-    )
-    .bind(kind.as_str())
-    .bind(&canonical)
-    .fetch_one(&mut *tx)
-    .await?;
-    let result = BulkAdded {
-        added: added as u64,
-        skipped: (values.len() as u64).saturating_sub(added as u64),
-    };
-    let change = Change::new("resource.add_bulk", "resource", kind.as_str()).after(json!({
-        "kind": kind.as_str(),
-        "submitted": values.len(),
-        "added": result.added,
-        "skipped": result.skipped,
-    }));
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
-    Ok(result)
-}
 
 /// Gives `count` available resources of `kind` to a license, all or
 /// nothing. Fewer available than asked is a `Conflict` on `count` saying
@@ -385,28 +342,64 @@ pub async fn list(
             format!("must be between 1 and {MAX_PER_PAGE}"),
         ));
     }
+    // strpos, not LIKE: what is searched for may hold `%` or `_`.
     const WHERE: &str = "($1::text IS NULL OR kind = $1)
                      AND ($2::text IS NULL OR status = $2)
-                     AND ($3::uuid IS NULL OR license_id = $3)";
+                     AND ($3::uuid IS NULL OR license_id = $3)
+                     AND ($4::text IS NULL OR strpos(value, $4) > 0)";
     let kind = filter.kind.map(ResourceKind::as_str);
     let status = filter.status.map(ResourceStatus::as_str);
+    let search = filter.search.as_deref().and_then(|text| {
+        let term: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        (!term.is_empty()).then_some(term)
+    });
     let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM resources WHERE {WHERE}"))
         .bind(kind)
         .bind(status)
         .bind(filter.license_id)
+        .bind(&search)
         .fetch_one(pool)
         .await?;
     let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM resources WHERE {WHERE} ORDER BY id LIMIT $4 OFFSET $5"
+        "SELECT {COLUMNS} FROM resources WHERE {WHERE} ORDER BY id LIMIT $5 OFFSET $6"
     ))
     .bind(kind)
     .bind(status)
     .bind(filter.license_id)
+    .bind(&search)
     .bind(i64::from(per_page))
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(pool)
     .await?;
     Ok(ResourcePage { items, total })
+}
+
+/// Every pool's counts, in [`ResourceKind::ALL`] order (empty pools too).
+pub async fn summary(pool: &PgPool) -> DomainResult<Vec<PoolSummary>> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT kind, status, count(*) FROM resources GROUP BY kind, status")
+            .fetch_all(pool)
+            .await?;
+    Ok(ResourceKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let count = |status: ResourceStatus| {
+                rows.iter()
+                    .find(|(k, s, _)| k == kind.as_str() && s == status.as_str())
+                    .map_or(0, |row| row.2)
+            };
+            PoolSummary {
+                kind,
+                available: count(ResourceStatus::Available),
+                allocated: count(ResourceStatus::Allocated),
+                quarantined: count(ResourceStatus::Quarantined),
+            }
+        })
+        .collect())
 }
 
 /// A resource's history, oldest first.
@@ -447,6 +440,8 @@ impl ResourceKind {
 }
 
 impl ResourceStatus {
+    pub const ALL: [Self; 3] = [Self::Available, Self::Allocated, Self::Quarantined];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Available => "available",
@@ -472,7 +467,7 @@ impl TryFrom<String> for ResourceStatus {
     type Error = String;
 
     fn try_from(text: String) -> Result<Self, Self::Error> {
-        [Self::Available, Self::Allocated, Self::Quarantined]
+        Self::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
             .ok_or_else(|| format!("unknown resource status {text:?}"))

@@ -203,15 +203,22 @@ pub async fn terminate(
     Ok(session)
 }
 
-/// Ends every session whose last heartbeat is older than twice the
-/// heartbeat interval. Returns how many it ended.
+/// How long after its last heartbeat a session is stale: twice the
+/// interval, so one heartbeat lost on the way is forgiven. The reaper ends
+/// a stale session; until it runs, the panel shows the session overdue.
+pub fn heartbeat_deadline(heartbeat_interval_secs: u32) -> Duration {
+    Duration::seconds(2 * i64::from(heartbeat_interval_secs))
+}
+
+/// Ends every session past its [`heartbeat_deadline`]. Returns how many it
+/// ended.
 pub async fn reap(
     pool: &PgPool,
     heartbeat_interval_secs: u32,
     now: OffsetDateTime,
 ) -> DomainResult<u64> {
     let mut tx = pool.begin().await?;
-    let cutoff = now - Duration::seconds(2 * i64::from(heartbeat_interval_secs));
+    let cutoff = now - heartbeat_deadline(heartbeat_interval_secs);
     let ended: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE sessions SET ended_at = $2, end_reason = 'reaped'
           WHERE ended_at IS NULL AND last_heartbeat_at < $1 RETURNING id",
@@ -268,4 +275,134 @@ pub async fn revoked_for_snapshot(
             token_expires_at: expires.unix_timestamp(),
         })
         .collect())
+}
+
+/// An open session as the panel's live monitor shows it: with its license,
+/// customer, device and the edge it was started at.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OpenSession {
+    pub id: Uuid,
+    pub license_id: Uuid,
+    pub key_prefix: String,
+    pub product_name: String,
+    pub customer_id: Option<Uuid>,
+    pub customer_name: Option<String>,
+    pub device_id: Option<Uuid>,
+    pub device_name: Option<String>,
+    pub ip: Option<String>,
+    pub app_version: Option<String>,
+    pub started_at: OffsetDateTime,
+    pub last_heartbeat_at: OffsetDateTime,
+    /// `None`: not started through an edge, or the edge is gone.
+    pub edge_name: Option<String>,
+}
+
+impl OpenSession {
+    /// How long the session is past its [`heartbeat_deadline`], if it is:
+    /// the reaper ends it at its next run.
+    pub fn overdue_by(
+        &self,
+        heartbeat_interval_secs: u32,
+        now: OffsetDateTime,
+    ) -> Option<Duration> {
+        let late = now - (self.last_heartbeat_at + heartbeat_deadline(heartbeat_interval_secs));
+        late.is_positive().then_some(late)
+    }
+}
+
+/// Which open sessions the monitor shows; `None`: any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveFilter {
+    pub product_id: Option<i32>,
+    pub customer_id: Option<Uuid>,
+}
+
+/// The newest open sessions matching a filter, and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LivePage {
+    pub sessions: Vec<OpenSession>,
+    pub total: i64,
+    /// Of `total`, those past their heartbeat deadline.
+    pub overdue: i64,
+}
+
+/// What the monitor shows of a session; a statement adds its `WHERE`.
+const LIVE_SELECT: &str =
+    "SELECT s.id, s.license_id, l.key_prefix, p.name AS product_name, l.customer_id,
+        c.name AS customer_name, s.device_id, d.name AS device_name, host(s.ip) AS ip,
+        s.app_version, s.started_at, s.last_heartbeat_at, e.name AS edge_name
+   FROM sessions s
+   JOIN licenses l ON l.id = s.license_id
+   JOIN products p ON p.id = l.product_id
+   LEFT JOIN customers c ON c.id = l.customer_id
+   LEFT JOIN devices d ON d.id = s.device_id
+   LEFT JOIN edges e ON e.id = s.edge_id";
+
+const LIVE_FILTER: &str = "s.ended_at IS NULL AND ($1::int IS NULL OR l.product_id = $1)
+     AND ($2::uuid IS NULL OR l.customer_id = $2)";
+
+/// At most `limit` open sessions, newest first, with the counts of all that
+/// match (overdue ones by [`heartbeat_deadline`], the reaper's rule).
+pub async fn live(
+    pool: &PgPool,
+    filter: LiveFilter,
+    heartbeat_interval_secs: u32,
+    now: OffsetDateTime,
+    limit: u32,
+) -> DomainResult<LivePage> {
+    let sessions = sqlx::query_as(&format!(
+        "{LIVE_SELECT} WHERE {LIVE_FILTER} ORDER BY s.started_at DESC, s.id LIMIT $3"
+    ))
+    .bind(filter.product_id)
+    .bind(filter.customer_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    // Unfiltered, the open sessions' partial index answers alone: 2 ms at
+    // 20 000 open sessions, against 33 ms joined to their licenses.
+    let counted = if filter == LiveFilter::default() {
+        "sessions s WHERE s.ended_at IS NULL AND $1::int IS NULL AND $2::uuid IS NULL".to_owned()
+    } else {
+        format!("sessions s JOIN licenses l ON l.id = s.license_id WHERE {LIVE_FILTER}")
+    };
+    let (total, overdue): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*), count(*) FILTER (WHERE s.last_heartbeat_at < $3) FROM {counted}"
+    ))
+    .bind(filter.product_id)
+    .bind(filter.customer_id)
+    .bind(now - heartbeat_deadline(heartbeat_interval_secs))
+    .fetch_one(pool)
+    .await?;
+    Ok(LivePage {
+        sessions,
+        total,
+        overdue,
+    })
+}
+
+/// Those of `ids` that are still open, newest first.
+pub async fn live_among(pool: &PgPool, ids: &[Uuid]) -> DomainResult<Vec<OpenSession>> {
+    Ok(sqlx::query_as(&format!(
+        "{LIVE_SELECT} WHERE s.id = ANY($1) AND s.ended_at IS NULL ORDER BY s.started_at DESC, s.id"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Customers with an open session now, by name: what the monitor's
+/// customer filter offers (at most `limit`).
+pub async fn live_customers(pool: &PgPool, limit: u32) -> DomainResult<Vec<(Uuid, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT DISTINCT c.id, c.name
+           FROM sessions s
+           JOIN licenses l ON l.id = s.license_id
+           JOIN customers c ON c.id = l.customer_id
+          WHERE s.ended_at IS NULL
+          ORDER BY c.name, c.id
+          LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?)
 }

@@ -18,7 +18,7 @@ use crate::http::error::ApiResult;
 use crate::http::extract::{Json, List, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
-/// 1 to 10000 values of one kind; its schema says what each kind's look
+/// 1 to 65536 values of one kind; its schema says what each kind's look
 /// like ([`formats::add_resources`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +142,7 @@ pub async fn list_resources(
         kind: query.kind,
         status: query.status,
         license_id: query.license_id,
+        search: None,
     };
     let page = resources::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
     Ok(Json(pagination.page(page.items, page.total)))

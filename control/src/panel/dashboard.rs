@@ -16,8 +16,7 @@ use serde::Serialize;
 
 use super::error::PanelResult;
 use super::pages::Layout;
-use super::session::Viewer;
-use crate::db::admin_sessions;
+use super::session::{Viewer, still_live};
 use crate::db::dashboard::{self, EdgeLag, Stats};
 use crate::panel::PanelState;
 
@@ -54,14 +53,7 @@ pub async fn events(
         (state, id_hash, tokio::time::interval(every)),
         |(state, id_hash, mut interval)| async move {
             interval.tick().await;
-            let live = admin_sessions::find_live(
-                &state.pool,
-                &id_hash,
-                state.config.idle_timeout_secs,
-                false,
-            )
-            .await;
-            if !matches!(live, Ok(Some(_))) {
+            if !still_live(&state, &id_hash).await {
                 return None;
             }
             let event = match snapshot(&state).await {

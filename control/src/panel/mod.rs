@@ -31,7 +31,9 @@ pub mod guard;
 pub mod license;
 pub mod license_batch;
 pub mod pages;
+pub mod resources;
 pub mod session;
+pub mod sessions;
 pub mod settings;
 pub mod totp;
 
@@ -58,6 +60,9 @@ pub struct PanelState {
     pub secrets: Arc<Secrets>,
     pub config: Arc<PanelConfig>,
     pub guard: Arc<LoginGuard>,
+    /// The sessions' heartbeat interval, as the reaper uses it: the live
+    /// monitor marks a session overdue by the reaper's rule.
+    pub heartbeat_interval_secs: u32,
 }
 
 impl PanelState {
@@ -90,6 +95,8 @@ impl PanelState {
             secrets: Arc::new(config.secrets()?),
             config: Arc::new(config.panel.clone()),
             guard: Arc::new(guard),
+            heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs)
+                .unwrap_or(u32::MAX),
         })
     }
 }
@@ -171,8 +178,16 @@ fn protected() -> Routes {
             "/licenses/{id}/devices/{device_id}/transfer",
             devices::transfer,
         )
-        .get("/sessions", pages::sessions)
-        .get("/resources", pages::resources)
+        .get("/sessions", sessions::list)
+        .get("/events/sessions", sessions::events)
+        .get("/sessions/terminate", sessions::confirm)
+        .post("/sessions/terminate", sessions::terminate)
+        .get("/resources", resources::list)
+        .post("/resources", resources::add)
+        .post("/resources/allocate", resources::allocate)
+        .get("/resources/{id}", resources::show)
+        .post("/resources/{id}/release", resources::release)
+        .post("/resources/{id}/quarantine", resources::quarantine)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)

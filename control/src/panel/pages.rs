@@ -98,14 +98,6 @@ pub async fn licenses(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/licenses")
 }
 
-pub async fn sessions(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/sessions")
-}
-
-pub async fn resources(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/resources")
-}
-
 pub async fn products(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/products")
 }

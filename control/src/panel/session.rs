@@ -126,6 +126,15 @@ pub async fn load(State(state): State<PanelState>, mut request: Request, next: N
     next.run(request).await
 }
 
+/// Whether the session is still live, without restarting its idle clock:
+/// what an event stream asks before each event, so it ends with the session.
+pub async fn still_live(state: &PanelState, id_hash: &[u8]) -> bool {
+    let live =
+        admin_sessions::find_live(&state.pool, id_hash, state.config.idle_timeout_secs, false)
+            .await;
+    matches!(live, Ok(Some(_)))
+}
+
 impl Viewer {
     pub fn admin_id(&self) -> Uuid {
         self.session.admin_id

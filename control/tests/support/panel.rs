@@ -28,6 +28,22 @@ pub async fn admin(pool: &PgPool, username: &str, role: Role) -> Uuid {
     .unwrap()
 }
 
+/// A route pattern with every `{name}` segment replaced by `value`: a path
+/// to request when walking the route list.
+pub fn concrete(pattern: &str, value: &str) -> String {
+    pattern
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                value
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,

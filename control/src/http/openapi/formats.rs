@@ -260,7 +260,7 @@ pub fn create_licenses(mut new_license: Object) -> Object {
     new_license
 }
 
-/// The body of `POST /resources`: one kind, and 1 to 10000 values of it.
+/// The body of `POST /resources`: one kind, and 1 to 65536 values of it.
 pub fn add_resources() -> Schema {
     let mut kinds = OneOfBuilder::new();
     for kind in ResourceKind::ALL {
