@@ -63,6 +63,15 @@
       bySelection();
     }
   });
+  // A file input with data-fill="<id>" reads the chosen file into that
+  // textarea (a CSV of customers): the form stays a plain one.
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.getAttribute || !input.getAttribute("data-fill") || !input.files || !input.files[0]) return;
+    var target = document.getElementById(input.getAttribute("data-fill"));
+    if (!target) return;
+    input.files[0].text().then(function (text) { target.value = text; });
+  });
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start);
   } else {

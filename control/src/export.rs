@@ -111,6 +111,22 @@ fn audit_cells(row: &AuditEntry) -> [String; 13] {
     ]
 }
 
+/// New license keys with what a recipient needs beside each: the CSV a
+/// batch's result page offers once. Cells defused like every export.
+pub fn license_keys_csv<'a>(rows: impl Iterator<Item = [&'a str; 4]>) -> Vec<u8> {
+    let header = [
+        "license_key",
+        "license_id",
+        "customer_email",
+        "customer_name",
+    ];
+    let mut out = csv_line(header.into_iter().map(Cow::Borrowed)).to_vec();
+    for row in rows {
+        out.extend_from_slice(&csv_line(row.into_iter().map(Cow::Borrowed)));
+    }
+    out
+}
+
 /// One CSV record, cells defused, with its line ending.
 fn csv_line<'a>(cells: impl Iterator<Item = Cow<'a, str>>) -> Bytes {
     let mut writer = csv::Writer::from_writer(Vec::new());
@@ -142,5 +158,14 @@ mod tests {
         assert_eq!(defused("@x"), "'@x");
         assert_eq!(defused("license.create"), "license.create");
         assert_eq!(defused(""), "");
+    }
+
+    #[test]
+    fn license_keys_csv_defuses_names() {
+        let csv = license_keys_csv([["K-1", "id", "a@example.com", "=HYPERLINK(1)"]].into_iter());
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "license_key,license_id,customer_email,customer_name\nK-1,id,a@example.com,'=HYPERLINK(1)\n"
+        );
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::outbox::{self, EntityKind};
 use crate::context::RequestContext;
@@ -240,6 +241,31 @@ fn push_conditions(query: &mut QueryBuilder<'_, Postgres>, filter: &AuditFilter)
     if let Some(to) = filter.to {
         query.push(glue).push("at < ").push_bind(to);
     }
+}
+
+/// The newest `limit` rows about a license, the batch it was created in and
+/// the devices named: its trail on its own page. One statement, each arm on
+/// `audit_log_entity`.
+pub async fn for_license(
+    pool: &PgPool,
+    license_id: Uuid,
+    batch_id: Option<Uuid>,
+    device_ids: &[Uuid],
+    limit: u32,
+) -> DomainResult<Vec<AuditEntry>> {
+    let devices: Vec<String> = device_ids.iter().map(Uuid::to_string).collect();
+    Ok(sqlx::query_as(&format!(
+        "{SELECT_ENTRIES} WHERE (entity_kind = 'license' AND entity_id = $1)
+            OR (entity_kind = 'device' AND entity_id = ANY($2))
+            OR (entity_kind = 'license_batch' AND entity_id = $4)
+          ORDER BY at DESC, id DESC LIMIT $3"
+    ))
+    .bind(license_id.to_string())
+    .bind(&devices)
+    .bind(i64::from(limit))
+    .bind(batch_id.map(|id| id.to_string()))
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Where a page of [`list_page`] starts: strictly after this row in

@@ -1,6 +1,8 @@
 //! Customers: who licenses belong to. Each change is one transaction with one
 //! audit row holding the customer before and after.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
@@ -9,8 +11,9 @@ use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
-use crate::db::licenses;
+use crate::db::licenses::{self, CreatedLicense, NewLicense};
 use crate::error::{DomainError, DomainResult, Entity};
+use crate::secrets::Secrets;
 
 pub const NAME_MAX_CHARS: usize = 256;
 pub const EMAIL_MAX_CHARS: usize = 254;
@@ -60,6 +63,17 @@ pub async fn create(
     ctx: &RequestContext,
     new: NewCustomer,
 ) -> DomainResult<Customer> {
+    let mut tx = pool.begin().await?;
+    let customer = create_in(&mut tx, ctx, new).await?;
+    tx.commit().await?;
+    Ok(customer)
+}
+
+async fn create_in(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    new: NewCustomer,
+) -> DomainResult<Customer> {
     let name = check_name(&new.name)?;
     let email = new.email.as_deref().map(check_email).transpose()?;
     let company = check_optional("company", new.company.as_deref(), COMPANY_MAX_CHARS)?;
@@ -68,8 +82,6 @@ pub async fn create(
         new.metadata
             .unwrap_or_else(|| Value::Object(Default::default())),
     )?;
-
-    let mut tx = pool.begin().await?;
     let customer = sqlx::query_as::<_, Customer>(&format!(
         "INSERT INTO customers (name, email, company, notes, metadata)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
@@ -79,12 +91,100 @@ pub async fn create(
     .bind(company)
     .bind(notes)
     .bind(metadata)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let change = Change::new("customer.create", "customer", customer.id).after(to_json(&customer)?);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(conn, ctx, change).await?;
     Ok(customer)
+}
+
+/// The oldest customer with this e-mail address (any case), if any: how a
+/// form or a list of customers names one without its id.
+pub async fn find_by_email(pool: &PgPool, email: &str) -> DomainResult<Option<Customer>> {
+    Ok(sqlx::query_as::<_, Customer>(&format!(
+        "SELECT {COLUMNS} FROM customers WHERE lower(email) = lower($1) ORDER BY created_at, id LIMIT 1"
+    ))
+    .bind(email.trim())
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// A customer of a license batch, as a list names it: found by e-mail
+/// address, created with the name and company when there is none.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCustomer {
+    pub email: String,
+    pub name: String,
+    pub company: Option<String>,
+}
+
+/// One license like `new` for each customer listed, in one transaction with
+/// the customers it creates: an address already known (any case, or earlier
+/// in the list) is that customer, a new one is created (audited). The first
+/// bad entry refuses it all, as `customers[i].<field>`, and nothing is
+/// created. The licenses come back in the order of the list.
+pub async fn create_license_batch(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    secrets: &Secrets,
+    new: &NewLicense,
+    listed: &[BatchCustomer],
+) -> DomainResult<Vec<CreatedLicense>> {
+    new.validate()?;
+    if listed.is_empty() {
+        return Err(DomainError::invalid(
+            "customers",
+            "list at least one customer",
+        ));
+    }
+    let at = |i: usize, error: DomainError| match error {
+        DomainError::Invalid { field, message } => DomainError::Invalid {
+            field: format!("customers[{i}].{field}"),
+            message,
+        },
+        other => other,
+    };
+    let emails = listed
+        .iter()
+        .enumerate()
+        .map(|(i, row)| check_email(&row.email).map_err(|error| at(i, error)))
+        .collect::<DomainResult<Vec<String>>>()?;
+    let lowered: Vec<String> = emails.iter().map(|email| email.to_lowercase()).collect();
+    let mut tx = pool.begin().await?;
+    // One look-up for the whole list; the oldest customer of an address wins.
+    let known: Vec<(String, Uuid)> = sqlx::query_as(
+        "SELECT DISTINCT ON (lower(email)) lower(email), id FROM customers
+          WHERE lower(email) = ANY($1) ORDER BY lower(email), created_at, id",
+    )
+    .bind(&lowered)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_email: HashMap<String, Uuid> = known.into_iter().collect();
+    let mut owners = Vec::with_capacity(listed.len());
+    for (i, (row, email)) in listed.iter().zip(emails).enumerate() {
+        let key = email.to_lowercase();
+        let id = match by_email.get(&key) {
+            Some(id) => *id,
+            None => {
+                let customer = NewCustomer {
+                    name: row.name.clone(),
+                    email: Some(email),
+                    company: row.company.clone(),
+                    ..NewCustomer::default()
+                };
+                let id = create_in(&mut tx, ctx, customer)
+                    .await
+                    .map_err(|error| at(i, error))?
+                    .id;
+                by_email.insert(key, id);
+                id
+            }
+        };
+        owners.push(Some(id));
+    }
+    let created = licenses::create_in(&mut tx, ctx, secrets, new, &owners).await?;
+    tx.commit().await?;
+    Ok(created)
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> DomainResult<Customer> {
@@ -245,10 +345,7 @@ fn push_cursor(sql: &mut QueryBuilder<'_, Postgres>, cursor: Option<Cursor>) {
 
 /// The names of these customers (a list's page of licenses shows them);
 /// an id with no customer is left out.
-pub async fn names(
-    pool: &PgPool,
-    ids: &[Uuid],
-) -> DomainResult<std::collections::HashMap<Uuid, String>> {
+pub async fn names(pool: &PgPool, ids: &[Uuid]) -> DomainResult<HashMap<Uuid, String>> {
     let rows: Vec<(Uuid, String)> =
         sqlx::query_as("SELECT id, name FROM customers WHERE id = ANY($1)")
             .bind(ids)

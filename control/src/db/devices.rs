@@ -48,6 +48,8 @@ pub struct Device {
     pub name: Option<String>,
     pub status: String,
     pub app_version: Option<String>,
+    /// Where the machine last called from, without a netmask.
+    pub ip: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -95,7 +97,7 @@ impl SeatCall {
 #[derive(Debug, Clone, Copy)]
 enum SeatChange {
     Deactivate { device: Uuid, by: Initiator },
-    Transfer { from: Uuid, to: Uuid },
+    Transfer { from: Uuid, to: Uuid, by: Initiator },
 }
 
 /// Who asked for a seat change: only a client's count against the limit.
@@ -112,7 +114,8 @@ pub struct LeaseIssuer {
     pub default_grace_secs: i64,
 }
 
-const COLUMNS: &str = "id, license_id, fingerprint_hash, digest, components, name, status, app_version, first_seen_at,
+const COLUMNS: &str = "id, license_id, fingerprint_hash, digest, components, name, status, app_version, host(ip) AS ip,
+    first_seen_at,
     last_seen_at, deactivated_at, deactivation_reason";
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -198,7 +201,7 @@ pub async fn activate(
                 ));
             }
             (
-                insert_device(&mut tx, license.id, request).await?,
+                insert_device(&mut tx, license.id, &request.into()).await?,
                 ActivationOutcome::Activated,
             )
         }
@@ -302,47 +305,172 @@ pub async fn transfer(
         return Ok(answer);
     }
     check_usable(&license, now)?;
-    let devices = active_devices(&mut tx, license.id).await?;
-    if !devices.iter().any(|d| d.id == from_device) {
-        return Err(DomainError::refused(
-            ErrorCode::DeviceNotFound,
-            "the device to transfer from holds no seat",
-        ));
-    }
-    if find_device(&devices, &request.fingerprint).is_some() {
-        return Err(DomainError::conflict(
-            "fingerprint",
-            "this machine already holds a seat of the license",
-        ));
-    }
-    check_seat_change(&mut tx, &license).await?;
-    release(&mut tx, ctx, &license, from_device, "transfer").await?;
-    let device_id = insert_device(&mut tx, license.id, request).await?;
-    record_seat_change(
+    let (device_id, used) = move_seat(
         &mut tx,
-        license.id,
-        SeatChange::Transfer {
-            from: from_device,
-            to: device_id,
-        },
+        ctx,
+        &license,
+        from_device,
+        request,
+        Initiator::Client,
     )
     .await?;
-    let change = Change::new("device.transfer", "device", device_id)
-        .before(json!({ "device_id": from_device }))
-        .after(json!({ "device_id": device_id, "fingerprint": request.fingerprint }));
-    audit::record_change(&mut tx, ctx, change).await?;
     let answer = seat_answer(
         issuer,
         &license,
         request,
         device_id,
         ActivationOutcome::Transferred,
-        devices.len() as u32,
+        used,
         now,
     )?;
     remember(&mut tx, license.id, call, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
+}
+
+/// An admin moves the seat of `from_device` to another machine, named by
+/// the fingerprint it reports: the rules of a client's [`transfer`] (the
+/// license usable, the device holding a seat, the machine holding none),
+/// recorded in `device_transfers` as the admin's, so never counted against
+/// the license's seat change limit (as an admin's deactivation is not).
+pub async fn transfer_by_admin(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    license_id: Uuid,
+    from_device: Uuid,
+    target: &AdminTransfer,
+) -> DomainResult<Device> {
+    check_device_name(target.device_name.as_deref())?;
+    let mut tx = pool.begin().await?;
+    let license = licenses::lock(&mut tx, license_id).await?;
+    check_usable(&license, OffsetDateTime::now_utc())?;
+    let request = SeatParts {
+        fingerprint: &target.fingerprint,
+        device_name: target.device_name.as_deref(),
+        app_version: None,
+        ip: None,
+    };
+    let (device_id, _) = move_seat(
+        &mut tx,
+        ctx,
+        &license,
+        from_device,
+        request,
+        Initiator::Admin,
+    )
+    .await?;
+    let device = sqlx::query_as(&format!("SELECT {COLUMNS} FROM devices WHERE id = $1"))
+        .bind(device_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(device)
+}
+
+/// The machine an admin moves a seat to.
+#[derive(Debug, Clone)]
+pub struct AdminTransfer {
+    pub fingerprint: CanonicalFingerprint,
+    pub device_name: Option<String>,
+}
+
+/// One seat change of a license, as `device_transfers` recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SeatChangeEntry {
+    pub at: OffsetDateTime,
+    /// `transfer` or `deactivate`.
+    pub kind: String,
+    /// `client` or `admin`.
+    pub initiated_by: String,
+    pub from_device_id: Option<Uuid>,
+    pub to_device_id: Option<Uuid>,
+}
+
+/// The license's seat changes, newest first, at most `limit`.
+pub async fn seat_changes(
+    pool: &PgPool,
+    license_id: Uuid,
+    limit: u32,
+) -> DomainResult<Vec<SeatChangeEntry>> {
+    Ok(sqlx::query_as(
+        "SELECT at, kind, initiated_by, from_device_id, to_device_id FROM device_transfers
+          WHERE license_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(license_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The seat of `from_device` released and a new device for the machine
+/// asking, under the license's lock, recorded and audited. Returns the new
+/// device and the seats in use. A client's change counts against the limit.
+async fn move_seat(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    license: &License,
+    from_device: Uuid,
+    request: impl Into<SeatParts<'_>>,
+    by: Initiator,
+) -> DomainResult<(Uuid, u32)> {
+    let request = request.into();
+    let devices = active_devices(&mut *conn, license.id).await?;
+    if !devices.iter().any(|d| d.id == from_device) {
+        return Err(DomainError::refused(
+            ErrorCode::DeviceNotFound,
+            "the device to transfer from holds no seat",
+        ));
+    }
+    if find_device(&devices, request.fingerprint).is_some() {
+        return Err(DomainError::conflict(
+            "fingerprint",
+            "this machine already holds a seat of the license",
+        ));
+    }
+    if by == Initiator::Client {
+        check_seat_change(&mut *conn, license).await?;
+    }
+    let reason = match by {
+        Initiator::Client => "transfer",
+        Initiator::Admin => "admin_transfer",
+    };
+    release(&mut *conn, ctx, license, from_device, reason).await?;
+    let device_id = insert_device(&mut *conn, license.id, &request).await?;
+    record_seat_change(
+        &mut *conn,
+        license.id,
+        SeatChange::Transfer {
+            from: from_device,
+            to: device_id,
+            by,
+        },
+    )
+    .await?;
+    let change = Change::new("device.transfer", "device", device_id)
+        .before(json!({ "device_id": from_device }))
+        .after(json!({ "device_id": device_id, "license_id": license.id, "fingerprint": request.fingerprint }));
+    audit::record_change(conn, ctx, change).await?;
+    Ok((device_id, devices.len() as u32))
+}
+
+/// What a new device row is made of.
+#[derive(Debug, Clone, Copy)]
+struct SeatParts<'a> {
+    fingerprint: &'a CanonicalFingerprint,
+    device_name: Option<&'a str>,
+    app_version: Option<&'a str>,
+    ip: Option<IpAddr>,
+}
+
+impl<'a> From<&'a SeatRequest> for SeatParts<'a> {
+    fn from(request: &'a SeatRequest) -> Self {
+        Self {
+            fingerprint: &request.fingerprint,
+            device_name: request.device_name.as_deref(),
+            app_version: request.app_version.as_deref(),
+            ip: request.ip,
+        }
+    }
 }
 
 /// A fresh offline lease for a machine that holds a seat. Decided under the
@@ -425,17 +553,18 @@ fn stored_digest(device: &Device) -> Option<DeviceDigest> {
     Some(DeviceDigest::from_bytes(&bytes))
 }
 
-fn validate(request: &SeatRequest) -> DomainResult<()> {
-    if request
-        .device_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 128)
-    {
+fn check_device_name(name: Option<&str>) -> DomainResult<()> {
+    if name.is_some_and(|n| n.chars().count() > 128) {
         return Err(DomainError::invalid(
             "device_name",
             "at most 128 characters",
         ));
     }
+    Ok(())
+}
+
+fn validate(request: &SeatRequest) -> DomainResult<()> {
+    check_device_name(request.device_name.as_deref())?;
     if request.app_version.as_ref().is_some_and(|v| v.len() > 64) {
         return Err(DomainError::invalid("app_version", "at most 64 characters"));
     }
@@ -501,7 +630,7 @@ fn seat_answer(
 async fn insert_device(
     conn: &mut PgConnection,
     license_id: Uuid,
-    request: &SeatRequest,
+    request: &SeatParts<'_>,
 ) -> DomainResult<Uuid> {
     Ok(sqlx::query_scalar(
         "INSERT INTO devices (license_id, fingerprint_hash, digest, components, name, app_version, ip)
@@ -511,8 +640,8 @@ async fn insert_device(
     .bind(&request.fingerprint.hash().0[..])
     .bind(&request.fingerprint.digest().to_bytes()[..])
     .bind(json!(request.fingerprint))
-    .bind(&request.device_name)
-    .bind(&request.app_version)
+    .bind(request.device_name)
+    .bind(request.app_version)
     .bind(request.ip.map(|ip| ip.to_string()))
     .fetch_one(conn)
     .await?)
@@ -628,7 +757,7 @@ async fn record_seat_change(
 ) -> DomainResult<()> {
     let (kind, by, from, to) = match change {
         SeatChange::Deactivate { device, by } => ("deactivate", by, device, None),
-        SeatChange::Transfer { from, to } => ("transfer", Initiator::Client, from, Some(to)),
+        SeatChange::Transfer { from, to, by } => ("transfer", by, from, Some(to)),
     };
     let by = match by {
         Initiator::Client => "client",

@@ -465,9 +465,37 @@ pub async fn create(
     count: usize,
 ) -> DomainResult<Vec<CreatedLicense>> {
     new.validate()?;
+    check_count(count)?;
+    let mut tx = pool.begin().await?;
+    if let Some(customer) = new.customer_id {
+        ensure_customer(&mut tx, customer).await?;
+    }
+    let created = create_in(&mut tx, ctx, secrets, new, &vec![new.customer_id; count]).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+fn check_count(count: usize) -> DomainResult<()> {
     if !(1..=MAX_BATCH).contains(&count) {
         return Err(DomainError::invalid("count", "must be between 1 and 10000"));
     }
+    Ok(())
+}
+
+/// [`create`] inside the caller's transaction, one license per entry of
+/// `customers` (each its own customer, or none): a batch for a list of
+/// customers (`db::customers::create_license_batch`). `new.customer_id` is
+/// ignored; the customers must exist. The commit is the caller's.
+pub(crate) async fn create_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    secrets: &Secrets,
+    new: &NewLicense,
+    customers: &[Option<Uuid>],
+) -> DomainResult<Vec<CreatedLicense>> {
+    new.validate()?;
+    let count = customers.len();
+    check_count(count)?;
     let keys: Vec<LicenseKey> = (0..count).map(|_| LicenseKey::generate()).collect();
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
     let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().0.to_vec()).collect();
@@ -481,25 +509,22 @@ pub async fn create(
     features.sort();
     features.dedup();
 
-    let mut tx = pool.begin().await?;
-    ensure_product(&mut tx, new.product_id).await?;
-    if let Some(customer) = new.customer_id {
-        ensure_customer(&mut tx, customer).await?;
-    }
+    ensure_product(&mut *tx, new.product_id).await?;
     let licenses: Vec<License> = sqlx::query_as(&format!(
         "INSERT INTO licenses (id, key_hash, key_prefix, key_sealed, customer_id, product_id, kind, valid_from,
                                valid_until, device_limit, session_limit, allow_session_takeover, grace_period_secs,
                                features, usage_limits, metadata, batch_id, seat_change_limit, seat_change_window_secs)
-         SELECT i.id, i.hash, i.prefix, i.sealed, $5, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13, $14, $15,
-                $16, $17, $18, $19
-           FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::bytea[]) AS i(id, hash, prefix, sealed)
+         SELECT i.id, i.hash, i.prefix, i.sealed, i.customer, $6, $7, coalesce($8, now()), $9, $10, $11, $12, $13,
+                $14, $15, $16, $17, $18, $19
+           FROM UNNEST($1::uuid[], $2::bytea[], $3::text[], $4::bytea[], $5::uuid[])
+                AS i(id, hash, prefix, sealed, customer)
          RETURNING {COLUMNS}"
     ))
     .bind(&ids)
     .bind(&hashes)
     .bind(&prefixes)
     .bind(&sealed)
-    .bind(new.customer_id)
+    .bind(customers)
     .bind(new.product_id)
     .bind(new.kind.as_str())
     .bind(new.valid_from)
@@ -528,10 +553,9 @@ pub async fn create(
         (_, batch) => Change::new("license.create_batch", "license_batch", batch.unwrap_or_default())
             .after(json!({ "count": count, "product_id": new.product_id, "kind": new.kind, "license_ids": ids })),
     };
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(&mut *tx, ctx, change).await?;
 
-    // RETURNING keeps no promised order: pair keys by id.
+    // RETURNING keeps no promised order: pair keys by id, in input order.
     let mut by_id: std::collections::HashMap<Uuid, License> =
         licenses.into_iter().map(|l| (l.id, l)).collect();
     Ok(ids

@@ -62,6 +62,37 @@ pub async fn record(
     })
 }
 
+/// Where the license stands this month (of `now`) on each metric it has a
+/// limit or a count for, by metric name.
+pub async fn current(
+    pool: &PgPool,
+    license: &License,
+    now: OffsetDateTime,
+) -> DomainResult<Vec<UsageStatus>> {
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT metric, used FROM usage_counters WHERE license_id = $1 AND period_start = $2",
+    )
+    .bind(license.id)
+    .bind(period_start(now))
+    .fetch_all(pool)
+    .await?;
+    let mut used: std::collections::BTreeMap<String, i64> = counted.into_iter().collect();
+    if let Some(limits) = license.usage_limits.as_object() {
+        for metric in limits.keys() {
+            used.entry(metric.clone()).or_insert(0);
+        }
+    }
+    Ok(used
+        .into_iter()
+        .map(|(metric, used)| UsageStatus {
+            limit: limit_of(license, &metric),
+            exhausted: license.usage_exhausted,
+            metric,
+            used,
+        })
+        .collect())
+}
+
 /// Re-decides the flag of every license marked exhausted against the month
 /// of `now`: a new month, a raised limit or a removed one clears it. A job.
 pub async fn refresh(pool: &PgPool, now: OffsetDateTime) -> DomainResult<u64> {

@@ -18,8 +18,10 @@ use super::session::{CurrentSession, cookie};
 
 pub static X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
 pub const FORM_FIELD: &str = "_csrf";
-/// Panel forms are small; a larger body is not one of ours.
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Panel forms are small but one: a license batch's list of customers,
+/// whose 10 000 lines (the most a batch makes) fit in this. A larger body
+/// is not one of ours.
+const MAX_FORM_BYTES: usize = 1024 * 1024;
 
 pub async fn verify(State(state): State<PanelState>, request: Request, next: Next) -> Response {
     if matches!(
@@ -54,7 +56,11 @@ pub async fn verify(State(state): State<PanelState>, request: Request, next: Nex
         Some(token) => (Some(token), body),
         None if is_form(&parts.headers) => {
             let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {
-                return PanelError::Invalid("form too large".into()).into_response();
+                return PanelError::Invalid(format!(
+                    "form too large: at most {} KiB",
+                    MAX_FORM_BYTES / 1024
+                ))
+                .into_response();
             };
             let token = form_urlencoded::parse(&bytes)
                 .find(|(key, _)| key == FORM_FIELD)

@@ -23,10 +23,13 @@ pub mod blocked_ips;
 pub mod csrf;
 pub mod customers;
 pub mod dashboard;
+pub mod devices;
 pub mod edges;
 pub mod error;
 pub mod form;
 pub mod guard;
+pub mod license;
+pub mod license_batch;
 pub mod licenses;
 pub mod pages;
 pub mod resources;
@@ -155,6 +158,31 @@ fn protected() -> Routes {
         .post("/customers/{id}", customers::update)
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
+        .get("/licenses", licenses::list)
+        .post("/licenses/bulk/preview", licenses::bulk_preview)
+        .post("/licenses/bulk", licenses::bulk_apply)
+        .get("/licenses/{id}/quick", licenses::quick_form)
+        .post("/licenses/{id}/quick", licenses::quick_save)
+        .post("/licenses", license::create)
+        .get("/licenses/new", license::new_form)
+        .get("/licenses/batch", license_batch::form)
+        .post("/licenses/batch", license_batch::create)
+        .get("/licenses/{id}", license::show)
+        .post("/licenses/{id}", license::update)
+        .get("/licenses/{id}/edit", license::edit_form)
+        .post("/licenses/{id}/reveal", license::reveal)
+        .post(
+            "/licenses/{id}/devices/{device_id}/deactivate",
+            devices::deactivate,
+        )
+        .get(
+            "/licenses/{id}/devices/{device_id}/transfer",
+            devices::transfer_form,
+        )
+        .post(
+            "/licenses/{id}/devices/{device_id}/transfer",
+            devices::transfer,
+        )
         .get("/sessions", sessions::list)
         .get("/events/sessions", sessions::events)
         .get("/sessions/terminate", sessions::confirm)
@@ -165,11 +193,6 @@ fn protected() -> Routes {
         .get("/resources/{id}", resources::show)
         .post("/resources/{id}/release", resources::release)
         .post("/resources/{id}/quarantine", resources::quarantine)
-        .get("/licenses", licenses::list)
-        .post("/licenses/bulk/preview", licenses::bulk_preview)
-        .post("/licenses/bulk", licenses::bulk_apply)
-        .get("/licenses/{id}/quick", licenses::quick_form)
-        .post("/licenses/{id}/quick", licenses::quick_save)
         .get("/products", pages::products)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)
