@@ -106,10 +106,6 @@ pub async fn resources(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/resources")
 }
 
-pub async fn products(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/products")
-}
-
 pub async fn leads(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/leads")
 }
