@@ -19,7 +19,7 @@ use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct};
 use latchkey_shared::version::{self, parse_version};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -253,12 +253,7 @@ pub async fn update(
     .bind(description)
     .fetch_one(&mut *tx)
     .await?;
-    let change = Change::new("product.update", "product", product_id)
-        .before(to_json(&before)?)
-        .after(to_json(&after)?)
-        .publish(EntityKind::Product, product_id);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    commit_product_change(tx, ctx, "product.update", product_id, &before, &after).await?;
     Ok(after)
 }
 
@@ -329,13 +324,34 @@ pub async fn set_client_config(
     .bind(&config.settings)
     .fetch_one(&mut *tx)
     .await?;
-    let change = Change::new("product.client_config", "product", product_id)
-        .before(to_json(&before)?)
-        .after(to_json(&after)?)
+    commit_product_change(
+        tx,
+        ctx,
+        "product.client_config",
+        product_id,
+        &before,
+        &after,
+    )
+    .await?;
+    Ok(after)
+}
+
+/// Audits a change of the product row (with its outbox row) and commits.
+async fn commit_product_change<T: Serialize>(
+    mut tx: Transaction<'_, Postgres>,
+    ctx: &RequestContext,
+    action: &str,
+    product_id: i32,
+    before: &T,
+    after: &T,
+) -> DomainResult<()> {
+    let change = Change::new(action, "product", product_id)
+        .before(to_json(before)?)
+        .after(to_json(after)?)
         .publish(EntityKind::Product, product_id);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
-    Ok(after)
+    Ok(())
 }
 
 /// Adds a draft release; `publish` makes it visible.

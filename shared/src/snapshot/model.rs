@@ -322,3 +322,46 @@ impl LicenseEntry {
         KeyHash(self.key_hash)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(key: &str, product_id: Option<u32>, enabled: bool, rollout_percent: u8) -> FeatureFlag {
+        FeatureFlag {
+            key: key.into(),
+            enabled,
+            product_id,
+            rollout_percent,
+        }
+    }
+
+    #[test]
+    fn a_products_own_flag_decides_its_key() {
+        let hash = KeyHash([7; 32]);
+        let flags = [
+            flag("editor", None, true, 100),
+            flag("editor", Some(2), false, 100),
+            flag("sync", Some(1), true, 100),
+            flag("dark", None, true, 0),
+        ];
+        assert_eq!(flags_on(&flags, 1, &hash), ["editor", "sync"]);
+        assert!(
+            flags_on(&flags, 2, &hash).is_empty(),
+            "product 2 turned editor off"
+        );
+    }
+
+    #[test]
+    fn rollout_takes_its_share_of_keys() {
+        let half = flag("half", None, true, 50);
+        let on = (0..1000u32)
+            .filter(|n| {
+                let mut bytes = [0; 32];
+                bytes[..4].copy_from_slice(&n.to_le_bytes());
+                half.is_on_for(&KeyHash(bytes))
+            })
+            .count();
+        assert!((400..600).contains(&on), "{on} of 1000");
+    }
+}
