@@ -138,6 +138,7 @@ fn decide(request: &VerifyRequest, row: Option<Row>, now: OffsetDateTime) -> Ver
         status: None,
         expires_at: None,
         features: Vec::new(),
+        flags: Vec::new(),
         fingerprint: None,
         heartbeat_interval_secs: EdgeConfig::default().heartbeat_interval_secs,
         snapshot_sequence: 0,

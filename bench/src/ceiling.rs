@@ -101,6 +101,7 @@ fn work(body: &[u8]) -> Vec<u8> {
         status: Some(LicenseStatus::Active),
         expires_at: Some(i64::from(fingerprint.is_some())),
         features: vec!["export".to_owned(), "sync".to_owned()],
+        flags: Vec::new(),
         fingerprint: fingerprint.map(|_| MatchVerdict::Exact),
         heartbeat_interval_secs: 900,
         snapshot_sequence: 1,

@@ -385,6 +385,10 @@ pub struct VerifyResponse {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub features: Vec<String>,
+    /// Feature flags on for this license (of its product and the global
+    /// ones, by rollout), when valid.
+    #[serde(default)]
+    pub flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<MatchVerdict>,
     pub heartbeat_interval_secs: u32,

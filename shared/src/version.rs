@@ -7,6 +7,9 @@
 
 use semver::Version;
 
+use crate::api::VersionCheckResponse;
+use crate::snapshot::Product;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a version: {reason}")]
 pub struct VersionError {
@@ -68,6 +71,30 @@ pub fn check_parsed(
     Ok(VersionStatus {
         update_available,
         update_mandatory,
+    })
+}
+
+/// The version check's answer for `product` as a snapshot carries it: the
+/// newest release of `channel` and the product's minimum allowed version.
+/// The one rule: edges answer it from their snapshot, control (admin API,
+/// the panel's preview) from the record its next snapshot carries.
+pub fn answer(
+    product: &Product,
+    current: &Version,
+    channel: &str,
+) -> Result<VersionCheckResponse, VersionError> {
+    let release = product.channels.iter().find(|c| c.channel == channel);
+    let minimum = product.min_allowed_version.as_deref();
+    let status = check_parsed(current, release.map(|r| r.version.as_str()), minimum)?;
+    Ok(VersionCheckResponse {
+        product: product.slug.clone(),
+        channel: channel.to_owned(),
+        current: current.to_string(),
+        latest: release.map(|r| r.version.clone()),
+        update_available: status.update_available,
+        update_mandatory: status.update_mandatory,
+        minimum_allowed: product.min_allowed_version.clone(),
+        download_url: release.and_then(|r| r.download_url.clone()),
     })
 }
 

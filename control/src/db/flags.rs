@@ -5,7 +5,11 @@
 //! writes one audit row and one outbox row of kind `flags`: edges hold all
 //! flags, so the publisher resends them whole.
 
-use latchkey_shared::snapshot::FeatureFlag as SnapshotFlag;
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use latchkey_shared::KeyHash;
+use latchkey_shared::snapshot::{FeatureFlag as SnapshotFlag, flags_on};
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -199,11 +203,73 @@ pub async fn list(pool: &PgPool) -> DomainResult<Vec<FeatureFlag>> {
     .await?)
 }
 
+/// How many active licenses a flag decides for, and for how many of them
+/// it is on: the edges' rule (`flags_on`) applied to every active license.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    pub in_scope: i64,
+    pub on: i64,
+}
+
+/// The reach of every flag, by id. One pass over the active licenses.
+pub async fn reach(pool: &PgPool) -> DomainResult<HashMap<Uuid, Reach>> {
+    let flags = list(pool).await?;
+    let records = to_snapshot(&flags)?;
+    let mut reach: HashMap<Uuid, Reach> = flags.iter().map(|f| (f.id, Reach::default())).collect();
+    let mut licenses = sqlx::query_as::<_, (i32, Vec<u8>)>(
+        "SELECT product_id, key_hash FROM licenses WHERE status = 'active'",
+    )
+    .fetch(pool);
+    while let Some((product_id, key_hash)) = licenses.try_next().await? {
+        let (Ok(product_id), Ok(key_hash)) =
+            (u32::try_from(product_id), <[u8; 32]>::try_from(key_hash))
+        else {
+            continue;
+        };
+        let on = flags_on(&records, product_id, &KeyHash(key_hash));
+        for (flag, record) in flags.iter().zip(&records) {
+            if record.decides_for(&records, product_id) {
+                let counted = reach.entry(flag.id).or_default();
+                counted.in_scope += 1;
+                counted.on += i64::from(on.contains(&record.key));
+            }
+        }
+    }
+    Ok(reach)
+}
+
+/// A flag's latest change and the snapshot that carried it (`None`: not
+/// published yet).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Delivery {
+    pub flag_id: String,
+    pub changed_at: OffsetDateTime,
+    pub sequence: Option<i64>,
+}
+
+/// The newest flag changes (deleted flags' too), newest first.
+pub async fn deliveries(pool: &PgPool, limit: i64) -> DomainResult<Vec<Delivery>> {
+    Ok(sqlx::query_as(
+        "SELECT * FROM (
+            SELECT DISTINCT ON (entity_id) entity_id AS flag_id, created_at AS changed_at,
+                   published_in AS sequence
+              FROM snapshot_outbox WHERE entity_kind = 'flags'
+             ORDER BY entity_id, id DESC) latest
+          ORDER BY changed_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Every flag as a snapshot carries it, in `list` order.
 pub async fn snapshot_flags(pool: &PgPool) -> DomainResult<Vec<SnapshotFlag>> {
-    list(pool)
-        .await?
-        .into_iter()
+    to_snapshot(&list(pool).await?)
+}
+
+fn to_snapshot(flags: &[FeatureFlag]) -> DomainResult<Vec<SnapshotFlag>> {
+    flags
+        .iter()
         .map(|flag| {
             let product_id = flag
                 .product_id
@@ -216,7 +282,7 @@ pub async fn snapshot_flags(pool: &PgPool) -> DomainResult<Vec<SnapshotFlag>> {
                 DomainError::Internal(format!("flag {} rollout out of range", flag.id))
             })?;
             Ok(SnapshotFlag {
-                key: flag.key,
+                key: flag.key.clone(),
                 enabled: flag.enabled,
                 product_id,
                 rollout_percent,

@@ -418,7 +418,8 @@ fn check_seat_change_window(secs: i32) -> DomainResult<()> {
     Ok(())
 }
 
-fn check_features(features: &[String]) -> DomainResult<()> {
+/// Feature names, as licenses carry them and products list them.
+pub(crate) fn check_features(features: &[String]) -> DomainResult<()> {
     if features.len() > 64 {
         return Err(DomainError::invalid("features", "at most 64 features"));
     }

@@ -19,12 +19,13 @@ use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct};
 use latchkey_shared::version::{self, parse_version};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
+use crate::db::licenses;
 use crate::db::outbox::EntityKind;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
@@ -94,6 +95,27 @@ pub struct NewRelease {
     pub notes: Option<String>,
 }
 
+/// What a product's client applications read besides their license.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+pub struct ClientConfig {
+    /// `None`: the edge configuration's.
+    pub heartbeat_interval_secs: Option<i32>,
+    /// How long a client may run offline on its lease; `None`: the edge
+    /// configuration's.
+    pub grace_period_secs: Option<i32>,
+    /// The catalogue of feature names licenses of the product may carry.
+    pub features: Vec<String>,
+    /// The vendor's own settings: a JSON object of at most
+    /// [`MAX_CLIENT_SETTINGS`] bytes.
+    #[sqlx(rename = "client_settings")]
+    pub settings: serde_json::Value,
+}
+
+/// The largest `settings` object, in bytes of its JSON text.
+pub const MAX_CLIENT_SETTINGS: usize = 16 * 1024;
+const CONFIG_COLUMNS: &str =
+    "heartbeat_interval_secs, grace_period_secs, features, client_settings";
+
 const PRODUCT_COLUMNS: &str = "id, slug, name, description, created_at, updated_at";
 const RELEASE_COLUMNS: &str =
     "id, product_id, version, channel, published_at, download_url, notes, min_allowed, created_at";
@@ -119,6 +141,54 @@ impl ProductUpdate {
             self.description.as_ref().and_then(Option::as_deref),
             MAX_DESCRIPTION,
         )
+    }
+}
+
+impl ClientConfig {
+    pub fn validate(&self) -> DomainResult<()> {
+        if let Some(secs) = self.heartbeat_interval_secs
+            && !(10..=86_400).contains(&secs)
+        {
+            return Err(DomainError::invalid(
+                "heartbeat_interval_secs",
+                "a whole number from 10 to 86400, or empty for the edge configuration's",
+            ));
+        }
+        if let Some(secs) = self.grace_period_secs
+            && !(0..=90 * 86_400).contains(&secs)
+        {
+            return Err(DomainError::invalid(
+                "grace_period_secs",
+                "a whole number from 0 to 7776000 (90 days), or empty for the edge configuration's",
+            ));
+        }
+        licenses::check_features(&self.features)?;
+        if !self.settings.is_object() {
+            return Err(DomainError::invalid("settings", "must be a JSON object"));
+        }
+        if self.settings.to_string().len() > MAX_CLIENT_SETTINGS {
+            return Err(DomainError::invalid(
+                "settings",
+                format!("at most {MAX_CLIENT_SETTINGS} bytes of JSON"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Settings typed as text (the panel's textarea): a JSON object, or
+    /// empty for none. The refusal names `settings` and says where.
+    pub fn parse_settings(text: &str) -> DomainResult<serde_json::Value> {
+        if text.len() > MAX_CLIENT_SETTINGS {
+            return Err(DomainError::invalid(
+                "settings",
+                format!("at most {MAX_CLIENT_SETTINGS} bytes of JSON"),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_str(text)
+            .map_err(|e| DomainError::invalid("settings", format!("not valid JSON: {e}")))
     }
 }
 
@@ -183,12 +253,7 @@ pub async fn update(
     .bind(description)
     .fetch_one(&mut *tx)
     .await?;
-    let change = Change::new("product.update", "product", product_id)
-        .before(to_json(&before)?)
-        .after(to_json(&after)?)
-        .publish(EntityKind::Product, product_id);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    commit_product_change(tx, ctx, "product.update", product_id, &before, &after).await?;
     Ok(after)
 }
 
@@ -219,6 +284,74 @@ pub async fn list(pool: &PgPool) -> DomainResult<Vec<Product>> {
     ))
     .fetch_all(pool)
     .await?)
+}
+
+pub async fn client_config(pool: &PgPool, product_id: i32) -> DomainResult<ClientConfig> {
+    sqlx::query_as(&format!(
+        "SELECT {CONFIG_COLUMNS} FROM products WHERE id = $1"
+    ))
+    .bind(product_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(DomainError::NotFound(Entity::Product))
+}
+
+/// Replaces a product's client configuration whole.
+pub async fn set_client_config(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    product_id: i32,
+    config: &ClientConfig,
+) -> DomainResult<ClientConfig> {
+    config.validate()?;
+    let mut tx = pool.begin().await?;
+    lock_product(&mut tx, product_id).await?;
+    let before: ClientConfig = sqlx::query_as(&format!(
+        "SELECT {CONFIG_COLUMNS} FROM products WHERE id = $1"
+    ))
+    .bind(product_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let after: ClientConfig = sqlx::query_as(&format!(
+        "UPDATE products SET heartbeat_interval_secs = $2, grace_period_secs = $3, features = $4,
+                client_settings = $5, updated_at = now()
+          WHERE id = $1 RETURNING {CONFIG_COLUMNS}"
+    ))
+    .bind(product_id)
+    .bind(config.heartbeat_interval_secs)
+    .bind(config.grace_period_secs)
+    .bind(&config.features)
+    .bind(&config.settings)
+    .fetch_one(&mut *tx)
+    .await?;
+    commit_product_change(
+        tx,
+        ctx,
+        "product.client_config",
+        product_id,
+        &before,
+        &after,
+    )
+    .await?;
+    Ok(after)
+}
+
+/// Audits a change of the product row (with its outbox row) and commits.
+async fn commit_product_change<T: Serialize>(
+    mut tx: Transaction<'_, Postgres>,
+    ctx: &RequestContext,
+    action: &str,
+    product_id: i32,
+    before: &T,
+    after: &T,
+) -> DomainResult<()> {
+    let change = Change::new(action, "product", product_id)
+        .before(to_json(before)?)
+        .after(to_json(after)?)
+        .publish(EntityKind::Product, product_id);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Adds a draft release; `publish` makes it visible.
@@ -320,8 +453,10 @@ pub async fn list_releases(pool: &PgPool, product_id: i32) -> DomainResult<Vec<R
     Ok(releases)
 }
 
-/// What the version-check endpoint answers, from the database: the newest
-/// published release of the channel (default `stable`) and its minimum.
+/// What the version-check endpoint answers: the shared rule
+/// (`version::answer`) applied to the product's record as the next snapshot
+/// carries it, so this is what every edge answers once it applied that
+/// snapshot.
 pub async fn version_check(
     pool: &PgPool,
     product_slug: &str,
@@ -330,32 +465,17 @@ pub async fn version_check(
 ) -> DomainResult<VersionCheckResponse> {
     let channel = channel.unwrap_or(DEFAULT_CHANNEL);
     validate_channel(channel)?;
-    let current = normalised_version(version)?;
+    let current = parse_version(version).map_err(|e| DomainError::invalid("version", e.reason))?;
     let product = get_by_slug(pool, product_slug).await?;
-    let published: Vec<(String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT version, download_url, min_allowed FROM releases
-          WHERE product_id = $1 AND channel = $2 AND published_at IS NOT NULL",
-    )
+    let releases: Vec<Release> = sqlx::query_as(&format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases WHERE product_id = $1 AND published_at IS NOT NULL"
+    ))
     .bind(product.id)
-    .bind(channel)
     .fetch_all(pool)
     .await?;
-    let latest = published
-        .iter()
-        .max_by(|a, b| semver_cmp(&a.0, &b.0).then_with(|| a.0.cmp(&b.0)));
-    let minimum = published.iter().find(|r| r.2).map(|r| r.0.clone());
-    let status = version::check(&current, latest.map(|r| r.0.as_str()), minimum.as_deref())
-        .map_err(|e| DomainError::Internal(format!("stored version does not parse: {e}")))?;
-    Ok(VersionCheckResponse {
-        product: product.slug,
-        channel: channel.to_owned(),
-        current,
-        latest: latest.map(|r| r.0.clone()),
-        update_available: status.update_available,
-        update_mandatory: status.update_mandatory,
-        minimum_allowed: minimum,
-        download_url: latest.and_then(|r| r.1.clone()),
-    })
+    let record = snapshot_product(product.id, product.slug, product.name, &releases)?;
+    version::answer(&record, &current, channel)
+        .map_err(|e| DomainError::Internal(format!("stored version does not parse: {e}")))
 }
 
 /// What a snapshot carries of every product, by id: the newest published
@@ -393,37 +513,47 @@ pub async fn snapshot_products(pool: &PgPool) -> DomainResult<Vec<SnapshotProduc
         .into_iter()
         .map(|(id, slug, name)| {
             let releases = by_product.remove(&id).unwrap_or_default();
-            let mut newest: BTreeMap<&str, &Release> = BTreeMap::new();
-            for release in &releases {
-                let slot = newest.entry(&release.channel).or_insert(release);
-                if semver_cmp(&release.version, &slot.version).is_gt() {
-                    *slot = release;
-                }
-            }
-            let channels = newest
-                .into_values()
-                .map(|r| ChannelRelease {
-                    channel: r.channel.clone(),
-                    version: r.version.clone(),
-                    download_url: r.download_url.clone(),
-                    published_at: r.published_at.map_or(0, OffsetDateTime::unix_timestamp),
-                })
-                .collect();
-            let min_allowed_version = releases
-                .iter()
-                .filter(|r| r.min_allowed)
-                .min_by(|a, b| semver_cmp(&a.version, &b.version))
-                .map(|r| r.version.clone());
-            Ok(SnapshotProduct {
-                id: u32::try_from(id)
-                    .map_err(|_| DomainError::Internal(format!("product id {id} is negative")))?,
-                slug,
-                name,
-                min_allowed_version,
-                channels,
-            })
+            snapshot_product(id, slug, name, &releases)
         })
         .collect()
+}
+
+/// One product's snapshot record from its published releases.
+fn snapshot_product(
+    id: i32,
+    slug: String,
+    name: String,
+    releases: &[Release],
+) -> DomainResult<SnapshotProduct> {
+    let mut newest: BTreeMap<&str, &Release> = BTreeMap::new();
+    for release in releases {
+        let slot = newest.entry(&release.channel).or_insert(release);
+        if semver_cmp(&release.version, &slot.version).is_gt() {
+            *slot = release;
+        }
+    }
+    let channels = newest
+        .into_values()
+        .map(|r| ChannelRelease {
+            channel: r.channel.clone(),
+            version: r.version.clone(),
+            download_url: r.download_url.clone(),
+            published_at: r.published_at.map_or(0, OffsetDateTime::unix_timestamp),
+        })
+        .collect();
+    let min_allowed_version = releases
+        .iter()
+        .filter(|r| r.min_allowed)
+        .min_by(|a, b| semver_cmp(&a.version, &b.version))
+        .map(|r| r.version.clone());
+    Ok(SnapshotProduct {
+        id: u32::try_from(id)
+            .map_err(|_| DomainError::Internal(format!("product id {id} is negative")))?,
+        slug,
+        name,
+        min_allowed_version,
+        channels,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

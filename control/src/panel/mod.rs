@@ -26,12 +26,14 @@ pub mod dashboard;
 pub mod devices;
 pub mod edges;
 pub mod error;
+pub mod flags;
 pub mod form;
 pub mod guard;
 pub mod license;
 pub mod license_batch;
 pub mod licenses;
 pub mod pages;
+pub mod products;
 pub mod resources;
 pub mod session;
 pub mod sessions;
@@ -193,7 +195,27 @@ fn protected() -> Routes {
         .get("/resources/{id}", resources::show)
         .post("/resources/{id}/release", resources::release)
         .post("/resources/{id}/quarantine", resources::quarantine)
-        .get("/products", pages::products)
+        .get("/products", products::list)
+        .post("/products", products::create)
+        .get("/products/new", products::new_form)
+        .get("/products/{id}", products::show)
+        .post("/products/{id}", products::update)
+        .get("/products/{id}/edit", products::edit_form)
+        .post("/products/{id}/config", products::set_config)
+        .post("/products/{id}/releases", products::add_release)
+        .post("/releases/{id}/publish", products::publish)
+        .post("/releases/{id}/unpublish", products::unpublish)
+        .post("/releases/{id}/min-allowed", products::mark_min_allowed)
+        .post(
+            "/releases/{id}/clear-min-allowed",
+            products::clear_min_allowed,
+        )
+        .get("/flags", flags::list)
+        .post("/flags", flags::create)
+        .get("/flags/{id}/edit", flags::edit_form)
+        .post("/flags/{id}", flags::update)
+        .post("/flags/{id}/toggle", flags::toggle)
+        .post("/flags/{id}/delete", flags::delete)
         .get("/leads", pages::leads)
         .get("/monitoring", pages::monitoring)
         .get("/audit", audit::page)

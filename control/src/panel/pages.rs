@@ -94,10 +94,6 @@ fn not_yet(viewer: &Viewer, path: &'static str) -> NotYet {
     }
 }
 
-pub async fn products(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/products")
-}
-
 pub async fn leads(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/leads")
 }

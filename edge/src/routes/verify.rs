@@ -3,7 +3,7 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
-use latchkey_shared::snapshot::{LicenseStatus, LicenseView, SnapshotState};
+use latchkey_shared::snapshot::{LicenseStatus, LicenseView, SnapshotState, flags_on};
 use latchkey_shared::{LicenseKey, MatchVerdict, version};
 
 use super::AppState;
@@ -117,6 +117,7 @@ pub fn decide(
         status: None,
         expires_at: None,
         features: Vec::new(),
+        flags: Vec::new(),
         fingerprint: None,
         heartbeat_interval_secs: snapshot.config().heartbeat_interval_secs,
         snapshot_sequence: snapshot.sequence(),
@@ -172,5 +173,6 @@ pub fn decide(
     }
     answer.valid = true;
     answer.features = license.features();
+    answer.flags = flags_on(snapshot.flags(), license.product_id(), &license.key_hash());
     Ok(answer)
 }

@@ -36,20 +36,9 @@ pub async fn check(
     // Malformed is malformed, whichever product it names.
     let current = version::parse_version(&request.version).map_err(invalid_version)?;
     let channel = request.channel.as_deref().unwrap_or(DEFAULT_CHANNEL);
-    let (product, release) = find(&snapshot, &request.product, channel)?;
-    let minimum = product.min_allowed_version.as_deref();
-    let status = version::check_parsed(&current, release.map(|r| r.version.as_str()), minimum)
-        .map_err(invalid_version)?;
-    Ok(axum::Json(VersionCheckResponse {
-        product: product.slug.clone(),
-        channel: channel.to_owned(),
-        current: request.version,
-        latest: release.map(|r| r.version.clone()),
-        update_available: status.update_available,
-        update_mandatory: status.update_mandatory,
-        minimum_allowed: product.min_allowed_version.clone(),
-        download_url: release.and_then(|r| r.download_url.clone()),
-    }))
+    let (product, _) = find(&snapshot, &request.product, channel)?;
+    let answer = version::answer(product, &current, channel).map_err(invalid_version)?;
+    Ok(axum::Json(answer))
 }
 
 #[utoipa::path(get, path = "/api/version/latest", tag = "versions",

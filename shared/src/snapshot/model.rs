@@ -152,6 +152,57 @@ pub struct FeatureFlag {
     pub rollout_percent: u8,
 }
 
+impl FeatureFlag {
+    /// Whether the flag is on for the license whose key hashes to
+    /// `key_hash`: enabled, and the license's bucket (0..100, from the flag
+    /// key and the key hash, so each flag rolls out to its own share) below
+    /// the rollout.
+    pub fn is_on_for(&self, key_hash: &KeyHash) -> bool {
+        self.enabled && rollout_bucket(&self.key, key_hash) < self.rollout_percent
+    }
+
+    /// Whether this flag is the one that decides its key for licenses of
+    /// `product_id`: the product's own flag, or a global one where the
+    /// product has none of that key.
+    pub fn decides_for(&self, flags: &[FeatureFlag], product_id: u32) -> bool {
+        match self.product_id {
+            Some(id) => id == product_id,
+            None => !flags
+                .iter()
+                .any(|other| other.key == self.key && other.product_id == Some(product_id)),
+        }
+    }
+}
+
+fn rollout_bucket(flag_key: &str, key_hash: &KeyHash) -> u8 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(flag_key.as_bytes());
+    hasher.update(&key_hash.0);
+    let digest = hasher.finalize();
+    let word = u32::from_le_bytes([
+        digest.as_bytes()[0],
+        digest.as_bytes()[1],
+        digest.as_bytes()[2],
+        digest.as_bytes()[3],
+    ]);
+    // < 100, so the cast keeps every bit.
+    (word % 100) as u8
+}
+
+/// The keys of the flags on for a license of `product_id`, sorted, each
+/// decided by [`FeatureFlag::decides_for`]. The one rule, for edges' verify
+/// answers and the panel's counts.
+pub fn flags_on(flags: &[FeatureFlag], product_id: u32, key_hash: &KeyHash) -> Vec<String> {
+    let mut on: Vec<String> = flags
+        .iter()
+        .filter(|flag| flag.decides_for(flags, product_id) && flag.is_on_for(key_hash))
+        .map(|flag| flag.key.clone())
+        .collect();
+    on.sort();
+    on.dedup();
+    on
+}
+
 /// A session control has ended; kept until its token would have expired.
 #[derive(
     Debug,
@@ -269,5 +320,48 @@ impl TryFrom<String> for LicenseKind {
 impl LicenseEntry {
     pub fn key_hash(&self) -> KeyHash {
         KeyHash(self.key_hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flag(key: &str, product_id: Option<u32>, enabled: bool, rollout_percent: u8) -> FeatureFlag {
+        FeatureFlag {
+            key: key.into(),
+            enabled,
+            product_id,
+            rollout_percent,
+        }
+    }
+
+    #[test]
+    fn a_products_own_flag_decides_its_key() {
+        let hash = KeyHash([7; 32]);
+        let flags = [
+            flag("editor", None, true, 100),
+            flag("editor", Some(2), false, 100),
+            flag("sync", Some(1), true, 100),
+            flag("dark", None, true, 0),
+        ];
+        assert_eq!(flags_on(&flags, 1, &hash), ["editor", "sync"]);
+        assert!(
+            flags_on(&flags, 2, &hash).is_empty(),
+            "product 2 turned editor off"
+        );
+    }
+
+    #[test]
+    fn rollout_takes_its_share_of_keys() {
+        let half = flag("half", None, true, 50);
+        let on = (0..1000u32)
+            .filter(|n| {
+                let mut bytes = [0; 32];
+                bytes[..4].copy_from_slice(&n.to_le_bytes());
+                half.is_on_for(&KeyHash(bytes))
+            })
+            .count();
+        assert!((400..600).contains(&on), "{on} of 1000");
     }
 }
