@@ -60,6 +60,19 @@ pub async fn create(
     ctx: &RequestContext,
     new: NewCustomer,
 ) -> DomainResult<Customer> {
+    let mut tx = pool.begin().await?;
+    let customer = create_in(&mut tx, ctx, new).await?;
+    tx.commit().await?;
+    Ok(customer)
+}
+
+/// [`create`] inside the caller's transaction (a lead's conversion), with
+/// the same rules and audit row; committing stays the caller's.
+pub(crate) async fn create_in(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    new: NewCustomer,
+) -> DomainResult<Customer> {
     let name = check_name(&new.name)?;
     let email = new.email.as_deref().map(check_email).transpose()?;
     let company = check_optional("company", new.company.as_deref(), COMPANY_MAX_CHARS)?;
@@ -69,7 +82,6 @@ pub async fn create(
             .unwrap_or_else(|| Value::Object(Default::default())),
     )?;
 
-    let mut tx = pool.begin().await?;
     let customer = sqlx::query_as::<_, Customer>(&format!(
         "INSERT INTO customers (name, email, company, notes, metadata)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
@@ -79,11 +91,10 @@ pub async fn create(
     .bind(company)
     .bind(notes)
     .bind(metadata)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let change = Change::new("customer.create", "customer", customer.id).after(to_json(&customer)?);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(conn, ctx, change).await?;
     Ok(customer)
 }
 
