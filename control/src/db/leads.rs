@@ -27,6 +27,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::context::{ActorKind, RequestContext};
+use crate::db::customers::check_optional as optional;
 use crate::error::{DomainError, DomainResult};
 
 mod contacts;
@@ -71,20 +72,6 @@ fn required(field: &str, value: &str, max: usize) -> DomainResult<String> {
         ));
     }
     Ok(value.to_owned())
-}
-
-/// An optional text, trimmed, at most `max` characters; blank is none.
-fn optional(field: &str, value: Option<&str>, max: usize) -> DomainResult<Option<String>> {
-    let Some(value) = value.map(str::trim) else {
-        return Ok(None);
-    };
-    if value.chars().count() > max {
-        return Err(DomainError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    Ok((!value.is_empty()).then(|| value.to_owned()))
 }
 
 fn json(value: &impl Serialize) -> DomainResult<serde_json::Value> {

@@ -64,6 +64,8 @@ pub struct DetailInput {
 }
 
 const COLUMNS: &str = "id, contact_id, kind, value, label, is_primary";
+/// A contact has each phone number or e-mail address once.
+const UNIQUE_VALUE: &str = "lead_contact_details_contact_id_kind_value_key";
 
 /// An e-mail address trimmed, its domain lowercased (the local part may be
 /// case-sensitive); the shape rule is the customers' one.
@@ -134,7 +136,7 @@ pub async fn add_detail(
     .fetch_one(&mut *tx)
     .await
     .on_unique(
-        "lead_contact_details_contact_id_kind_value_key",
+        UNIQUE_VALUE,
         input.kind.as_str(),
         "the contact has this one already",
     )?;
@@ -169,7 +171,7 @@ pub async fn update_detail(
     .fetch_one(&mut *tx)
     .await
     .on_unique(
-        "lead_contact_details_contact_id_kind_value_key",
+        UNIQUE_VALUE,
         input.kind.as_str(),
         "the contact has this one already",
     )?;

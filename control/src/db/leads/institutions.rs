@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,7 +19,6 @@ use crate::error::{DomainError, DomainResult, Entity};
 pub const STAGES: [&str; 6] = ["new", "contacted", "qualified", "proposal", "won", "lost"];
 const TAGS_MAX: usize = 32;
 const TAG_MAX_CHARS: usize = 64;
-const EXTRA_MAX_BYTES: usize = 16_384;
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
 pub struct Institution {
@@ -110,6 +111,25 @@ struct Checked {
     extra: Value,
 }
 
+impl Checked {
+    /// Binds the values as the next ten parameters, in column order.
+    fn bind<'q>(self, query: InstitutionQuery<'q>) -> InstitutionQuery<'q> {
+        query
+            .bind(self.name)
+            .bind(self.kind)
+            .bind(self.website)
+            .bind(self.country)
+            .bind(self.city)
+            .bind(self.address)
+            .bind(self.stage)
+            .bind(self.owner_id)
+            .bind(self.tags)
+            .bind(self.extra)
+    }
+}
+
+type InstitutionQuery<'q> = QueryAs<'q, Postgres, Institution, PgArguments>;
+
 fn check(input: InstitutionInput) -> DomainResult<Checked> {
     let stage = input.stage.as_deref().unwrap_or("new");
     Ok(Checked {
@@ -122,7 +142,8 @@ fn check(input: InstitutionInput) -> DomainResult<Checked> {
         stage: check_stage(stage)?,
         owner_id: input.owner_id,
         tags: check_tags(input.tags)?,
-        extra: check_extra(
+        extra: customers::check_object(
+            "extra",
             input
                 .extra
                 .unwrap_or_else(|| Value::Object(Default::default())),
@@ -137,23 +158,15 @@ pub async fn create_institution(
 ) -> DomainResult<Institution> {
     let c = check(input)?;
     let mut tx = pool.begin().await?;
-    let created = sqlx::query_as::<_, Institution>(&format!(
+    let insert = format!(
         "INSERT INTO lead_institutions (name, kind, website, country, city, address, stage, owner_id, tags, extra)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
-    ))
-    .bind(c.name)
-    .bind(c.kind)
-    .bind(c.website)
-    .bind(c.country)
-    .bind(c.city)
-    .bind(c.address)
-    .bind(c.stage)
-    .bind(c.owner_id)
-    .bind(c.tags)
-    .bind(c.extra)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(unknown_owner)?;
+    );
+    let created = c
+        .bind(sqlx::query_as::<_, Institution>(&insert))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.create", "lead_institution", created.id)
         .after(json(&created)?);
     audit::record_change(&mut tx, ctx, change).await?;
@@ -227,25 +240,16 @@ pub async fn update_institution(
     let c = check(input)?;
     let mut tx = pool.begin().await?;
     let before = lock(&mut tx, id).await?;
-    let after = sqlx::query_as::<_, Institution>(&format!(
+    let update = format!(
         "UPDATE lead_institutions SET name = $2, kind = $3, website = $4, country = $5, city = $6,
                 address = $7, stage = $8, owner_id = $9, tags = $10, extra = $11, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(c.name)
-    .bind(c.kind)
-    .bind(c.website)
-    .bind(c.country)
-    .bind(c.city)
-    .bind(c.address)
-    .bind(c.stage)
-    .bind(c.owner_id)
-    .bind(c.tags)
-    .bind(c.extra)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(unknown_owner)?;
+    );
+    let after = c
+        .bind(sqlx::query_as::<_, Institution>(&update).bind(id))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.update", "lead_institution", id)
         .before(json(&before)?)
         .after(json(&after)?);
@@ -373,19 +377,6 @@ fn check_website(website: Option<&str>) -> DomainResult<Option<String>> {
             "must be an address like https://example.org",
         )),
     }
-}
-
-fn check_extra(extra: Value) -> DomainResult<Value> {
-    if !extra.is_object() {
-        return Err(DomainError::invalid("extra", "must be a JSON object"));
-    }
-    if extra.to_string().len() > EXTRA_MAX_BYTES {
-        return Err(DomainError::invalid(
-            "extra",
-            "must be at most 16 KiB as JSON",
-        ));
-    }
-    Ok(extra)
 }
 
 #[cfg(test)]
