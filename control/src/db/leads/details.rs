@@ -4,7 +4,9 @@
 //! the mark, under the contact's row lock).
 
 use serde::Serialize;
-use sqlx::{FromRow, PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::{contacts, json, optional};
@@ -124,22 +126,12 @@ pub async fn add_detail(
     if input.is_primary {
         clear_primary(&mut tx, contact_id, input.kind).await?;
     }
-    let created = sqlx::query_as::<_, Detail>(&format!(
+    let insert = format!(
         "INSERT INTO lead_contact_details (contact_id, kind, value, label, is_primary)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-    ))
-    .bind(contact_id)
-    .bind(input.kind.as_str())
-    .bind(value)
-    .bind(label)
-    .bind(input.is_primary)
-    .fetch_one(&mut *tx)
-    .await
-    .on_unique(
-        UNIQUE_VALUE,
-        input.kind.as_str(),
-        "the contact has this one already",
-    )?;
+    );
+    let query = sqlx::query_as(&insert).bind(contact_id);
+    let created = save(&mut tx, query, &input, value, label).await?;
     let change =
         Change::new("lead.detail.create", "lead_contact_detail", created.id).after(json(&created)?);
     audit::record_change(&mut tx, ctx, change).await?;
@@ -159,22 +151,18 @@ pub async fn update_detail(
     if input.is_primary {
         clear_primary(&mut tx, before.contact_id, input.kind).await?;
     }
-    let after = sqlx::query_as::<_, Detail>(&format!(
+    let update = format!(
         "UPDATE lead_contact_details SET kind = $2, value = $3, label = $4, is_primary = $5
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(input.kind.as_str())
-    .bind(value)
-    .bind(label)
-    .bind(input.is_primary)
-    .fetch_one(&mut *tx)
-    .await
-    .on_unique(
-        UNIQUE_VALUE,
-        input.kind.as_str(),
-        "the contact has this one already",
-    )?;
+    );
+    let after = save(
+        &mut tx,
+        sqlx::query_as(&update).bind(id),
+        &input,
+        value,
+        label,
+    )
+    .await?;
     let change = Change::new("lead.detail.update", "lead_contact_detail", id)
         .before(json(&before)?)
         .after(json(&after)?);
@@ -214,6 +202,30 @@ async fn lock(conn: &mut PgConnection, id: i64) -> DomainResult<Detail> {
     .fetch_optional(conn)
     .await?
     .ok_or(DomainError::NotFound(Entity::LeadDetail))
+}
+
+/// Runs an insert or update whose first parameter is bound, with the
+/// detail's values as `$2` to `$5`; a value the contact has already is a
+/// conflict naming its kind.
+async fn save(
+    conn: &mut PgConnection,
+    query: QueryAs<'_, Postgres, Detail, PgArguments>,
+    input: &DetailInput,
+    value: String,
+    label: Option<String>,
+) -> DomainResult<Detail> {
+    query
+        .bind(input.kind.as_str())
+        .bind(value)
+        .bind(label)
+        .bind(input.is_primary)
+        .fetch_one(conn)
+        .await
+        .on_unique(
+            UNIQUE_VALUE,
+            input.kind.as_str(),
+            "the contact has this one already",
+        )
 }
 
 async fn clear_primary(

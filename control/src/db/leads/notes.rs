@@ -135,8 +135,8 @@ pub async fn edit_note(
 ) -> DomainResult<Note> {
     let body = required("body", body, NOTE_MAX_CHARS)?;
     let mut tx = pool.begin().await?;
-    let before = fetch(&mut tx, id).await?;
     let version = advance(&mut tx, id, base).await?;
+    let before = version_of(&mut tx, id, base).await?;
     insert_version(&mut tx, ctx, id, version, &body, false).await?;
     let after = fetch(&mut tx, id).await?;
     let change = Change::new("lead.note.update", "lead_note", id)
@@ -156,8 +156,8 @@ pub async fn delete_note(
     base: i32,
 ) -> DomainResult<()> {
     let mut tx = pool.begin().await?;
-    let before = fetch(&mut tx, id).await?;
     let version = advance(&mut tx, id, base).await?;
+    let before = version_of(&mut tx, id, base).await?;
     insert_version(&mut tx, ctx, id, version, "", true).await?;
     sqlx::query("UPDATE lead_notes SET deleted_at = now() WHERE id = $1")
         .bind(id)
@@ -217,6 +217,18 @@ async fn insert_version(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The note as it stood at `version`, for the audit row's "before".
+async fn version_of(conn: &mut PgConnection, id: Uuid, version: i32) -> DomainResult<NoteVersion> {
+    Ok(sqlx::query_as::<_, NoteVersion>(
+        "SELECT version, body, deleted, edited_by, edited_at FROM lead_note_versions
+         WHERE note_id = $1 AND version = $2",
+    )
+    .bind(id)
+    .bind(version)
+    .fetch_one(conn)
+    .await?)
 }
 
 async fn fetch(conn: &mut PgConnection, id: Uuid) -> DomainResult<Note> {
