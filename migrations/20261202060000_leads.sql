@@ -25,6 +25,7 @@ CREATE INDEX lead_institutions_search ON lead_institutions USING gin (search);
 -- A deleted contact stays as a row so its notes keep their subject and
 -- history; the service hides it.
 ALTER TABLE lead_contacts
+    ALTER COLUMN institution_id SET NOT NULL,
     ADD COLUMN deleted_at timestamptz,
     ADD COLUMN search     tsvector GENERATED ALWAYS AS (lead_tsvector(full_name || ' ' || coalesce(title, ''))) STORED;
 CREATE INDEX lead_contacts_search ON lead_contacts USING gin (search);

@@ -349,9 +349,33 @@ async fn details_are_validated_normalised_and_have_one_primary(pool: PgPool) {
         .collect();
     assert_eq!(details.len(), 3);
     assert!(primary.contains(&second.id) && primary.contains(&mail.id) && primary.len() == 2);
+    // An edit may move the mark back; a delete takes the detail away.
+    let moved = DetailInput {
+        label: None,
+        ..detail(DetailKind::Phone, "+49 228 1234567", true)
+    };
+    let first = leads::update_detail(&pool, &ctx, first.id, moved)
+        .await
+        .unwrap();
+    assert!(first.is_primary && first.label.is_none());
+    leads::delete_detail(&pool, &ctx, mail.id).await.unwrap();
+    let details = leads::get_contact(&pool, contact.id).await.unwrap().details;
+    let primary: Vec<i64> = details
+        .iter()
+        .filter(|d| d.is_primary)
+        .map(|d| d.id)
+        .collect();
+    assert_eq!((details.len(), primary), (2, vec![first.id]));
+    let error = leads::delete_detail(&pool, &ctx, mail.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DomainError::NotFound(Entity::LeadDetail)));
+    let rest = leads::get_contact(&pool, contact.id).await.unwrap().details;
+    assert!(rest.iter().any(|d| d.id == second.id && !d.is_primary));
+
     // The database refuses a second primary written around the service.
     let raw = sqlx::query("UPDATE lead_contact_details SET is_primary = true WHERE id = $1")
-        .bind(first.id)
+        .bind(second.id)
         .execute(&pool)
         .await;
     assert!(raw.is_err());
@@ -405,7 +429,25 @@ async fn search_finds_old_versions_and_german_inflections(pool: PgPool) {
         [school.id]
     );
 
-    // Institutions and contacts are found by name; a deleted note is not.
+    let contact = leads::create_contact(
+        &pool,
+        &ctx,
+        other.id,
+        ContactInput {
+            full_name: "Dora Schmidt".into(),
+            title: Some("Einkauf".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let hits = leads::search(&pool, "Schmidt", 10).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(
+        (hits[0].institution_id, hits[0].matched, hits[0].contact_id),
+        (other.id, Match::Contact, Some(contact.id))
+    );
+
+    // Institutions are found by name; a deleted note is not.
     let hits = leads::search(&pool, "Hochschule", 10).await.unwrap();
     assert_eq!(
         hits.iter().map(|h| h.matched).collect::<Vec<_>>(),
