@@ -564,3 +564,37 @@ async fn institutions_filter_and_page_by_keyset(pool: PgPool) {
         DomainError::NotFound(Entity::LeadInstitution)
     ));
 }
+
+#[sqlx::test(migrator = "latchkey_control::db::MIGRATOR")]
+async fn concurrent_conversions_make_one_customer(pool: PgPool) {
+    let (ctx, _) = admin_ctx(&pool, "anna").await;
+    let lead = institution(&pool, &ctx, "Berufsschule West").await;
+    let tries = (0..4).map(|_| {
+        let (pool, ctx) = (pool.clone(), ctx.clone());
+        let customer = NewCustomer {
+            name: "Berufsschule West".into(),
+            ..Default::default()
+        };
+        tokio::spawn(
+            async move { leads::convert_to_customer(&pool, &ctx, lead.id, customer).await },
+        )
+    });
+    let results = all_of(tries).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(is_conflict)
+    );
+    let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM customers WHERE name = $1")
+        .bind("Berufsschule West")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(customers, 1);
+}
