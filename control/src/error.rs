@@ -19,6 +19,10 @@ pub enum Entity {
     Device,
     Edge,
     Flag,
+    LeadContact,
+    LeadDetail,
+    LeadInstitution,
+    LeadNote,
     License,
     Product,
     Release,
@@ -36,6 +40,10 @@ impl Entity {
             Self::Device => "device",
             Self::Edge => "edge",
             Self::Flag => "flag",
+            Self::LeadContact => "contact",
+            Self::LeadDetail => "contact detail",
+            Self::LeadInstitution => "institution",
+            Self::LeadNote => "note",
             Self::License => "license",
             Self::Product => "product",
             Self::Release => "release",
@@ -58,6 +66,10 @@ impl Entity {
             | Self::Customer
             | Self::Edge
             | Self::Flag
+            | Self::LeadContact
+            | Self::LeadDetail
+            | Self::LeadInstitution
+            | Self::LeadNote
             | Self::Release
             | Self::Resource => ErrorCode::NotFound,
         }

@@ -69,7 +69,10 @@ pub async fn create(
     Ok(customer)
 }
 
-async fn create_in(
+/// [`create`] inside the caller's transaction (a license batch's new
+/// customers, a lead's conversion), with the same rules and audit row;
+/// committing stays the caller's.
+pub(crate) async fn create_in(
     conn: &mut PgConnection,
     ctx: &RequestContext,
     new: NewCustomer,
@@ -560,7 +563,7 @@ pub fn check_email(email: &str) -> DomainResult<String> {
     Ok(email.to_owned())
 }
 
-fn check_optional(
+pub(crate) fn check_optional(
     field: &str,
     value: Option<&str>,
     max_chars: usize,
@@ -578,16 +581,21 @@ fn check_optional(
 }
 
 fn check_metadata(metadata: Value) -> DomainResult<Value> {
-    if !metadata.is_object() {
-        return Err(DomainError::invalid("metadata", "must be a JSON object"));
+    check_object("metadata", metadata)
+}
+
+/// The operator's own keys: a JSON object of at most 16 KiB.
+pub(crate) fn check_object(field: &str, value: Value) -> DomainResult<Value> {
+    if !value.is_object() {
+        return Err(DomainError::invalid(field, "must be a JSON object"));
     }
-    if metadata.to_string().len() > 16_384 {
+    if value.to_string().len() > 16_384 {
         return Err(DomainError::invalid(
-            "metadata",
+            field,
             "must be at most 16 KiB as JSON",
         ));
     }
-    Ok(metadata)
+    Ok(value)
 }
 
 /// The LIKE pattern of a search query, or `None` for an empty one.

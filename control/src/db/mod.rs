@@ -12,6 +12,7 @@ pub mod flags;
 pub mod health;
 pub mod ingest;
 pub mod leader;
+pub mod leads;
 pub mod license_bulk;
 pub mod licenses;
 pub mod logins;

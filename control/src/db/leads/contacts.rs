@@ -1,0 +1,150 @@
+//! Contacts: the people at an institution. A delete is soft (see the
+//! module comment of `leads`): their notes keep their subject and history.
+
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::details::{self, Detail};
+use super::{institutions, json, optional, required};
+use crate::context::RequestContext;
+use crate::db::audit::{self, Change};
+use crate::error::{DomainError, DomainResult, Entity};
+
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Contact {
+    pub id: Uuid,
+    pub institution_id: Uuid,
+    pub full_name: String,
+    /// Their role at the institution.
+    pub title: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContactWithDetails {
+    #[serde(flatten)]
+    pub contact: Contact,
+    pub details: Vec<Detail>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ContactInput {
+    pub full_name: String,
+    pub title: Option<String>,
+}
+
+const COLUMNS: &str = "id, institution_id, full_name, title, created_at, updated_at";
+
+fn check(input: &ContactInput) -> DomainResult<(String, Option<String>)> {
+    Ok((
+        required("full_name", &input.full_name, 256)?,
+        optional("title", input.title.as_deref(), 128)?,
+    ))
+}
+
+pub async fn create_contact(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    institution_id: Uuid,
+    input: ContactInput,
+) -> DomainResult<Contact> {
+    let (full_name, title) = check(&input)?;
+    let mut tx = pool.begin().await?;
+    // Locked so the institution cannot be deleted under the new contact.
+    institutions::lock(&mut tx, institution_id).await?;
+    let created = sqlx::query_as::<_, Contact>(&format!(
+        "INSERT INTO lead_contacts (institution_id, full_name, title) VALUES ($1, $2, $3)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(institution_id)
+    .bind(full_name)
+    .bind(title)
+    .fetch_one(&mut *tx)
+    .await?;
+    let change =
+        Change::new("lead.contact.create", "lead_contact", created.id).after(json(&created)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// A contact that is not deleted, with its phones and e-mail addresses.
+pub async fn get_contact(pool: &PgPool, id: Uuid) -> DomainResult<ContactWithDetails> {
+    let contact = sqlx::query_as::<_, Contact>(&format!(
+        "SELECT {COLUMNS} FROM lead_contacts WHERE id = $1 AND deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(DomainError::NotFound(Entity::LeadContact))?;
+    let details = details::of_contact(pool, id).await?;
+    Ok(ContactWithDetails { contact, details })
+}
+
+/// An institution's contacts that are not deleted, by name.
+pub async fn list_contacts(pool: &PgPool, institution_id: Uuid) -> DomainResult<Vec<Contact>> {
+    Ok(sqlx::query_as::<_, Contact>(&format!(
+        "SELECT {COLUMNS} FROM lead_contacts
+         WHERE institution_id = $1 AND deleted_at IS NULL ORDER BY full_name, id"
+    ))
+    .bind(institution_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn update_contact(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    input: ContactInput,
+) -> DomainResult<Contact> {
+    let (full_name, title) = check(&input)?;
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    let after = sqlx::query_as::<_, Contact>(&format!(
+        "UPDATE lead_contacts SET full_name = $2, title = $3, updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(full_name)
+    .bind(title)
+    .fetch_one(&mut *tx)
+    .await?;
+    let change = Change::new("lead.contact.update", "lead_contact", id)
+        .before(json(&before)?)
+        .after(json(&after)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// Soft-deletes the contact: it leaves lists and search, its notes and
+/// their versions stay (and stay on the institution's timeline).
+pub async fn delete_contact(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> DomainResult<()> {
+    let mut tx = pool.begin().await?;
+    let before = lock(&mut tx, id).await?;
+    sqlx::query("UPDATE lead_contacts SET deleted_at = now(), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let change = Change::new("lead.contact.delete", "lead_contact", id).before(json(&before)?);
+    audit::record_change(&mut tx, ctx, change).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Locks a contact that is not deleted: its detail changes queue behind it.
+pub(super) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Contact> {
+    sqlx::query_as::<_, Contact>(&format!(
+        "SELECT {COLUMNS} FROM lead_contacts WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(DomainError::NotFound(Entity::LeadContact))
+}
