@@ -159,6 +159,9 @@
     document.addEventListener("DOMContentLoaded", start);
   } else {
     start();
+  }
+})();
+
 // A fragment refused with 422 is the fragment again with the refusal at its
 // field (the license list's quick edit): htmx swaps it in like a success.
 (function () {

@@ -110,6 +110,22 @@ async fn paste_a_slash_24_then_allocate_three_to_a_license(pool: PgPool) {
     assert_eq!(text(&browser, "#pool-ip .allocated-count").await, "3");
     assert_eq!(text(&browser, "#pool-ip .utilisation").await, "1.2%");
     screenshot(&browser, "resources_license.png").await;
+    // And on the license's own page.
+    browser
+        .goto(&format!("{base}/licenses/{license_id}"))
+        .await
+        .unwrap();
+    let on_license = browser
+        .find_all(Locator::Css("#license-resources tr:not(.empty) code"))
+        .await
+        .unwrap();
+    assert_eq!(on_license.len(), 3, "the license page lists its three");
+    for value in &on_license {
+        let value = value.text().await.unwrap();
+        assert!(value.starts_with("198.51.100."), "{value}");
+    }
+    screenshot(&browser, "license_resources.png").await;
+    browser.goto(&format!("{base}/resources?license={license_id}")).await.unwrap();
 
     // One of them: its page and history, then released into quarantine.
     click(&browser, "#resources .resource-row a").await;
