@@ -125,7 +125,10 @@ async fn paste_a_slash_24_then_allocate_three_to_a_license(pool: PgPool) {
         assert!(value.starts_with("198.51.100."), "{value}");
     }
     screenshot(&browser, "license_resources.png").await;
-    browser.goto(&format!("{base}/resources?license={license_id}")).await.unwrap();
+    browser
+        .goto(&format!("{base}/resources?license={license_id}"))
+        .await
+        .unwrap();
 
     // One of them: its page and history, then released into quarantine.
     click(&browser, "#resources .resource-row a").await;
