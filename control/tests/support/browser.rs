@@ -109,8 +109,18 @@ pub async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element 
         .unwrap_or_else(|error| panic!("{css}: {error}"))
 }
 
+/// The element's text. A live page may replace the element between the
+/// find and the read (a stale reference): then it is found again.
 pub async fn text(browser: &Client, css: &str) -> String {
-    find(browser, css).await.text().await.unwrap()
+    for _ in 0..20 {
+        match find(browser, css).await.text().await {
+            Ok(text) => return text,
+            Err(fantoccini::error::CmdError::Standard(error))
+                if error.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+            Err(error) => panic!("{css}: {error}"),
+        }
+    }
+    panic!("{css}: replaced 20 times while being read")
 }
 
 pub async fn fill(browser: &Client, css: &str, value: &str) {
