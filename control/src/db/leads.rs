@@ -23,7 +23,6 @@
 //!   dots and parentheses (`+[1-9][0-9]{6,14}`), not against a numbering
 //!   plan: the `phonenumber` crate would be a heavy build for this check.
 
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::context::{ActorKind, RequestContext};
@@ -72,8 +71,4 @@ fn required(field: &str, value: &str, max: usize) -> DomainResult<String> {
         ));
     }
     Ok(value.to_owned())
-}
-
-fn json(value: &impl Serialize) -> DomainResult<serde_json::Value> {
-    super::audit::to_json(value)
 }

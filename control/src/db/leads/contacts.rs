@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::details::{self, Detail};
-use super::{institutions, json, optional, required};
+use super::{institutions, optional, required};
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -67,7 +67,7 @@ pub async fn create_contact(
     .fetch_one(&mut *tx)
     .await?;
     let change =
-        Change::new("lead.contact.create", "lead_contact", created.id).after(json(&created)?);
+        Change::new("lead.contact.create", "lead_contact", created.id).after(to_json(&created)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(created)
@@ -116,8 +116,8 @@ pub async fn update_contact(
     .fetch_one(&mut *tx)
     .await?;
     let change = Change::new("lead.contact.update", "lead_contact", id)
-        .before(json(&before)?)
-        .after(json(&after)?);
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
@@ -132,7 +132,7 @@ pub async fn delete_contact(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Do
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let change = Change::new("lead.contact.delete", "lead_contact", id).before(json(&before)?);
+    let change = Change::new("lead.contact.delete", "lead_contact", id).before(to_json(&before)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())

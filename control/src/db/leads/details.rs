@@ -9,9 +9,9 @@ use sqlx::query::QueryAs;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
-use super::{contacts, json, optional};
+use super::{contacts, optional};
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::db::customers::check_email;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
@@ -132,8 +132,8 @@ pub async fn add_detail(
     );
     let query = sqlx::query_as(&insert).bind(contact_id);
     let created = save(&mut tx, query, &input, value, label).await?;
-    let change =
-        Change::new("lead.detail.create", "lead_contact_detail", created.id).after(json(&created)?);
+    let change = Change::new("lead.detail.create", "lead_contact_detail", created.id)
+        .after(to_json(&created)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(created)
@@ -164,8 +164,8 @@ pub async fn update_detail(
     )
     .await?;
     let change = Change::new("lead.detail.update", "lead_contact_detail", id)
-        .before(json(&before)?)
-        .after(json(&after)?);
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
@@ -179,7 +179,7 @@ pub async fn delete_detail(pool: &PgPool, ctx: &RequestContext, id: i64) -> Doma
         .execute(&mut *tx)
         .await?;
     let change =
-        Change::new("lead.detail.delete", "lead_contact_detail", id).before(json(&before)?);
+        Change::new("lead.detail.delete", "lead_contact_detail", id).before(to_json(&before)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())

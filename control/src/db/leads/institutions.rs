@@ -9,9 +9,9 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{json, optional, required};
+use super::{optional, required};
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::db::customers::{self, Customer, NewCustomer};
 use crate::error::{DomainError, DomainResult, Entity};
 
@@ -168,7 +168,7 @@ pub async fn create_institution(
         .await
         .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.create", "lead_institution", created.id)
-        .after(json(&created)?);
+        .after(to_json(&created)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(created)
@@ -251,8 +251,8 @@ pub async fn update_institution(
         .await
         .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.update", "lead_institution", id)
-        .before(json(&before)?)
-        .after(json(&after)?);
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
@@ -268,7 +268,7 @@ pub async fn delete_institution(pool: &PgPool, ctx: &RequestContext, id: Uuid) -
         .execute(&mut *tx)
         .await?;
     let change =
-        Change::new("lead.institution.delete", "lead_institution", id).before(json(&before)?);
+        Change::new("lead.institution.delete", "lead_institution", id).before(to_json(&before)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
@@ -304,8 +304,8 @@ pub async fn convert_to_customer(
     .fetch_one(&mut *tx)
     .await?;
     let change = Change::new("lead.institution.convert", "lead_institution", id)
-        .before(json(&before)?)
-        .after(json(&after)?);
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok((after, created))

@@ -7,9 +7,9 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{author, contacts, institutions, json, required};
+use super::{author, contacts, institutions, required};
 use crate::context::RequestContext;
-use crate::db::audit::{self, Change};
+use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
 /// The longest note body, in characters.
@@ -85,7 +85,7 @@ pub async fn add_note(
     .await?;
     insert_version(&mut tx, ctx, id, 1, &body, false).await?;
     let note = fetch(&mut tx, id).await?;
-    let change = Change::new("lead.note.create", "lead_note", id).after(json(&note)?);
+    let change = Change::new("lead.note.create", "lead_note", id).after(to_json(&note)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(note)
@@ -140,8 +140,8 @@ pub async fn edit_note(
     insert_version(&mut tx, ctx, id, version, &body, false).await?;
     let after = fetch(&mut tx, id).await?;
     let change = Change::new("lead.note.update", "lead_note", id)
-        .before(json(&before)?)
-        .after(json(&after)?);
+        .before(to_json(&before)?)
+        .after(to_json(&after)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(after)
@@ -163,7 +163,7 @@ pub async fn delete_note(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let change = Change::new("lead.note.delete", "lead_note", id).before(json(&before)?);
+    let change = Change::new("lead.note.delete", "lead_note", id).before(to_json(&before)?);
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok(())
