@@ -74,7 +74,6 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
 
     let issuer = Arc::new(LeaseIssuer {
         signer: SigningKeyPair::generate(),
-        default_grace_secs: 7 * 86_400,
     });
     let keys = Arc::new(keys);
     let (clients, seats) = (args.clients, args.device_limit as usize);

@@ -62,8 +62,6 @@ impl Stack {
             LinkSettings {
                 listen: "127.0.0.1:0".parse()?,
                 signer,
-                default_grace_secs: link::DEFAULT_GRACE_SECS,
-                heartbeat_interval_secs: 900,
                 session_token_ttl_secs: 86_400,
                 publisher: link::publisher::PublisherSettings::default(),
             },

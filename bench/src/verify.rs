@@ -35,7 +35,8 @@ use latchkey_shared::api::VerifyRequest;
 use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::key::ENTROPY_BYTES;
 use latchkey_shared::snapshot::{
-    EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy, Product, SnapshotBuilder,
+    EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy, Product, ProductClientConfig,
+    SnapshotBuilder,
 };
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use sqlx::{ConnectOptions, PgPool};
@@ -446,6 +447,7 @@ fn build_fixture(licenses: usize, dir: &Path) -> anyhow::Result<Fixture> {
         name: "Bench".to_owned(),
         min_allowed_version: None,
         channels: Vec::new(),
+        client: ProductClientConfig::default(),
     });
     let valid_until = valid_until();
     for n in 0..licenses as u64 {

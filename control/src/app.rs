@@ -121,8 +121,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let jobs = jobs::spawn_all(
         pool.clone(),
         jobs::JobSettings {
-            heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs)
-                .unwrap_or(u32::MAX),
             heartbeat_retention_months: config.heartbeat_retention_months,
             partitions_ahead_months: 3,
         },
@@ -183,8 +181,6 @@ fn start_link(pool: PgPool, config: &Config, listen: SocketAddr) -> anyhow::Resu
     let settings = LinkSettings {
         listen,
         signer: keys::load(key_path)?,
-        default_grace_secs: link::DEFAULT_GRACE_SECS,
-        heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs).unwrap_or(u32::MAX),
         session_token_ttl_secs: i64::try_from(config.session_token_ttl_secs).unwrap_or(i64::MAX),
         publisher: link::publisher::PublisherSettings::default(),
     };

@@ -18,27 +18,22 @@ use crate::db::{partitions, resources, sessions, usage};
 /// What the jobs need from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct JobSettings {
-    pub heartbeat_interval_secs: u32,
     pub heartbeat_retention_months: u32,
     pub partitions_ahead_months: u32,
 }
 
 /// Starts every job; they stop when the returned handles are aborted.
 pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
-    let reap_every =
-        Duration::from_secs(u64::from(settings.heartbeat_interval_secs / 4).clamp(10, 300));
+    // A stale session ends at most this long past its deadline, whatever
+    // the intervals (10 s to a day) of the products and the edge config.
+    let reap_every = Duration::from_secs(60);
     vec![
         every(
             "session_reaper",
             reap_every,
             pool.clone(),
             move |pool| async move {
-                let ended = sessions::reap(
-                    &pool,
-                    settings.heartbeat_interval_secs,
-                    OffsetDateTime::now_utc(),
-                )
-                .await?;
+                let ended = sessions::reap(&pool, OffsetDateTime::now_utc()).await?;
                 Ok(format!("{ended} stale sessions ended"))
             },
         ),

@@ -1007,3 +1007,114 @@ async fn the_audit_export_streams_every_row(pool: PgPool) {
     assert_eq!(rows.len(), 3000);
     assert_eq!(rows[0]["entity_id"], "lic-3000", "newest first");
 }
+
+/// The edge configuration and a product's client configuration through the
+/// API: each field bounded and named when refused, unknown fields refused,
+/// every change audited and published for the next delta.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn edge_and_client_configuration_are_read_and_replaced(pool: PgPool) {
+    let api = Api::new(pool.clone()).await;
+    let config = api.get("/admin/api/v1/edge-config").await;
+    assert_eq!(
+        config.ok(StatusCode::OK)["heartbeat_interval_secs"],
+        json!(900)
+    );
+    let mut changed = config.body.clone();
+    changed["rate_limit_per_key_per_min"] = json!(5);
+    let put = api
+        .call(
+            Method::PUT,
+            "/admin/api/v1/edge-config",
+            Some(changed.clone()),
+        )
+        .await;
+    assert_eq!(put.ok(StatusCode::OK), &changed);
+    assert_eq!(
+        api.get("/admin/api/v1/edge-config").await.body,
+        changed,
+        "stored"
+    );
+    let audit = api.audit(put.request_id()).await;
+    assert_eq!(audit[0].action, "edge_config.update");
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM snapshot_outbox WHERE entity_kind = 'config'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(published, 1);
+
+    let mut too_fast = changed.clone();
+    too_fast["heartbeat_interval_secs"] = json!(5);
+    api.call(Method::PUT, "/admin/api/v1/edge-config", Some(too_fast))
+        .await
+        .expect(
+            StatusCode::BAD_REQUEST,
+            "INVALID_REQUEST",
+            Some("heartbeat_interval_secs"),
+        );
+    let mut extra = changed.clone();
+    extra["colour"] = json!("red");
+    let refused = api
+        .call(Method::PUT, "/admin/api/v1/edge-config", Some(extra))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        refused.body
+    );
+    let reader = api.key(&[Scope::read(Area::Edges)]).await;
+    assert_eq!(
+        api.call_as(
+            &reader,
+            Method::PUT,
+            "/admin/api/v1/edge-config",
+            Some(changed)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.call_as(&reader, Method::GET, "/admin/api/v1/edges", None)
+            .await
+            .ok(StatusCode::OK),
+        &json!([])
+    );
+
+    let product = api.product("studio").await;
+    let uri = format!("/admin/api/v1/products/{product}/client-config");
+    assert_eq!(
+        api.get(&uri).await.ok(StatusCode::OK),
+        &json!({ "heartbeat_interval_secs": null, "grace_period_secs": null, "features": [], "settings": {} })
+    );
+    let client = json!({ "heartbeat_interval_secs": 300, "grace_period_secs": 86_400,
+                         "features": ["export"], "settings": { "theme": "dark" } });
+    let put = api.call(Method::PUT, &uri, Some(client.clone())).await;
+    assert_eq!(put.ok(StatusCode::OK), &client);
+    assert_eq!(
+        api.audit(put.request_id()).await[0].action,
+        "product.client_config"
+    );
+    api.call(Method::PUT, &uri, Some(json!({ "settings": [1, 2] })))
+        .await
+        .expect(StatusCode::BAD_REQUEST, "INVALID_REQUEST", Some("settings"));
+    api.call(
+        Method::PUT,
+        &uri,
+        Some(json!({ "features": ["Not A Name"] })),
+    )
+    .await
+    .expect(
+        StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST",
+        Some("features[0]"),
+    );
+    api.call(
+        Method::PUT,
+        "/admin/api/v1/products/999999/client-config",
+        Some(client),
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND", None);
+}

@@ -44,10 +44,7 @@ fn signer() -> SigningKeyPair {
 }
 
 async fn activate(pool: &PgPool, key: &str, n: u32) -> Uuid {
-    let issuer = LeaseIssuer {
-        signer: signer(),
-        default_grace_secs: 86_400,
-    };
+    let issuer = LeaseIssuer { signer: signer() };
     let request = SeatRequest {
         key: key.parse().unwrap(),
         fingerprint: machine(n),
@@ -289,7 +286,6 @@ async fn sessions_are_listed_and_terminated(pool: PgPool) {
     activate(&api.pool, &key, 1).await;
     let settings = SessionSettings {
         signer: signer(),
-        heartbeat_interval_secs: 900,
         token_ttl_secs: 3600,
     };
     let start = StartRequest {

@@ -7,6 +7,7 @@ use latchkey_control::context::{Actor, ActorKind, RequestContext};
 use latchkey_control::db::MIGRATOR;
 use latchkey_control::db::devices::{self, LeaseIssuer, SeatRequest};
 use latchkey_control::db::licenses::{self, LicensePatch, NewLicense};
+use latchkey_control::db::products;
 use latchkey_control::db::sessions::{self, SessionSettings, StartRequest};
 use latchkey_control::error::{DomainError, Entity};
 use latchkey_control::secrets::Secrets;
@@ -41,16 +42,12 @@ fn signer() -> SigningKeyPair {
 }
 
 fn issuer() -> LeaseIssuer {
-    LeaseIssuer {
-        signer: signer(),
-        default_grace_secs: 7 * 86_400,
-    }
+    LeaseIssuer { signer: signer() }
 }
 
 fn session_settings() -> SessionSettings {
     SessionSettings {
         signer: signer(),
-        heartbeat_interval_secs: 900,
         token_ttl_secs: 86_400,
     }
 }
@@ -427,7 +424,7 @@ async fn the_reaper_ends_sessions_without_heartbeats(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(
-        sessions::reap(&pool, 900, OffsetDateTime::now_utc())
+        sessions::reap(&pool, OffsetDateTime::now_utc())
             .await
             .unwrap(),
         1
@@ -440,10 +437,116 @@ async fn the_reaper_ends_sessions_without_heartbeats(pool: PgPool) {
     assert!(reasons.contains(&(stale.session_id, Some("reaped".into()))));
     assert!(reasons.contains(&(live.session_id, None)));
     assert_eq!(
-        sessions::reap(&pool, 900, OffsetDateTime::now_utc())
+        sessions::reap(&pool, OffsetDateTime::now_utc())
             .await
             .unwrap(),
         0
+    );
+}
+
+/// A product's own heartbeat interval and grace are what its clients are
+/// told and what control decides by: the reaper gives a session of a product
+/// heartbeating hourly two hours, and the lease lasts the product's grace;
+/// the edge configuration's values apply where the product sets none.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_products_interval_and_grace_rule_its_sessions_and_leases(pool: PgPool) {
+    let (_, key) = one_license(&pool, 1, 0).await;
+    let request = StartRequest {
+        key: key.parse().unwrap(),
+        fingerprint: machine(1),
+        app_version: None,
+        take_over: false,
+        ip: None,
+        edge_id: None,
+    };
+    let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
+        .await
+        .unwrap();
+    let left = first.lease_valid_until - OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (7 * 86_400 - 5..=7 * 86_400).contains(&left),
+        "the edge configuration's: {left}"
+    );
+    let default_session = sessions::start(&pool, &ctx(), &session_settings(), &request)
+        .await
+        .unwrap();
+    assert_eq!(default_session.heartbeat_interval_secs, 900);
+
+    let product_id: i32 = sqlx::query_scalar("SELECT id FROM products")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let hourly = products::ClientConfig {
+        heartbeat_interval_secs: Some(3600),
+        grace_period_secs: Some(2 * 86_400),
+        features: Vec::new(),
+        settings: serde_json::json!({}),
+    };
+    products::set_client_config(&pool, &ctx(), product_id, &hourly)
+        .await
+        .unwrap();
+    let hourly_session = sessions::start(&pool, &ctx(), &session_settings(), &request)
+        .await
+        .unwrap();
+    assert_eq!(hourly_session.heartbeat_interval_secs, 3600);
+    let lease = devices::refresh_lease(&pool, &issuer(), &key.parse().unwrap(), &machine(1))
+        .await
+        .unwrap();
+    let left = lease.valid_until - OffsetDateTime::now_utc().unix_timestamp();
+    assert!((2 * 86_400 - 5..=2 * 86_400).contains(&left), "{left}");
+
+    // 90 minutes silent: within two hourly intervals, so not reaped.
+    sqlx::query("UPDATE sessions SET last_heartbeat_at = now() - interval '90 minutes'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions::reap(&pool, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        0
+    );
+    let live = sessions::live(
+        &pool,
+        sessions::LiveFilter::default(),
+        OffsetDateTime::now_utc(),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!((live.total, live.overdue), (2, 0));
+    assert!(
+        live.sessions
+            .iter()
+            .all(|s| s.overdue_by(OffsetDateTime::now_utc()).is_none())
+    );
+
+    // The product back to the edge configuration's 15 minutes: both overdue.
+    products::set_client_config(
+        &pool,
+        &ctx(),
+        product_id,
+        &products::ClientConfig {
+            heartbeat_interval_secs: None,
+            ..hourly
+        },
+    )
+    .await
+    .unwrap();
+    let live = sessions::live(
+        &pool,
+        sessions::LiveFilter::default(),
+        OffsetDateTime::now_utc(),
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!((live.total, live.overdue), (2, 2));
+    assert_eq!(
+        sessions::reap(&pool, OffsetDateTime::now_utc())
+            .await
+            .unwrap(),
+        2
     );
 }
 

@@ -277,7 +277,7 @@ async fn an_edge_is_enrolled_and_a_bad_config_is_named_at_its_input(pool: PgPool
                 == Some("5")
     })
     .await;
-    let stored = latchkey_control::db::snapshot::edge_config(&pool)
+    let stored = latchkey_control::db::settings::edge_config(&pool)
         .await
         .unwrap();
     assert_eq!(stored.rate_limit_per_key_per_min, 5);

@@ -153,7 +153,6 @@ async fn a_device_is_deactivated_from_the_license_page(pool: PgPool) {
     let id = created[0].license.id;
     let issuer = LeaseIssuer {
         signer: SigningKeyPair::from_seed([9; 32]),
-        default_grace_secs: 86_400,
     };
     let seat = SeatRequest {
         key: created[0].license_key.parse().unwrap(),

@@ -109,6 +109,42 @@ async fn a_published_release_and_a_toggled_flag_reach_the_edge(pool: PgPool) {
     );
     screenshot(&browser, "products_release_preview.png").await;
 
+    // The client configuration: the edge answers it to the license's
+    // client, and verify tells the product's heartbeat interval.
+    fill(&browser, "#heartbeat_interval_secs", "300").await;
+    fill(&browser, "#features", "export, sync").await;
+    let settings = find(&browser, "#settings").await;
+    settings.clear().await.unwrap();
+    settings.send_keys(r#"{"theme": "dark"}"#).await.unwrap();
+    click(&browser, "#save-config").await;
+    find(&browser, "#config-form").await;
+    let key_ref = key.as_str();
+    eventually(
+        10,
+        "the edge answering the new configuration",
+        || async move {
+            let body = json!({ "license_key": key_ref });
+            let (_, config) = post(edge_ref, "/api/license/config", body).await;
+            config["heartbeat_interval_secs"] == 300 && config["settings"]["theme"] == "dark"
+        },
+    )
+    .await;
+    let body = json!({ "license_key": key_ref });
+    let (_, config) = post(&edge, "/api/license/config", body).await;
+    assert_eq!(config["features"], json!(["export", "sync"]), "{config}");
+    assert_eq!(
+        config["grace_period_secs"],
+        7 * 86_400,
+        "the edge configuration's"
+    );
+    let (_, verified) = post(
+        &edge,
+        "/api/license/verify",
+        json!({ "license_key": key_ref }),
+    )
+    .await;
+    assert_eq!(verified["heartbeat_interval_secs"], 300, "{verified}");
+
     // A global flag turned on: the edge's verify answer lists it.
     browser.goto(&format!("{base}/flags")).await.unwrap();
     screenshot(&browser, "flags_empty.png").await;
@@ -117,7 +153,6 @@ async fn a_published_release_and_a_toggled_flag_reach_the_edge(pool: PgPool) {
     click(&browser, "input[name=enabled]").await;
     click(&browser, "#create-flag").await;
     find(&browser, ".flag-row .toggle").await;
-    let key_ref = key.as_str();
     eventually(10, "the flag on at the edge", || async move {
         verified_flags(edge_ref, key_ref).await == json!(["new-editor"])
     })

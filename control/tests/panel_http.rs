@@ -940,7 +940,7 @@ async fn a_viewer_is_refused_every_mutating_route_with_403(pool: PgPool) {
 async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_and_published(
     pool: PgPool,
 ) {
-    use latchkey_control::db::{edges, publish, snapshot};
+    use latchkey_control::db::{edges, publish, settings};
 
     admin(&pool, "alice", Role::Admin).await;
     let mut client = Client::new(app(&pool, &[]), "192.0.2.91");
@@ -1027,7 +1027,7 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
     );
     assert!(!refused.body.contains("rate_limit_per_ip_per_min-error"));
     assert_eq!(
-        snapshot::edge_config(&pool).await.unwrap(),
+        settings::edge_config(&pool).await.unwrap(),
         Default::default()
     );
 
@@ -1043,7 +1043,7 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
     good.extend(config("5", "60"));
     let saved = client.post("/edges/config", &good).await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
-    let stored = snapshot::edge_config(&pool).await.unwrap();
+    let stored = settings::edge_config(&pool).await.unwrap();
     assert_eq!(
         (
             stored.rate_limit_per_key_per_min,

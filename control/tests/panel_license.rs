@@ -71,7 +71,6 @@ fn machine(n: u32) -> CanonicalFingerprint {
 async fn activate(pool: &PgPool, key: &str, n: u32) -> Uuid {
     let issuer = LeaseIssuer {
         signer: SigningKeyPair::from_seed([5; 32]),
-        default_grace_secs: 86_400,
     };
     let request = SeatRequest {
         key: key.parse().unwrap(),

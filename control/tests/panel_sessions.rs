@@ -87,10 +87,7 @@ async fn product(api: &Api, slug: &str, name: &str) -> i64 {
 /// Activates machine `n` on the license and starts a session there.
 async fn session(pool: &PgPool, key: &str, n: u32) -> Uuid {
     let ctx = RequestContext::system("test");
-    let issuer = LeaseIssuer {
-        signer: signer(),
-        default_grace_secs: 86_400,
-    };
+    let issuer = LeaseIssuer { signer: signer() };
     let seat = SeatRequest {
         key: key.parse().unwrap(),
         fingerprint: machine(n),
@@ -102,7 +99,6 @@ async fn session(pool: &PgPool, key: &str, n: u32) -> Uuid {
     devices::activate(pool, &ctx, &issuer, &seat).await.unwrap();
     let settings = SessionSettings {
         signer: signer(),
-        heartbeat_interval_secs: HEARTBEAT_INTERVAL_SECS,
         token_ttl_secs: 3600,
     };
     let start = StartRequest {
@@ -214,7 +210,7 @@ async fn the_list_filters_by_product_and_customer_and_marks_overdue_sessions(poo
     );
     assert!(marked.body.contains("1 overdue"), "{}", marked.body);
     // The reaper ends exactly the session marked.
-    let reaped = sessions::reap(&pool, HEARTBEAT_INTERVAL_SECS, OffsetDateTime::now_utc())
+    let reaped = sessions::reap(&pool, OffsetDateTime::now_utc())
         .await
         .unwrap();
     assert_eq!(reaped, 1);

@@ -44,7 +44,6 @@ async fn the_snapshot_holds_licenses_devices_products_and_flags(pool: PgPool) {
         .unwrap();
     let issuer = LeaseIssuer {
         signer: signer.clone(),
-        default_grace_secs: 3600,
     };
     let fingerprint = Fingerprint {
         cpu_id: Some("cpu".into()),

@@ -42,6 +42,10 @@ async fn every_verify_outcome_is_reachable() {
     assert_eq!(answer["valid"], true, "{answer}");
     assert_eq!(answer["features"], json!(["sync"]));
     assert_eq!(answer["snapshot_sequence"], 1);
+    assert_eq!(
+        answer["heartbeat_interval_secs"], 300,
+        "studio's own interval"
+    );
 
     let cases: Vec<(Value, ErrorCode)> = vec![
         (
@@ -259,7 +263,8 @@ async fn info_version_and_heartbeat_answer_from_the_snapshot() {
     .await;
     assert_eq!(
         (status, beat["next_heartbeat_secs"].clone()),
-        (StatusCode::OK, json!(900))
+        (StatusCode::OK, json!(300)),
+        "studio's own interval"
     );
     let ended = token::sign(&claims(fixture.revoked_session), &signer());
     let (status, beat) = call(
@@ -320,6 +325,82 @@ impl Client {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap())
     }
+}
+
+/// A client reads its product's configuration: the product's own values,
+/// or the edge configuration's where the product sets none.
+#[tokio::test]
+async fn a_license_reads_its_products_client_configuration() {
+    let fixture = fixture("client-config");
+    let app = app(&fixture, 1_000_000);
+    let config = |key: String| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/api/license/config",
+                Some(json!({ "license_key": key })),
+            )
+            .await
+        }
+    };
+    let (status, studio) = config(fixture.keys["valid"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{studio}");
+    assert_eq!(
+        studio,
+        json!({ "product": "studio", "heartbeat_interval_secs": 300, "grace_period_secs": 86_400,
+                "features": ["export", "sync"], "settings": { "theme": "dark", "max_projects": 5 },
+                "snapshot_sequence": 1 })
+    );
+    // Suspended still reads it: it needs to know how often to ask again.
+    let (status, _) = config(fixture.keys["suspended"].clone()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, other) = config(fixture.keys["other_product"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{other}");
+    let defaults = latchkey_shared::snapshot::EdgeConfig::default();
+    assert_eq!(
+        (
+            other["product"].clone(),
+            other["heartbeat_interval_secs"].clone(),
+            other["grace_period_secs"].clone(),
+            other["settings"].clone()
+        ),
+        (
+            json!("other"),
+            json!(defaults.heartbeat_interval_secs),
+            json!(defaults.grace_period_secs),
+            json!({})
+        )
+    );
+
+    let unknown = LicenseKey::from_entropy([200; 15]).to_string();
+    let (status, missing) = config(unknown).await;
+    assert_eq!(
+        (status, missing["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("LICENSE_NOT_FOUND"))
+    );
+    let (status, bad) = config("not-a-key".into()).await;
+    assert_eq!(
+        (status, bad["code"].clone(), bad["field"].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("INVALID_LICENSE_KEY"),
+            json!("license_key")
+        )
+    );
+    let (status, extra) = call(
+        &app,
+        "POST",
+        "/api/license/config",
+        Some(json!({ "license_key": fixture.keys["valid"], "product": "studio" })),
+    )
+    .await;
+    assert_eq!(
+        (status, extra["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("INVALID_REQUEST"))
+    );
 }
 
 #[tokio::test]
@@ -470,6 +551,7 @@ async fn the_openapi_document_lists_every_client_endpoint() {
     for path in [
         "/api/license/verify",
         "/api/license/info/{license_key}",
+        "/api/license/config",
         "/api/version/check",
         "/api/version/latest",
         "/api/license/session/heartbeat",

@@ -497,6 +497,39 @@ pub struct SessionEndResponse {
     pub ended: bool,
 }
 
+// ---- a product's client configuration ----
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(example = json!({ "license_key": crate::schema::LICENSE_KEY_EXAMPLE }))
+)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfigRequest {
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::LicenseKey))]
+    pub license_key: String,
+}
+
+/// What a client application of the license's product reads besides its
+/// license: the effective intervals (the product's, else the edge
+/// configuration's; a license's own grace first) and the vendor's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientConfigResponse {
+    /// The product's slug.
+    pub product: String,
+    pub heartbeat_interval_secs: u32,
+    /// How long the client may run offline on its lease.
+    pub grace_period_secs: u32,
+    /// The catalogue of feature names licenses of the product may carry.
+    pub features: Vec<String>,
+    /// The vendor's own settings, a JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub snapshot_sequence: u64,
+}
+
 // ---- versions ----
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ use latchkey_shared::LicenseKey;
 use latchkey_shared::signing::{SigningKeyPair, TrustedKeys};
 use latchkey_shared::snapshot::{
     ChannelRelease, DeltaBody, EdgeConfig, FORMAT_VERSION, FeatureFlag, LicenseEntry,
-    LicenseStatus, OpenError, Opened, Product, RevokedSession, SealParams, SnapshotBuffer,
-    SnapshotBuilder, SnapshotKind, SnapshotState, open, seal,
+    LicenseStatus, OpenError, Opened, Product, ProductClientConfig, RevokedSession, SealParams,
+    SnapshotBuffer, SnapshotBuilder, SnapshotKind, SnapshotState, open, seal,
 };
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -41,6 +41,12 @@ fn seal_full(entries: &[LicenseEntry], sequence: u64) -> Vec<u8> {
             download_url: Some("https://example.invalid/studio-2.3.1".into()),
             published_at: NOW,
         }],
+        client: ProductClientConfig {
+            heartbeat_interval_secs: Some(300),
+            grace_period_secs: None,
+            features: vec!["export".into()],
+            settings_json: r#"{"theme":"dark"}"#.into(),
+        },
     });
     builder.add_flag(FeatureFlag {
         key: "new-ui".into(),
@@ -309,6 +315,15 @@ fn products_flags_and_config_come_through() {
         state.product_by_slug("studio").unwrap().channels[0].version,
         "2.3.1"
     );
+    let studio = state.product(1).unwrap();
+    assert_eq!(studio.client.settings_json, r#"{"theme":"dark"}"#);
+    assert_eq!(studio.heartbeat_interval_secs(state.config()), 300);
+    assert_eq!(
+        studio.grace_period_secs(None, state.config()),
+        EdgeConfig::default().grace_period_secs,
+        "no product grace: the edge configuration's"
+    );
+    assert_eq!(studio.grace_period_secs(Some(60), state.config()), 60);
     assert_eq!(state.flags()[0].rollout_percent, 50);
     assert_eq!(state.config(), &EdgeConfig::default());
     let mut delta = DeltaBody::default();

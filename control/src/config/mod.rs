@@ -59,7 +59,9 @@ pub struct Config {
     pub link_listen_addr: Option<SocketAddr>,
     /// Where control keeps its link certificate (edges pin it).
     pub link_dir: PathBuf,
-    pub heartbeat_interval_secs: u64,
+    /// How long a session token lasts. A session's heartbeat interval is
+    /// not control's configuration: its product's, else the edge
+    /// configuration's, both set in the panel.
     pub session_token_ttl_secs: u64,
     pub heartbeat_retention_months: u32,
     pub log_format: LogFormat,
@@ -175,9 +177,6 @@ impl Config {
             link_dir: merged
                 .link_dir
                 .unwrap_or_else(|| PathBuf::from(".data/link")),
-            heartbeat_interval_secs: merged
-                .heartbeat_interval_secs
-                .unwrap_or(defaults.heartbeat_interval_secs),
             session_token_ttl_secs: merged
                 .session_token_ttl_secs
                 .unwrap_or(defaults.session_token_ttl_secs),
@@ -251,15 +250,10 @@ impl Config {
         if !(60..=86_400).contains(&self.jwt_ttl_secs) {
             return invalid("jwt_ttl_secs", "must be between 60 and 86400");
         }
-        if !(10..=86_400).contains(&self.heartbeat_interval_secs) {
-            return invalid("heartbeat_interval_secs", "must be between 10 and 86400");
-        }
-        if self.session_token_ttl_secs <= self.heartbeat_interval_secs
-            || self.session_token_ttl_secs > 30 * 86_400
-        {
+        if !(600..=30 * 86_400).contains(&self.session_token_ttl_secs) {
             return invalid(
                 "session_token_ttl_secs",
-                "must be longer than heartbeat_interval_secs and at most 30 days (2592000)",
+                "must be between 600 and 2592000 (30 days)",
             );
         }
         if self.link_listen_addr.is_some() && self.signing_key_path.is_none() {
@@ -310,7 +304,6 @@ impl fmt::Debug for Config {
             .field("signing_key_path", &self.signing_key_path)
             .field("link_listen_addr", &self.link_listen_addr)
             .field("link_dir", &self.link_dir)
-            .field("heartbeat_interval_secs", &self.heartbeat_interval_secs)
             .field("session_token_ttl_secs", &self.session_token_ttl_secs)
             .field(
                 "heartbeat_retention_months",
@@ -352,7 +345,6 @@ struct Defaults {
     header_timeout_secs: u64,
     request_timeout_secs: u64,
     jwt_ttl_secs: u64,
-    heartbeat_interval_secs: u64,
     session_token_ttl_secs: u64,
     heartbeat_retention_months: u32,
 }
@@ -366,7 +358,6 @@ impl Default for Defaults {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             jwt_ttl_secs: 900,
-            heartbeat_interval_secs: 900,
             session_token_ttl_secs: 86_400,
             heartbeat_retention_months: 13,
         }
@@ -390,7 +381,6 @@ struct Layer {
     signing_key_path: Option<PathBuf>,
     link_listen_addr: Option<SocketAddr>,
     link_dir: Option<PathBuf>,
-    heartbeat_interval_secs: Option<u64>,
     session_token_ttl_secs: Option<u64>,
     heartbeat_retention_months: Option<u32>,
     log_format: Option<LogFormat>,
@@ -416,7 +406,6 @@ impl Layer {
             signing_key_path: env.text("signing_key_path").map(PathBuf::from),
             link_listen_addr: env.parse("link_listen_addr")?,
             link_dir: env.text("link_dir").map(PathBuf::from),
-            heartbeat_interval_secs: env.parse("heartbeat_interval_secs")?,
             session_token_ttl_secs: env.parse("session_token_ttl_secs")?,
             heartbeat_retention_months: env.parse("heartbeat_retention_months")?,
             log_format: env.parse("log_format")?,
@@ -444,9 +433,6 @@ impl Layer {
             signing_key_path: self.signing_key_path.or(below.signing_key_path),
             link_listen_addr: self.link_listen_addr.or(below.link_listen_addr),
             link_dir: self.link_dir.or(below.link_dir),
-            heartbeat_interval_secs: self
-                .heartbeat_interval_secs
-                .or(below.heartbeat_interval_secs),
             session_token_ttl_secs: self.session_token_ttl_secs.or(below.session_token_ttl_secs),
             heartbeat_retention_months: self
                 .heartbeat_retention_months
@@ -491,7 +477,6 @@ mod tests {
         );
         assert_eq!(config.max_body_bytes, 1_048_576);
         assert_eq!(config.jwt_ttl_secs, 900);
-        assert_eq!(config.heartbeat_interval_secs, 900);
         assert_eq!(config.session_token_ttl_secs, 86_400);
         assert_eq!(config.heartbeat_retention_months, 13);
         assert_eq!(config.signing_key_path, None);
@@ -517,7 +502,7 @@ mod tests {
         );
         assert_eq!(config.max_body_bytes, 4096, "file");
         assert_eq!(config.jwt_ttl_secs, 600, "environment over file");
-        assert_eq!(config.heartbeat_interval_secs, 900, "default");
+        assert_eq!(config.session_token_ttl_secs, 86_400, "default");
         assert_eq!(
             config.database_url.expose_secret(),
             "postgres://from-file/db"
@@ -576,10 +561,10 @@ mod tests {
         );
 
         let mut vars = required();
-        vars.push(("LATCHKEY_HEARTBEAT_INTERVAL_SECS", "90000"));
+        vars.push(("LATCHKEY_SESSION_TOKEN_TTL_SECS", "60"));
         let error = Config::from_layers(None, &env(&vars)).unwrap_err();
         assert!(
-            matches!(&error, ConfigError::Invalid { name, .. } if name == "heartbeat_interval_secs"),
+            matches!(&error, ConfigError::Invalid { name, .. } if name == "session_token_ttl_secs"),
             "{error}"
         );
 

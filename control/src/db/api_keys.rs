@@ -43,6 +43,7 @@ pub enum Area {
     Flags,
     ApiKeys,
     Audit,
+    Edges,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,7 +115,7 @@ const API_KEY_COLUMNS: &str =
     "id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
 
 impl Area {
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Self::Customers,
         Self::Licenses,
         Self::Devices,
@@ -124,6 +125,7 @@ impl Area {
         Self::Flags,
         Self::ApiKeys,
         Self::Audit,
+        Self::Edges,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +139,7 @@ impl Area {
             Self::Flags => "flags",
             Self::ApiKeys => "api_keys",
             Self::Audit => "audit",
+            Self::Edges => "edges",
         }
     }
 }

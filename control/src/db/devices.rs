@@ -32,6 +32,7 @@ use uuid::Uuid;
 use super::audit::{self, Change};
 use super::licenses::{self, License};
 use super::outbox::EntityKind;
+use super::settings;
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult, Entity};
 
@@ -107,11 +108,11 @@ enum Initiator {
     Admin,
 }
 
-/// How leases are signed and how long they last when the license does not say.
+/// How leases are signed. How long they last is the license's grace, else
+/// its product's, else the edge configuration's (`db::settings`).
 #[derive(Debug, Clone)]
 pub struct LeaseIssuer {
     pub signer: SigningKeyPair,
-    pub default_grace_secs: i64,
 }
 
 const COLUMNS: &str = "id, license_id, fingerprint_hash, digest, components, name, status, app_version, host(ip) AS ip,
@@ -207,7 +208,8 @@ pub async fn activate(
         }
     };
     let used = devices.len() as u32 + u32::from(outcome == ActivationOutcome::Activated);
-    let answer = seat_answer(issuer, &license, request, device_id, outcome, used, now)?;
+    let lease = lease_for(&mut tx, &license, &request.key, &request.fingerprint, now).await?;
+    let answer = seat_answer(issuer, &license, lease, device_id, outcome, used);
     if outcome != ActivationOutcome::AlreadyActive {
         let action = if outcome == ActivationOutcome::Activated {
             "device.activate"
@@ -314,15 +316,15 @@ pub async fn transfer(
         Initiator::Client,
     )
     .await?;
+    let lease = lease_for(&mut tx, &license, &request.key, &request.fingerprint, now).await?;
     let answer = seat_answer(
         issuer,
         &license,
-        request,
+        lease,
         device_id,
         ActivationOutcome::Transferred,
         used,
-        now,
-    )?;
+    );
     remember(&mut tx, license.id, call, request, &answer).await?;
     tx.commit().await?;
     Ok(answer)
@@ -497,8 +499,8 @@ pub async fn refresh_lease(
         .bind(device.id)
         .execute(&mut *tx)
         .await?;
+    let lease = lease_for(&mut tx, &license, key, fingerprint, now).await?;
     tx.commit().await?;
-    let lease = lease_for(issuer, &license, key, fingerprint, now);
     Ok(LeaseResponse {
         valid_until: lease.valid_until,
         lease: token::sign(&lease, &issuer.signer),
@@ -581,22 +583,32 @@ fn validate(request: &SeatRequest) -> DomainResult<()> {
     Ok(())
 }
 
-fn lease_for(
-    issuer: &LeaseIssuer,
+/// The lease a seat's machine runs offline on, for the license's grace,
+/// else its product's, else the edge configuration's: the one rule edges
+/// tell clients too (`Product::grace_period_secs`).
+async fn lease_for(
+    conn: &mut PgConnection,
     license: &License,
     key: &LicenseKey,
     fingerprint: &CanonicalFingerprint,
     now: OffsetDateTime,
-) -> Lease {
-    let grace = license
-        .grace_period_secs
-        .map_or(issuer.default_grace_secs, i64::from);
+) -> DomainResult<Lease> {
+    let default = settings::edge_config(&mut *conn).await?.grace_period_secs;
+    let grace: i32 = sqlx::query_scalar(
+        "SELECT coalesce($1, grace_period_secs, $2) FROM products WHERE id = $3",
+    )
+    .bind(license.grace_period_secs)
+    .bind(default as i32)
+    .bind(license.product_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let grace = i64::from(grace);
     let issued = now.unix_timestamp();
     // A lease never outlives the license.
     let grace = license
         .valid_until
         .map_or(grace, |until| grace.min(until.unix_timestamp() - issued));
-    Lease::issue(
+    Ok(Lease::issue(
         license.id,
         key.hash(),
         fingerprint.hash(),
@@ -604,27 +616,25 @@ fn lease_for(
         license.features.clone(),
         issued,
         grace,
-    )
+    ))
 }
 
 fn seat_answer(
     issuer: &LeaseIssuer,
     license: &License,
-    request: &SeatRequest,
+    lease: Lease,
     device_id: Uuid,
     outcome: ActivationOutcome,
     devices_used: u32,
-    now: OffsetDateTime,
-) -> DomainResult<ActivateResponse> {
-    let lease = lease_for(issuer, license, &request.key, &request.fingerprint, now);
-    Ok(ActivateResponse {
+) -> ActivateResponse {
+    ActivateResponse {
         outcome,
         device_id,
         devices_used,
         device_limit: license.device_limit as u32,
         lease_valid_until: lease.valid_until,
         lease: token::sign(&lease, &issuer.signer),
-    })
+    }
 }
 
 async fn insert_device(

@@ -11,7 +11,7 @@ use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Edge {
     pub id: Uuid,
     pub name: String,

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use latchkey_shared::api::VersionCheckResponse;
-use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct};
+use latchkey_shared::snapshot::{ChannelRelease, Product as SnapshotProduct, ProductClientConfig};
 use latchkey_shared::version::{self, parse_version};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
@@ -96,19 +96,29 @@ pub struct NewRelease {
 }
 
 /// What a product's client applications read besides their license.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// `None`: the edge configuration's.
+    #[serde(default)]
     pub heartbeat_interval_secs: Option<i32>,
     /// How long a client may run offline on its lease; `None`: the edge
-    /// configuration's.
+    /// configuration's. A license's own grace comes first.
+    #[serde(default)]
     pub grace_period_secs: Option<i32>,
     /// The catalogue of feature names licenses of the product may carry.
+    #[serde(default)]
     pub features: Vec<String>,
     /// The vendor's own settings: a JSON object of at most
     /// [`MAX_CLIENT_SETTINGS`] bytes.
     #[sqlx(rename = "client_settings")]
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub settings: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// The largest `settings` object, in bytes of its JSON text.
@@ -491,10 +501,11 @@ pub async fn snapshot_products(pool: &PgPool) -> DomainResult<Vec<SnapshotProduc
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let products: Vec<(i32, String, String)> =
-        sqlx::query_as("SELECT id, slug, name FROM products ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?;
+    let products: Vec<SnapshotProductRow> = sqlx::query_as(&format!(
+        "SELECT id, slug, name, {CONFIG_COLUMNS} FROM products ORDER BY id"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
     let releases: Vec<Release> = sqlx::query_as(&format!(
         "SELECT {RELEASE_COLUMNS} FROM releases WHERE published_at IS NOT NULL"
     ))
@@ -511,14 +522,39 @@ pub async fn snapshot_products(pool: &PgPool) -> DomainResult<Vec<SnapshotProduc
     }
     products
         .into_iter()
-        .map(|(id, slug, name)| {
-            let releases = by_product.remove(&id).unwrap_or_default();
-            snapshot_product(id, slug, name, &releases)
+        .map(|row| {
+            let releases = by_product.remove(&row.id).unwrap_or_default();
+            let mut product = snapshot_product(row.id, row.slug, row.name, &releases)?;
+            product.client = row.client.to_snapshot();
+            Ok(product)
         })
         .collect()
 }
 
-/// One product's snapshot record from its published releases.
+#[derive(sqlx::FromRow)]
+struct SnapshotProductRow {
+    id: i32,
+    slug: String,
+    name: String,
+    #[sqlx(flatten)]
+    client: ClientConfig,
+}
+
+impl ClientConfig {
+    /// The snapshot's form: the table's checks keep both intervals within
+    /// `u32`.
+    fn to_snapshot(&self) -> ProductClientConfig {
+        ProductClientConfig {
+            heartbeat_interval_secs: self.heartbeat_interval_secs.map(|s| s as u32),
+            grace_period_secs: self.grace_period_secs.map(|s| s as u32),
+            features: self.features.clone(),
+            settings_json: self.settings.to_string(),
+        }
+    }
+}
+
+/// One product's snapshot record from its published releases, with the
+/// default client configuration (what the version check needs).
 fn snapshot_product(
     id: i32,
     slug: String,
@@ -553,6 +589,7 @@ fn snapshot_product(
         name,
         min_allowed_version,
         channels,
+        client: ProductClientConfig::default(),
     })
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::notify::{SNAPSHOTS, notify};
 use super::snapshot::{self, BuiltSnapshot, LicenseRow};
-use super::{flags, products};
+use super::{flags, products, settings};
 use crate::error::{DomainError, DomainResult};
 
 /// Outbox rows turned into one delta at most; more wait for the next one.
@@ -233,7 +233,7 @@ impl Pending {
             body.flags = Some(flags::snapshot_flags(pool).await?);
         }
         if self.config {
-            body.config = Some(snapshot::edge_config(pool).await?);
+            body.config = Some(settings::edge_config(pool).await?);
         }
         Ok(body)
     }

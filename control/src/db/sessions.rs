@@ -4,6 +4,10 @@
 //! concurrency: with a limit of 1 only one of any number of simultaneous
 //! starts wins. An ended session goes to the outbox, so edges refuse its
 //! token until the token would have expired anyway.
+//!
+//! A session's heartbeat interval is its product's, else the edge
+//! configuration's (`db::settings`): what edges tell its client, and what the
+//! reaper and the monitor judge it by.
 
 use std::net::IpAddr;
 
@@ -13,13 +17,13 @@ use latchkey_shared::snapshot::RevokedSession;
 use latchkey_shared::token::{self, SessionClaims};
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::audit::{self, Change};
 use super::devices::{active_devices, check_usable, find_device};
-use super::{licenses, session_ends};
+use super::{licenses, session_ends, settings};
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult, Entity};
 
@@ -44,7 +48,6 @@ pub struct Session {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub signer: SigningKeyPair,
-    pub heartbeat_interval_secs: u32,
     pub token_ttl_secs: i64,
 }
 
@@ -104,6 +107,16 @@ pub async fn start(
             ended_session_id = Some(old.id);
         }
     }
+    let default_interval = settings::edge_config(&mut *tx)
+        .await?
+        .heartbeat_interval_secs;
+    let heartbeat_interval: i32 = sqlx::query_scalar(
+        "SELECT coalesce(heartbeat_interval_secs, $2) FROM products WHERE id = $1",
+    )
+    .bind(license.product_id)
+    .bind(default_interval as i32)
+    .fetch_one(&mut *tx)
+    .await?;
     let token_expires_at = now + Duration::seconds(settings.token_ttl_secs);
     let session_id = Uuid::new_v4();
     sqlx::query(
@@ -133,7 +146,8 @@ pub async fn start(
     Ok(SessionStartResponse {
         session_id,
         session_token: token::sign(&claims, &settings.signer),
-        heartbeat_interval_secs: settings.heartbeat_interval_secs,
+        // The products table holds it within 10..=86400.
+        heartbeat_interval_secs: heartbeat_interval as u32,
         expires_at: claims.expires_at,
         ended_session_id,
     })
@@ -210,21 +224,52 @@ pub fn heartbeat_deadline(heartbeat_interval_secs: u32) -> Duration {
     Duration::seconds(2 * i64::from(heartbeat_interval_secs))
 }
 
+/// [`heartbeat_deadline`] in SQL, with the numbers of its parameters:
+/// session `s` of product `p` is past it at `now`, its interval `p`'s or the
+/// edge configuration's `default`; and, so the open sessions' index answers
+/// first, its heartbeat is older than `cutoff`, the shortest deadline of any
+/// product ([`earliest_cutoff`]).
+fn overdue(now: u8, default: u8, cutoff: u8) -> String {
+    format!(
+        "s.last_heartbeat_at < ${cutoff} AND s.last_heartbeat_at
+           < ${now} - make_interval(secs => 2 * coalesce(p.heartbeat_interval_secs, ${default}))"
+    )
+}
+
+/// The newest heartbeat time any open session may be overdue with at `now`:
+/// the deadline of the shortest interval, a product's or `default_interval`.
+async fn earliest_cutoff(
+    db: impl PgExecutor<'_>,
+    default_interval: u32,
+    now: OffsetDateTime,
+) -> DomainResult<OffsetDateTime> {
+    // `least` skips a NULL minimum: no product sets its own interval.
+    let shortest: i32 =
+        sqlx::query_scalar("SELECT least($1, min(heartbeat_interval_secs)) FROM products")
+            .bind(default_interval as i32)
+            .fetch_one(db)
+            .await?;
+    Ok(now - heartbeat_deadline(shortest as u32))
+}
+
 /// Ends every session past its [`heartbeat_deadline`]. Returns how many it
 /// ended.
-pub async fn reap(
-    pool: &PgPool,
-    heartbeat_interval_secs: u32,
-    now: OffsetDateTime,
-) -> DomainResult<u64> {
+pub async fn reap(pool: &PgPool, now: OffsetDateTime) -> DomainResult<u64> {
     let mut tx = pool.begin().await?;
-    let cutoff = now - heartbeat_deadline(heartbeat_interval_secs);
-    let ended: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE sessions SET ended_at = $2, end_reason = 'reaped'
-          WHERE ended_at IS NULL AND last_heartbeat_at < $1 RETURNING id",
-    )
-    .bind(cutoff)
+    let default_interval = settings::edge_config(&mut *tx)
+        .await?
+        .heartbeat_interval_secs;
+    let cutoff = earliest_cutoff(&mut *tx, default_interval, now).await?;
+    let ended: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "UPDATE sessions s SET ended_at = $1, end_reason = 'reaped'
+           FROM licenses l JOIN products p ON p.id = l.product_id
+          WHERE l.id = s.license_id AND s.ended_at IS NULL AND {}
+          RETURNING s.id",
+        overdue(1, 2, 3)
+    ))
     .bind(now)
+    .bind(default_interval as i32)
+    .bind(cutoff)
     .fetch_all(&mut *tx)
     .await?;
     session_ends::push_ended(&mut tx, &ended).await?;
@@ -295,17 +340,16 @@ pub struct OpenSession {
     pub last_heartbeat_at: OffsetDateTime,
     /// `None`: not started through an edge, or the edge is gone.
     pub edge_name: Option<String>,
+    /// Its product's, else the edge configuration's.
+    pub heartbeat_interval_secs: i32,
 }
 
 impl OpenSession {
     /// How long the session is past its [`heartbeat_deadline`], if it is:
     /// the reaper ends it at its next run.
-    pub fn overdue_by(
-        &self,
-        heartbeat_interval_secs: u32,
-        now: OffsetDateTime,
-    ) -> Option<Duration> {
-        let late = now - (self.last_heartbeat_at + heartbeat_deadline(heartbeat_interval_secs));
+    pub fn overdue_by(&self, now: OffsetDateTime) -> Option<Duration> {
+        let deadline = heartbeat_deadline(self.heartbeat_interval_secs as u32);
+        let late = now - (self.last_heartbeat_at + deadline);
         late.is_positive().then_some(late)
     }
 }
@@ -326,17 +370,22 @@ pub struct LivePage {
     pub overdue: i64,
 }
 
-/// What the monitor shows of a session; a statement adds its `WHERE`.
-const LIVE_SELECT: &str =
-    "SELECT s.id, s.license_id, l.key_prefix, p.name AS product_name, l.customer_id,
+/// What the monitor shows of a session, the edge configuration's interval
+/// bound as `${default_param}`; a statement adds its `WHERE`.
+fn live_select(default_param: u8) -> String {
+    format!(
+        "SELECT s.id, s.license_id, l.key_prefix, p.name AS product_name, l.customer_id,
         c.name AS customer_name, s.device_id, d.name AS device_name, host(s.ip) AS ip,
-        s.app_version, s.started_at, s.last_heartbeat_at, e.name AS edge_name
+        s.app_version, s.started_at, s.last_heartbeat_at, e.name AS edge_name,
+        coalesce(p.heartbeat_interval_secs, ${default_param}) AS heartbeat_interval_secs
    FROM sessions s
    JOIN licenses l ON l.id = s.license_id
    JOIN products p ON p.id = l.product_id
    LEFT JOIN customers c ON c.id = l.customer_id
    LEFT JOIN devices d ON d.id = s.device_id
-   LEFT JOIN edges e ON e.id = s.edge_id";
+   LEFT JOIN edges e ON e.id = s.edge_id"
+    )
+}
 
 const LIVE_FILTER: &str = "s.ended_at IS NULL AND ($1::int IS NULL OR l.product_id = $1)
      AND ($2::uuid IS NULL OR l.customer_id = $2)";
@@ -346,16 +395,18 @@ const LIVE_FILTER: &str = "s.ended_at IS NULL AND ($1::int IS NULL OR l.product_
 pub async fn live(
     pool: &PgPool,
     filter: LiveFilter,
-    heartbeat_interval_secs: u32,
     now: OffsetDateTime,
     limit: u32,
 ) -> DomainResult<LivePage> {
+    let default_interval = settings::edge_config(pool).await?.heartbeat_interval_secs;
     let sessions = sqlx::query_as(&format!(
-        "{LIVE_SELECT} WHERE {LIVE_FILTER} ORDER BY s.started_at DESC, s.id LIMIT $3"
+        "{} WHERE {LIVE_FILTER} ORDER BY s.started_at DESC, s.id LIMIT $3",
+        live_select(4)
     ))
     .bind(filter.product_id)
     .bind(filter.customer_id)
     .bind(i64::from(limit))
+    .bind(default_interval as i32)
     .fetch_all(pool)
     .await?;
     // Unfiltered, the open sessions' partial index answers alone: 2 ms at
@@ -365,12 +416,24 @@ pub async fn live(
     } else {
         format!("sessions s JOIN licenses l ON l.id = s.license_id WHERE {LIVE_FILTER}")
     };
-    let (total, overdue): (i64, i64) = sqlx::query_as(&format!(
-        "SELECT count(*), count(*) FILTER (WHERE s.last_heartbeat_at < $3) FROM {counted}"
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {counted}"))
+        .bind(filter.product_id)
+        .bind(filter.customer_id)
+        .fetch_one(pool)
+        .await?;
+    // Overdue sessions are few: the cutoff leaves the join only them.
+    let cutoff = earliest_cutoff(pool, default_interval, now).await?;
+    let overdue: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM sessions s JOIN licenses l ON l.id = s.license_id
+           JOIN products p ON p.id = l.product_id
+          WHERE {LIVE_FILTER} AND {}",
+        overdue(3, 4, 5)
     ))
     .bind(filter.product_id)
     .bind(filter.customer_id)
-    .bind(now - heartbeat_deadline(heartbeat_interval_secs))
+    .bind(now)
+    .bind(default_interval as i32)
+    .bind(cutoff)
     .fetch_one(pool)
     .await?;
     Ok(LivePage {
@@ -382,10 +445,13 @@ pub async fn live(
 
 /// Those of `ids` that are still open, newest first.
 pub async fn live_among(pool: &PgPool, ids: &[Uuid]) -> DomainResult<Vec<OpenSession>> {
+    let default_interval = settings::edge_config(pool).await?.heartbeat_interval_secs;
     Ok(sqlx::query_as(&format!(
-        "{LIVE_SELECT} WHERE s.id = ANY($1) AND s.ended_at IS NULL ORDER BY s.started_at DESC, s.id"
+        "{} WHERE s.id = ANY($1) AND s.ended_at IS NULL ORDER BY s.started_at DESC, s.id",
+        live_select(2)
     ))
     .bind(ids)
+    .bind(default_interval as i32)
     .fetch_all(pool)
     .await?)
 }

@@ -1,20 +1,36 @@
 //! Settings kept in the `settings` table. Today one: the edge configuration
-//! published in every snapshot (`edge_config`), read by
-//! [`snapshot::edge_config`] and changed here, audited and published so the
-//! next delta carries it to every edge.
+//! published in every snapshot (`edge_config`), read and changed here; a
+//! change is audited and published so the next delta carries it to every
+//! edge. Control decides by the same values: a session's heartbeat interval
+//! and a lease's grace fall back to it when the product does not set them.
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
 use latchkey_shared::snapshot::EdgeConfig;
 
 use super::audit::{self, Change, to_json};
 use super::outbox::EntityKind;
-use super::snapshot;
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 
 /// The key the edge configuration is stored under.
 pub const EDGE_CONFIG_KEY: &str = "edge_config";
+
+/// The edge settings stored in `settings` under `edge_config`, or the
+/// defaults; read by a pool or inside a caller's transaction.
+pub async fn edge_config(db: impl PgExecutor<'_>) -> DomainResult<EdgeConfig> {
+    let stored: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'edge_config'")
+            .fetch_optional(db)
+            .await?;
+    stored
+        .map(|value| {
+            serde_json::from_value(value)
+                .map_err(|e| DomainError::Internal(format!("edge_config: {e}")))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
 
 /// Each field of [`EdgeConfig`] with its inclusive bounds: `(field, min, max)`.
 pub const EDGE_CONFIG_BOUNDS: [(&str, u32, u32); 5] = [
@@ -52,7 +68,7 @@ pub async fn set_edge_config(
     if let Some((field, message)) = edge_config_problems(config).into_iter().next() {
         return Err(DomainError::invalid(field, message));
     }
-    let before = snapshot::edge_config(pool).await?;
+    let before = edge_config(pool).await?;
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO settings (key, value) VALUES ($1, $2)

@@ -8,13 +8,13 @@ use futures_util::TryStreamExt;
 use latchkey_shared::SigningKeyPair;
 use latchkey_shared::fingerprint::DeviceDigest;
 use latchkey_shared::snapshot::{
-    EdgeConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy, SnapshotBuilder, UsageLimit,
+    LicenseEntry, LicenseKind, LicenseStatus, Policy, SnapshotBuilder, UsageLimit,
 };
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{flags, products, sessions};
+use super::{flags, products, sessions, settings};
 use crate::error::{DomainError, DomainResult};
 
 /// How long an exported snapshot file stays valid: an air-gapped edge is
@@ -67,21 +67,6 @@ pub(crate) const LICENSES_BY_ID: &str = "SELECT l.id, l.key_hash, l.status, l.ki
                        WHERE license_id = l.id AND status = 'active'), '{}') AS digests
        FROM licenses l WHERE l.id = ANY($1)";
 
-/// The edge settings stored in `settings` under `edge_config`, or the defaults.
-pub async fn edge_config(pool: &PgPool) -> DomainResult<EdgeConfig> {
-    let stored: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'edge_config'")
-            .fetch_optional(pool)
-            .await?;
-    stored
-        .map(|value| {
-            serde_json::from_value(value)
-                .map_err(|e| DomainError::Internal(format!("edge_config: {e}")))
-        })
-        .transpose()
-        .map(Option::unwrap_or_default)
-}
-
 /// Builds, signs and records the next full snapshot.
 /// A full snapshot of the database, valid `valid_secs` from `now`: past
 /// that, an edge holding it stops vouching for any license.
@@ -91,7 +76,7 @@ pub async fn build_full(
     now: OffsetDateTime,
     valid_secs: i64,
 ) -> DomainResult<BuiltSnapshot> {
-    let config = edge_config(pool).await?;
+    let config = settings::edge_config(pool).await?;
     let expected: i64 = sqlx::query_scalar("SELECT count(*) FROM licenses")
         .fetch_one(pool)
         .await?;

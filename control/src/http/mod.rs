@@ -18,6 +18,7 @@ pub mod audit;
 pub mod auth;
 pub mod customers;
 pub mod devices;
+pub mod edges;
 pub mod error;
 pub mod extract;
 pub mod flags;
@@ -78,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(resources::router())
         .merge(products::router())
         .merge(flags::router())
+        .merge(edges::router())
         .merge(audit::router());
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(API_PREFIX, api)

@@ -44,6 +44,7 @@ pub const BEARER: &str = "bearer";
         (name = "resources", description = "Pools of domains, IP addresses and phone numbers allocated to licenses"),
         (name = "products", description = "Products, their releases and the version check"),
         (name = "flags", description = "Feature flags, global or per product"),
+        (name = "edges", description = "Enrolled edges and the edge configuration every snapshot carries"),
         (name = "audit", description = "Who changed what, when: read and export"),
     )
 )]

@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::db::products::{self, NewProduct, NewRelease, Product, ProductUpdate, Release};
+use crate::db::products::{
+    self, ClientConfig, NewProduct, NewRelease, Product, ProductUpdate, Release,
+};
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Products, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
@@ -61,6 +63,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product, update_product))
+        .routes(routes!(get_client_config, set_client_config))
         .routes(routes!(list_releases, add_release))
         .routes(routes!(get_release))
         .routes(routes!(publish_release))
@@ -156,6 +159,52 @@ pub async fn update_product(
     }
     Ok(Json(
         products::update(&state.pool, &auth.ctx, id, &request).await?,
+    ))
+}
+
+/// What the product's client applications read besides their license, as
+/// edges answer it at `POST /api/license/config`.
+#[utoipa::path(
+    get,
+    path = "/products/{id}/client-config",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id")),
+    security(("bearer" = ["products:read"])),
+    responses(
+        (status = 200, description = "The product's client configuration", body = ClientConfig),
+        Guarded, PathErrors,
+    )
+)]
+pub async fn get_client_config(
+    _auth: Auth<Read<Products>>,
+    State(state): State<ApiState>,
+    Path(id): Path<i32>,
+) -> ApiResult<Json<ClientConfig>> {
+    Ok(Json(products::client_config(&state.pool, id).await?))
+}
+
+/// Replaces the client configuration whole; audited, and edges answer the
+/// new one from the next snapshot.
+#[utoipa::path(
+    put,
+    path = "/products/{id}/client-config",
+    tag = "products",
+    params(("id" = i32, Path, description = "The product's id")),
+    request_body = ClientConfig,
+    security(("bearer" = ["products:write"])),
+    responses(
+        (status = 200, description = "The stored client configuration", body = ClientConfig),
+        Guarded, PathErrors, BodyErrors,
+    )
+)]
+pub async fn set_client_config(
+    auth: Auth<Write<Products>>,
+    State(state): State<ApiState>,
+    Path(id): Path<i32>,
+    Json(request): Json<ClientConfig>,
+) -> ApiResult<Json<ClientConfig>> {
+    Ok(Json(
+        products::set_client_config(&state.pool, &auth.ctx, id, &request).await?,
     ))
 }
 

@@ -25,17 +25,11 @@ use calls::Deciders;
 use crate::db::devices::LeaseIssuer;
 use crate::db::sessions::SessionSettings;
 
-/// The offline grace of a lease when the license does not set one: the
-/// product's 7 days.
-pub const DEFAULT_GRACE_SECS: i64 = 7 * 86_400;
-
 /// What the link needs to run.
 #[derive(Debug, Clone)]
 pub struct LinkSettings {
     pub listen: SocketAddr,
     pub signer: SigningKeyPair,
-    pub default_grace_secs: i64,
-    pub heartbeat_interval_secs: u32,
     pub session_token_ttl_secs: i64,
     pub publisher: publisher::PublisherSettings,
 }
@@ -99,11 +93,9 @@ pub fn start(pool: PgPool, dir: &Path, settings: LinkSettings) -> anyhow::Result
             pool: pool.clone(),
             issuer: LeaseIssuer {
                 signer: settings.signer.clone(),
-                default_grace_secs: settings.default_grace_secs,
             },
             sessions: SessionSettings {
                 signer: settings.signer.clone(),
-                heartbeat_interval_secs: settings.heartbeat_interval_secs,
                 token_ttl_secs: settings.session_token_ttl_secs,
             },
             trusted,

@@ -20,7 +20,7 @@ use super::form::Form;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
 use crate::db::edges::{self, Edge};
-use crate::db::{publish, settings, snapshot};
+use crate::db::{publish, settings};
 use crate::error::DomainError;
 use crate::panel::PanelState;
 
@@ -196,7 +196,7 @@ async fn render(
         .collect();
     let config = match config {
         Some(fields) => fields,
-        None => ConfigFields::of(&snapshot::edge_config(&state.pool).await?),
+        None => ConfigFields::of(&settings::edge_config(&state.pool).await?),
     };
     Ok(EdgesPage {
         layout: Layout::new(viewer, "Edges", "/settings"),

@@ -63,9 +63,6 @@ pub struct PanelState {
     pub secrets: Arc<Secrets>,
     pub config: Arc<PanelConfig>,
     pub guard: Arc<LoginGuard>,
-    /// The sessions' heartbeat interval, as the reaper uses it: the live
-    /// monitor marks a session overdue by the reaper's rule.
-    pub heartbeat_interval_secs: u32,
 }
 
 impl PanelState {
@@ -98,8 +95,6 @@ impl PanelState {
             secrets: Arc::new(config.secrets()?),
             config: Arc::new(config.panel.clone()),
             guard: Arc::new(guard),
-            heartbeat_interval_secs: u32::try_from(config.heartbeat_interval_secs)
-                .unwrap_or(u32::MAX),
         })
     }
 }

@@ -209,7 +209,7 @@ pub async fn confirm(
         gone: selection.ids.len() - open.len(),
         rows: open
             .into_iter()
-            .map(|session| row(session, &state, OffsetDateTime::now_utc()))
+            .map(|session| row(session, OffsetDateTime::now_utc()))
             .collect(),
         back: with_query("/sessions", &filter_query(&filter)),
         product: selection.product,
@@ -289,20 +289,13 @@ impl Selection {
 
 async fn live(state: &PanelState, filter: LiveFilter, is_admin: bool) -> DomainResult<Live> {
     let now = OffsetDateTime::now_utc();
-    let page = sessions::live(
-        &state.pool,
-        filter,
-        state.heartbeat_interval_secs,
-        now,
-        SHOWN,
-    )
-    .await?;
+    let page = sessions::live(&state.pool, filter, now, SHOWN).await?;
     Ok(Live {
         more: page.total - page.sessions.len() as i64,
         rows: page
             .sessions
             .into_iter()
-            .map(|session| row(session, state, now))
+            .map(|session| row(session, now))
             .collect(),
         total: page.total,
         overdue: page.overdue,
@@ -311,16 +304,14 @@ async fn live(state: &PanelState, filter: LiveFilter, is_admin: bool) -> DomainR
     })
 }
 
-fn row(session: OpenSession, state: &PanelState, now: OffsetDateTime) -> Row {
+fn row(session: OpenSession, now: OffsetDateTime) -> Row {
     let device = match (&session.device_name, session.device_id) {
         (Some(name), _) => name.clone(),
         (None, Some(id)) => format!("device {}", &id.simple().to_string()[..8]),
         (None, None) => "—".to_owned(),
     };
     Row {
-        overdue: session
-            .overdue_by(state.heartbeat_interval_secs, now)
-            .map(elapsed),
+        overdue: session.overdue_by(now).map(elapsed),
         device,
         session,
     }

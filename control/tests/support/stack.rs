@@ -153,8 +153,6 @@ pub fn start_link(
         LinkSettings {
             listen,
             signer,
-            default_grace_secs: link::DEFAULT_GRACE_SECS,
-            heartbeat_interval_secs: 900,
             session_token_ttl_secs: 86_400,
             publisher: link::publisher::PublisherSettings::default(),
         },

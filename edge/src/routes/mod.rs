@@ -4,6 +4,7 @@
 //! state-changing ones validate their input and answer `503
 //! CONTROL_UNAVAILABLE` until the link to control carries them.
 
+mod client_config;
 mod forwarded;
 mod health;
 mod openapi;
@@ -80,6 +81,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/api/license/verify", post(verify::verify))
         .route("/api/license/info/{license_key}", get(verify::info))
+        .route("/api/license/config", post(client_config::config))
         .route("/api/version/check", post(version::check))
         .route("/api/version/latest", get(version::latest))
         .route("/api/license/session/heartbeat", post(session::heartbeat))

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
     paths(
         super::verify::verify,
         super::verify::info,
+        super::client_config::config,
         super::version::check,
         super::version::latest,
         super::session::heartbeat,

@@ -99,7 +99,11 @@ pub async fn heartbeat(
     }
     Ok(axum::Json(HeartbeatResponse {
         session_id: claims.session_id,
-        next_heartbeat_secs: snapshot.config().heartbeat_interval_secs,
+        next_heartbeat_secs: snapshot
+            .product(license.product_id())
+            .map_or(snapshot.config().heartbeat_interval_secs, |p| {
+                p.heartbeat_interval_secs(snapshot.config())
+            }),
         expires_at: claims.expires_at,
     }))
 }

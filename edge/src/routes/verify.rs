@@ -129,6 +129,10 @@ pub fn decide(
     let Some(license) = license else {
         return refuse(answer, ErrorCode::LicenseNotFound);
     };
+    let product = snapshot.product(license.product_id());
+    if let Some(product) = product {
+        answer.heartbeat_interval_secs = product.heartbeat_interval_secs(snapshot.config());
+    }
     answer.status = Some(license.status());
     answer.expires_at = license.valid_until();
     match license.status() {
@@ -142,7 +146,6 @@ pub fn decide(
     if license.valid_until().is_some_and(|until| until <= now) {
         return refuse(answer, ErrorCode::LicenseExpired);
     }
-    let product = snapshot.product(license.product_id());
     if let Some(slug) = &request.product
         && product.is_none_or(|p| &p.slug != slug)
     {

@@ -23,7 +23,7 @@ use latchkey_edge::snapshots::SnapshotStore;
 use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::snapshot::{
     ChannelRelease, EdgeConfig as SnapshotConfig, LicenseEntry, LicenseKind, LicenseStatus, Policy,
-    Product, RevokedSession, SnapshotBuilder,
+    Product, ProductClientConfig, RevokedSession, SnapshotBuilder,
 };
 use latchkey_shared::token::SessionClaims;
 use latchkey_shared::{LicenseKey, SigningKeyPair, TrustedKeys};
@@ -134,6 +134,18 @@ pub fn write_snapshot_valid_for(
                 download_url: None,
                 published_at: now(),
             }],
+            // Studio's clients heartbeat every 5 minutes and carry settings
+            // of the vendor's; the other product takes the edge's defaults.
+            client: if id == 1 {
+                ProductClientConfig {
+                    heartbeat_interval_secs: Some(300),
+                    grace_period_secs: Some(86_400),
+                    features: vec!["export".into(), "sync".into()],
+                    settings_json: r#"{"theme":"dark","max_projects":5}"#.into(),
+                }
+            } else {
+                ProductClientConfig::default()
+            },
         });
     }
     builder.revoke_session(RevokedSession {

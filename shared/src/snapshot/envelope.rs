@@ -29,9 +29,10 @@ use super::body::{ArchivedDeltaBody, ArchivedFullBody, DeltaBody};
 use crate::signing::{KeyId, SigningKeyPair, TrustedKeys};
 
 pub const MAGIC: &[u8; 8] = b"LTCHSNAP";
-/// 2: device digests carry the machine id (28 bytes, were 24). An edge
-/// refuses another format, cached or received, and waits for a full one.
-pub const FORMAT_VERSION: u16 = 2;
+/// 2: device digests carry the machine id (28 bytes, were 24). 3: products
+/// carry their client configuration. An edge refuses another format, cached
+/// or received, and waits for a full one.
+pub const FORMAT_VERSION: u16 = 3;
 const SIGNED_LEN: usize = 96;
 pub const HEADER_LEN: usize = SIGNED_LEN + 64;
 const KIND_FULL: u8 = 1;

@@ -27,6 +27,6 @@ pub use envelope::{
 };
 pub use model::{
     ChannelRelease, EdgeConfig, FeatureFlag, LicenseEntry, LicenseKind, LicenseStatus, Policy,
-    Product, RevokedSession, UsageLimit, flags_on,
+    Product, ProductClientConfig, RevokedSession, UsageLimit, flags_on,
 };
 pub use state::{LicenseView, SnapshotState};

@@ -128,6 +128,54 @@ pub struct Product {
     /// Versions below this one are refused (`VERSION_NOT_ALLOWED`).
     pub min_allowed_version: Option<String>,
     pub channels: Vec<ChannelRelease>,
+    pub client: ProductClientConfig,
+}
+
+/// What a product's client applications read besides their license
+/// (`POST /api/product/config` at an edge).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Archive, RkyvSerialize, RkyvDeserialize,
+)]
+pub struct ProductClientConfig {
+    /// `None`: the edge configuration's.
+    pub heartbeat_interval_secs: Option<u32>,
+    /// `None`: the edge configuration's; a license's own grace overrides it.
+    pub grace_period_secs: Option<u32>,
+    /// The catalogue of feature names licenses of the product may carry.
+    pub features: Vec<String>,
+    /// The vendor's own settings, a JSON object as text: rkyv has no JSON
+    /// value, and an edge hands it on without reading it.
+    pub settings_json: String,
+}
+
+/// Nothing of the product's own: the edge configuration's intervals, no
+/// features, no settings.
+impl Default for ProductClientConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: None,
+            grace_period_secs: None,
+            features: Vec::new(),
+            settings_json: "{}".to_owned(),
+        }
+    }
+}
+
+impl Product {
+    /// How often a client of this product heartbeats under `config`.
+    pub fn heartbeat_interval_secs(&self, config: &EdgeConfig) -> u32 {
+        self.client
+            .heartbeat_interval_secs
+            .unwrap_or(config.heartbeat_interval_secs)
+    }
+
+    /// How long a license of this product may run offline: the license's
+    /// own grace, else the product's, else `config`'s.
+    pub fn grace_period_secs(&self, license_grace: Option<u32>, config: &EdgeConfig) -> u32 {
+        license_grace
+            .or(self.client.grace_period_secs)
+            .unwrap_or(config.grace_period_secs)
+    }
 }
 
 #[derive(

@@ -25,6 +25,7 @@ use crate::db::licenses::{
     MIN_SEAT_CHANGE_WINDOW_SECS,
 };
 use crate::db::resources::{MAX_ALLOCATION, MAX_BULK_VALUES, ResourceKind};
+use crate::db::settings::EDGE_CONFIG_BOUNDS;
 use crate::http::API_PREFIX;
 use crate::http::audit::MAX_FILTER_CHARS;
 use crate::http::licenses::KEY_PREFIX_MAX_CHARS;
@@ -192,6 +193,23 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
         ("ReleaseResource", "quarantine_until", example(FUTURE)),
         ("CreateLicenses", "product_id", Rule::Example(1.into())),
     ];
+    for (field, min, max) in EDGE_CONFIG_BOUNDS {
+        rules.push((
+            "EdgeSettings",
+            field,
+            integer(i64::from(min), u64::from(max)),
+        ));
+    }
+    rules.extend([
+        (
+            "ClientConfig",
+            "heartbeat_interval_secs",
+            integer(10, 86_400),
+        ),
+        ("ClientConfig", "grace_period_secs", integer(0, 90 * 86_400)),
+        ("ClientConfig", "features", features()),
+        ("ClientConfig", "settings", Rule::Object { nullable: false }),
+    ]);
     for schema in ["CreateCustomer", "UpdateCustomer"] {
         rules.extend([
             (schema, "name", name(NAME_MAX_CHARS)),
@@ -219,15 +237,7 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
                     MAX_SEAT_CHANGE_WINDOW_SECS as u64,
                 ),
             ),
-            (
-                schema,
-                "features",
-                Rule::List {
-                    items: Box::new(text("^[a-z0-9_.-]{1,64}$", 1, 64)),
-                    min: 0,
-                    max: Some(64),
-                },
-            ),
+            (schema, "features", features()),
             (
                 schema,
                 "usage_limits",
@@ -385,6 +395,15 @@ fn license_kinds() -> Vec<String> {
         .map_while(LicenseKind::from_u8)
         .map(|kind| kind.as_str().to_owned())
         .collect()
+}
+
+/// A license's or a product's feature names (`licenses::check_features`).
+fn features() -> Rule {
+    Rule::List {
+        items: Box::new(text("^[a-z0-9_.-]{1,64}$", 1, 64)),
+        min: 0,
+        max: Some(64),
+    }
 }
 
 fn example(text: &str) -> Rule {
