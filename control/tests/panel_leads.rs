@@ -425,7 +425,7 @@ async fn a_stale_note_edit_is_a_conflict_that_shows_the_current_text(pool: PgPoo
     let conflict = part(&stale.body, "id=\"note-conflict\"", "</form>");
     for shown in [
         "Not saved: someone changed the note first.",
-        "the note changed since version 1: it is at version 2",
+        "You started from version 1; it is at version 2 now.",
         "id=\"conflict-current\">Ausschreibung im Juni</blockquote>",
         "name=\"base\" value=\"2\"",
         "Ausschreibung im Juli, mit Budget</textarea>",
@@ -457,7 +457,7 @@ async fn a_stale_note_edit_is_a_conflict_that_shows_the_current_text(pool: PgPoo
     assert!(page.body.contains("1 deleted note(s)"));
     let late = edit(&mut client, &csrf, &id, "2", "too late").await;
     assert_eq!(late.status, StatusCode::CONFLICT);
-    assert!(late.body.contains("It was deleted meanwhile"));
+    assert!(late.body.contains("Not saved: the note was deleted meanwhile."));
     assert!(late.body.contains("id=\"conflict-entered\">too late</blockquote>"));
     assert_eq!(
         actions(&pool).await,

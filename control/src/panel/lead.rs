@@ -73,7 +73,8 @@ pub struct NoteConflict {
     pub note_id: Uuid,
     /// "saved" or "deleted".
     pub verb: &'static str,
-    pub message: String,
+    /// The version the refused edit or delete was based on.
+    pub base: i32,
     pub current: Option<NoteView>,
     pub entered: String,
 }
@@ -380,7 +381,12 @@ pub async fn edit_note(
     match saved {
         Ok(_) => Ok(Redirect::to(&format!("/leads/{institution_id}#note-{id}")).into_response()),
         Err(error @ DomainError::Conflict { .. }) => {
-            note_conflict(&admin, &state, institution_id, id, "saved", error, form.body).await
+            let refused = Refused {
+                verb: "saved",
+                base,
+                error,
+            };
+            note_conflict(&admin, &state, institution_id, id, refused, form.body).await
         }
         Err(error) => {
             let entered = HashMap::from([("body", form.body)]);
@@ -402,8 +408,12 @@ pub async fn delete_note(
     match leads::delete_note(&state.pool, &admin.ctx, id, base).await {
         Ok(()) => Ok(Redirect::to(&format!("/leads/{institution_id}#notes")).into_response()),
         Err(error @ DomainError::Conflict { .. }) => {
-            note_conflict(&admin, &state, institution_id, id, "deleted", error, String::new())
-                .await
+            let refused = Refused {
+                verb: "deleted",
+                base,
+                error,
+            };
+            note_conflict(&admin, &state, institution_id, id, refused, String::new()).await
         }
         Err(error) => Err(error.into()),
     }
@@ -628,6 +638,13 @@ async fn after(
     Ok(refused(&error, page))
 }
 
+/// An edit or delete refused for its stale base.
+struct Refused {
+    verb: &'static str,
+    base: i32,
+    error: DomainError,
+}
+
 /// The page again with the conflict: the note's current text and the one
 /// not saved, 409.
 async fn note_conflict(
@@ -635,23 +652,22 @@ async fn note_conflict(
     state: &PanelState,
     institution_id: Uuid,
     id: Uuid,
-    verb: &'static str,
-    error: DomainError,
+    refused: Refused,
     entered: String,
 ) -> PanelResult<Response> {
     let mut page = lead_page(admin, state, institution_id).await?;
     let current = page.notes.iter().position(|view| view.note.id == id);
     page.conflict = Some(NoteConflict {
         note_id: id,
-        verb,
-        message: error.to_body().message,
+        verb: refused.verb,
+        base: refused.base,
         // Shown in the conflict's box, so taken out of the timeline.
         current: current.map(|i| page.notes.remove(i)),
         entered,
     });
     Ok((
         StatusCode::CONFLICT,
-        [(X_ERROR_CODE, error.code().as_str())],
+        [(X_ERROR_CODE, refused.error.code().as_str())],
         page,
     )
         .into_response())
