@@ -78,9 +78,17 @@ async fn a_lead_from_first_contact_to_customer(pool: PgPool) {
     fill(&browser, "#extra", "{\"pupils\": 900}").await;
     click(&browser, "#institution-submit").await;
     let refusal = text(&browser, "#website-error").await;
-    assert!(refusal.contains("must be an address like https://example.org"), "{refusal}");
+    assert!(
+        refusal.contains("must be an address like https://example.org"),
+        "{refusal}"
+    );
     assert_eq!(
-        find(&browser, "#city").await.prop("value").await.unwrap().as_deref(),
+        find(&browser, "#city")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("Köln"),
         "what was typed is kept"
     );
@@ -122,7 +130,10 @@ async fn a_lead_from_first_contact_to_customer(pool: PgPool) {
     let jonas = id_of(&pool, sql, "Jonas Weber").await;
     add_phone(&browser, anna, "0221 123", "office", false).await;
     let refused = text(&browser, &format!("#detail-new-{anna}-value-error")).await;
-    assert!(refused.contains("Phone: must be an international number"), "{refused}");
+    assert!(
+        refused.contains("Phone: must be an international number"),
+        "{refused}"
+    );
     scroll_to(&browser, &format!("#contact-{anna}")).await;
     screenshot(&browser, "lead_phone_refused.png").await;
     let value = find(&browser, &format!("#contact-{anna} .detail-value-input")).await;
@@ -197,7 +208,11 @@ async fn a_lead_from_first_contact_to_customer(pool: PgPool) {
     let inserted: Vec<String> = words(&browser, "#version-2 .version-diff ins").await;
     assert_eq!(deleted, ["tablets", "summer."], "{inserted:?}");
     assert_eq!(inserted, ["laptops", "autumn."]);
-    assert!(text(&browser, "#version-1").await.contains("The first version"));
+    assert!(
+        text(&browser, "#version-1")
+            .await
+            .contains("The first version")
+    );
     screenshot(&browser, "lead_note_history.png").await;
     click(&browser, "#compare-submit").await;
     let chosen = text(&browser, "#comparison").await;
@@ -299,7 +314,12 @@ async fn a_lead_from_first_contact_to_customer(pool: PgPool) {
     click(&browser, "#convert").await;
     arrives(&browser, &format!("/leads/{lead}/convert")).await;
     assert_eq!(
-        find(&browser, "#name").await.prop("value").await.unwrap().as_deref(),
+        find(&browser, "#name")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("Gymnasium am Stadtpark")
     );
     screenshot(&browser, "lead_convert.png").await;
@@ -314,7 +334,10 @@ async fn a_lead_from_first_contact_to_customer(pool: PgPool) {
         .await
         .unwrap();
     arrives(&browser, &format!("/customers/{customer}")).await;
-    assert_eq!(text(&browser, "#customer-name").await, "Gymnasium am Stadtpark");
+    assert_eq!(
+        text(&browser, "#customer-name").await,
+        "Gymnasium am Stadtpark"
+    );
     screenshot(&browser, "lead_customer.png").await;
     browser.close().await.unwrap();
 }

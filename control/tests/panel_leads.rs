@@ -36,10 +36,7 @@ async fn institution(client: &mut Client, csrf: &str, fields: &[(&str, &str)]) -
     form.extend_from_slice(fields);
     let created = client.post("/leads", &form).await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
-    created
-        .location()
-        .trim_start_matches("/leads/")
-        .to_owned()
+    created.location().trim_start_matches("/leads/").to_owned()
 }
 
 async fn contact(client: &mut Client, csrf: &str, lead: &str, name: &str) -> String {
@@ -50,7 +47,12 @@ async fn contact(client: &mut Client, csrf: &str, lead: &str, name: &str) -> Str
         )
         .await;
     assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
-    added.location().rsplit("#contact-").next().unwrap().to_owned()
+    added
+        .location()
+        .rsplit("#contact-")
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 async fn detail(
@@ -117,13 +119,21 @@ async fn the_list_filters_and_the_create_form_refuses_at_each_field(pool: PgPool
     let empty = client.get("/leads").await;
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
     assert!(empty.body.contains("No leads yet."), "{}", empty.body);
+    assert!(
+        !empty.body.contains("is not yet in the panel"),
+        "the placeholder is gone"
+    );
     assert!(empty.body.contains("id=\"new-institution\""));
     let form = client.get("/leads/new").await;
     assert_eq!(form.status, StatusCode::OK);
     assert!(form.body.contains("id=\"institution-form\""));
 
     for (field, value, shown) in [
-        ("name", " ", "id=\"name-error\">Name must be 1 to 256 characters"),
+        (
+            "name",
+            " ",
+            "id=\"name-error\">Name must be 1 to 256 characters",
+        ),
         (
             "website",
             "uni-bonn.de",
@@ -139,8 +149,16 @@ async fn the_list_filters_and_the_create_form_refuses_at_each_field(pool: PgPool
             "[1, 2]",
             "id=\"extra-error\">More fields must be a JSON object",
         ),
-        ("stage", "sold", "id=\"stage-error\">Stage must be one of new"),
-        ("owner_id", "alice", "id=\"owner_id-error\">Owner is not an admin"),
+        (
+            "stage",
+            "sold",
+            "id=\"stage-error\">Stage must be one of new",
+        ),
+        (
+            "owner_id",
+            "alice",
+            "id=\"owner_id-error\">Owner is not an admin",
+        ),
         (
             "owner_id",
             "00000000-0000-0000-0000-000000000001",
@@ -168,7 +186,10 @@ async fn the_list_filters_and_the_create_form_refuses_at_each_field(pool: PgPool
             1,
             "only {field} is at fault"
         );
-        assert!(refused.body.contains("value=\"Bonn\""), "what was entered is kept");
+        assert!(
+            refused.body.contains("value=\"Bonn\""),
+            "what was entered is kept"
+        );
     }
     assert_eq!(actions(&pool).await, Vec::<String>::new());
 
@@ -226,25 +247,40 @@ async fn the_list_filters_and_the_create_form_refuses_at_each_field(pool: PgPool
             "{query}"
         );
         if expected == 0 {
-            assert!(filtered.body.contains("No institution matches these filters."));
+            assert!(
+                filtered
+                    .body
+                    .contains("No institution matches these filters.")
+            );
         }
     }
     let bad = client.get("/leads?stage=sold").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("id=\"stage-error\">Stage must be one of"));
     let bad = client.get("/leads?owner=bob").await;
-    assert!(bad.body.contains("id=\"owner-error\">Owner is not an admin"));
+    assert!(
+        bad.body
+            .contains("id=\"owner-error\">Owner is not an admin")
+    );
 
     // The edit form refuses at its field too, and saves.
     let refused = client
         .post(
             &format!("/leads/{bonn}"),
-            &[("_csrf", &csrf), ("name", "Uniklinik Bonn"), ("website", "ftp://x.de")],
+            &[
+                ("_csrf", &csrf),
+                ("name", "Uniklinik Bonn"),
+                ("website", "ftp://x.de"),
+            ],
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(refused.body.contains("id=\"website-error\""));
-    assert!(refused.body.contains("<details id=\"edit-institution\" open>"));
+    assert!(
+        refused
+            .body
+            .contains("<details id=\"edit-institution\" open>")
+    );
     let saved = client
         .post(
             &format!("/leads/{bonn}"),
@@ -258,7 +294,10 @@ async fn the_list_filters_and_the_create_form_refuses_at_each_field(pool: PgPool
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let page = client.get(&format!("/leads/{bonn}")).await;
     assert!(page.body.contains("Universitätsklinikum Bonn"));
-    assert!(page.body.contains("id=\"institution-owner\"><span class=\"muted\">no one"));
+    assert!(
+        page.body
+            .contains("id=\"institution-owner\"><span class=\"muted\">no one")
+    );
     assert_eq!(
         actions(&pool).await,
         [
@@ -297,9 +336,14 @@ async fn contacts_and_their_details_with_refusals_at_the_field(pool: PgPool) {
 
     let bad = detail(&mut client, &csrf, &anna, "phone", "0221 123456", false).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
-    let error = format!("id=\"detail-new-{anna}-value-error\">Phone: must be an international number like +49 30 1234567");
+    let error = format!(
+        "id=\"detail-new-{anna}-value-error\">Phone: must be an international number like +49 30 1234567"
+    );
     assert!(bad.body.contains(&error), "{}", bad.body);
-    assert!(bad.body.contains("value=\"0221 123456\""), "the number is kept");
+    assert!(
+        bad.body.contains("value=\"0221 123456\""),
+        "the number is kept"
+    );
     let bad = detail(&mut client, &csrf, &ben, "email", "ben-at-koeln", false).await;
     assert!(bad.body.contains(&format!(
         "id=\"detail-new-{ben}-value-error\">E-mail: must be an e-mail address"
@@ -311,14 +355,21 @@ async fn contacts_and_their_details_with_refusals_at_the_field(pool: PgPool) {
     }
     let again = detail(&mut client, &csrf, &anna, "phone", "+49221123456", false).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
-    assert!(again.body.contains("Phone: the contact has this one already"));
+    assert!(
+        again
+            .body
+            .contains("Phone: the contact has this one already")
+    );
     detail(&mut client, &csrf, &ben, "phone", "+49 221 999 000", true).await;
     detail(&mut client, &csrf, &ben, "email", "Ben.Kurz@Koeln.DE", true).await;
 
     let shown = client.get(&page).await;
     assert!(shown.body.contains("href=\"tel:+49221123456\""));
     assert!(shown.body.contains("href=\"mailto:Ben.Kurz@koeln.de\""));
-    assert_eq!(shown.body.matches("class=\"detail detail-phone\"").count(), 3);
+    assert_eq!(
+        shown.body.matches("class=\"detail detail-phone\"").count(),
+        3
+    );
     assert_eq!(shown.body.matches("★ primary").count(), 3);
 
     // The mobile becomes the primary: the mark moves.
@@ -330,12 +381,23 @@ async fn contacts_and_their_details_with_refusals_at_the_field(pool: PgPool) {
     let refused = client
         .post(
             &format!("/leads/details/{mobile}"),
-            &[("_csrf", &csrf), ("kind", "phone"), ("value", "+49 170"), ("label", "mobile")],
+            &[
+                ("_csrf", &csrf),
+                ("kind", "phone"),
+                ("value", "+49 170"),
+                ("label", "mobile"),
+            ],
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.body.contains(&format!("id=\"detail-{mobile}-value-error\">Phone: must be")));
-    assert!(refused.body.contains("<details class=\"inline-edit\" open>"));
+    assert!(refused.body.contains(&format!(
+        "id=\"detail-{mobile}-value-error\">Phone: must be"
+    )));
+    assert!(
+        refused
+            .body
+            .contains("<details class=\"inline-edit\" open>")
+    );
     let saved = client
         .post(
             &format!("/leads/details/{mobile}"),
@@ -358,27 +420,54 @@ async fn contacts_and_their_details_with_refusals_at_the_field(pool: PgPool) {
     .unwrap();
     assert_eq!(primaries, ["+491705550101"]);
     let deleted = client
-        .post(&format!("/leads/details/{mobile}/delete"), &[("_csrf", &csrf)])
+        .post(
+            &format!("/leads/details/{mobile}/delete"),
+            &[("_csrf", &csrf)],
+        )
         .await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
-    assert_eq!(client.post("/leads/details/x/delete", &[("_csrf", &csrf)]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        client
+            .post("/leads/details/x/delete", &[("_csrf", &csrf)])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // A note about Ben stays on the timeline once he is deleted.
-    note(&mut client, &csrf, &lead, &ben, "Ben prefers calls after 3pm").await;
+    note(
+        &mut client,
+        &csrf,
+        &lead,
+        &ben,
+        "Ben prefers calls after 3pm",
+    )
+    .await;
     let renamed = client
         .post(
             &format!("/leads/contacts/{ben}"),
-            &[("_csrf", &csrf), ("full_name", "Benedikt Kurz"), ("title", "IT")],
+            &[
+                ("_csrf", &csrf),
+                ("full_name", "Benedikt Kurz"),
+                ("title", "IT"),
+            ],
         )
         .await;
     assert_eq!(renamed.status, StatusCode::SEE_OTHER);
     let gone = client
-        .post(&format!("/leads/contacts/{ben}/delete"), &[("_csrf", &csrf)])
+        .post(
+            &format!("/leads/contacts/{ben}/delete"),
+            &[("_csrf", &csrf)],
+        )
         .await;
     assert_eq!(gone.status, StatusCode::SEE_OTHER);
     let shown = client.get(&page).await;
     assert!(!shown.body.contains("Benedikt Kurz"));
-    assert!(shown.body.contains("About <strong>a former contact</strong>"));
+    assert!(
+        shown
+            .body
+            .contains("About <strong>a former contact</strong>")
+    );
     assert!(shown.body.contains("Ben prefers calls after 3pm"));
     let foreign = client
         .post(
@@ -419,7 +508,14 @@ async fn a_stale_note_edit_is_a_conflict_that_shows_the_current_text(pool: PgPoo
     // Two people opened version 1; the first edit wins.
     let first = edit(&mut client, &csrf, &id, "1", "Ausschreibung im Juni").await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
-    let stale = edit(&mut client, &csrf, &id, "1", "Ausschreibung im Juli, mit Budget").await;
+    let stale = edit(
+        &mut client,
+        &csrf,
+        &id,
+        "1",
+        "Ausschreibung im Juli, mit Budget",
+    )
+    .await;
     assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
     assert_eq!(stale.error_code(), "CONFLICT");
     let conflict = part(&stale.body, "id=\"note-conflict\"", "</form>");
@@ -442,23 +538,45 @@ async fn a_stale_note_edit_is_a_conflict_that_shows_the_current_text(pool: PgPoo
     // An empty text is refused at the note's own form.
     let empty = edit(&mut client, &csrf, &id, "2", " ").await;
     assert_eq!(empty.status, StatusCode::BAD_REQUEST);
-    assert!(empty.body.contains("The note must be 1 to 20000 characters"));
-    assert!(empty.body.contains("<details class=\"inline-edit note-edit\" open>"));
+    assert!(
+        empty
+            .body
+            .contains("The note must be 1 to 20000 characters")
+    );
+    assert!(
+        empty
+            .body
+            .contains("<details class=\"inline-edit note-edit\" open>")
+    );
 
     // A stale delete is refused too; the right base makes a tombstone.
     let delete = format!("/leads/notes/{id}/delete");
-    let refused = client.post(&delete, &[("_csrf", &csrf), ("base", "1")]).await;
+    let refused = client
+        .post(&delete, &[("_csrf", &csrf), ("base", "1")])
+        .await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
-    assert!(refused.body.contains("Not deleted: someone changed the note first."));
-    let deleted = client.post(&delete, &[("_csrf", &csrf), ("base", "2")]).await;
+    assert!(
+        refused
+            .body
+            .contains("Not deleted: someone changed the note first.")
+    );
+    let deleted = client
+        .post(&delete, &[("_csrf", &csrf), ("base", "2")])
+        .await;
     assert_eq!(deleted.status, StatusCode::SEE_OTHER);
     let page = client.get(&format!("/leads/{lead}")).await;
     assert!(page.body.contains("id=\"no-notes\""));
     assert!(page.body.contains("1 deleted note(s)"));
     let late = edit(&mut client, &csrf, &id, "2", "too late").await;
     assert_eq!(late.status, StatusCode::CONFLICT);
-    assert!(late.body.contains("Not saved: the note was deleted meanwhile."));
-    assert!(late.body.contains("id=\"conflict-entered\">too late</blockquote>"));
+    assert!(
+        late.body
+            .contains("Not saved: the note was deleted meanwhile.")
+    );
+    assert!(
+        late.body
+            .contains("id=\"conflict-entered\">too late</blockquote>")
+    );
     assert_eq!(
         actions(&pool).await,
         [
@@ -474,8 +592,22 @@ async fn a_stale_note_edit_is_a_conflict_that_shows_the_current_text(pool: PgPoo
 async fn a_notes_history_diffs_each_version_and_two_chosen_ones(pool: PgPool) {
     let (mut client, csrf) = admin_client(&pool).await;
     let lead = institution(&mut client, &csrf, &[("name", "Klinikum Mitte")]).await;
-    let id = note(&mut client, &csrf, &lead, "", "Call Anna about the tender in May").await;
-    edit(&mut client, &csrf, &id, "1", "Call Anna Berg about the tender in June").await;
+    let id = note(
+        &mut client,
+        &csrf,
+        &lead,
+        "",
+        "Call Anna about the tender in May",
+    )
+    .await;
+    edit(
+        &mut client,
+        &csrf,
+        &id,
+        "1",
+        "Call Anna Berg about the tender in June",
+    )
+    .await;
     edit(&mut client, &csrf, &id, "2", "Anna Berg signed in June").await;
     client
         .post(
@@ -490,7 +622,10 @@ async fn a_notes_history_diffs_each_version_and_two_chosen_ones(pool: PgPool) {
     assert!(body.contains("4 version(s)"), "{body}");
     let v2 = part(body, "id=\"version-2\"", "</li>");
     assert!(v2.contains("alice"), "{v2}");
-    assert!(v2.contains("<ins>Berg </ins>") || v2.contains("<ins> Berg</ins>"), "{v2}");
+    assert!(
+        v2.contains("<ins>Berg </ins>") || v2.contains("<ins> Berg</ins>"),
+        "{v2}"
+    );
     assert!(v2.contains("<del>May</del><ins>June</ins>"), "{v2}");
     let v1 = part(body, "id=\"version-1\"", "</li>");
     assert!(v1.contains("The first version"), "{v1}");
@@ -510,7 +645,10 @@ async fn a_notes_history_diffs_each_version_and_two_chosen_ones(pool: PgPool) {
     assert!(only_to.body.contains("Version 1 → version 2"));
     let bad = client.get(&format!("/leads/notes/{id}?from=9&to=2")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body.contains("id=\"from-error\">From: must be a version from 1 to 4"));
+    assert!(
+        bad.body
+            .contains("id=\"from-error\">From: must be a version from 1 to 4")
+    );
     let missing = client
         .get("/leads/notes/00000000-0000-0000-0000-000000000000")
         .await;
@@ -527,7 +665,14 @@ async fn search_finds_an_old_version_of_a_note_and_says_where(pool: PgPool) {
     )
     .await;
     let anna = contact(&mut client, &csrf, &lead, "Anna Schmidt").await;
-    let id = note(&mut client, &csrf, &lead, &anna, "Sie fragt nach Mengenrabatten").await;
+    let id = note(
+        &mut client,
+        &csrf,
+        &lead,
+        &anna,
+        "Sie fragt nach Mengenrabatten",
+    )
+    .await;
     edit(&mut client, &csrf, &id, "1", "Angebot verschickt").await;
 
     // German stemming: "Mengenrabatt" finds "Mengenrabatten", in version 1 only.
@@ -554,12 +699,16 @@ async fn search_finds_an_old_version_of_a_note_and_says_where(pool: PgPool) {
     // Without JavaScript the form's GET shows the same hits on the page.
     let page = client.get("/leads?q=Mengenrabatt").await;
     assert!(page.body.contains("value=\"Mengenrabatt\""));
-    assert!(page.body.contains("a note about Anna Schmidt, version 1 of 2"));
-    let long = client
-        .get(&format!("/leads?q={}", "a".repeat(300)))
-        .await;
+    assert!(
+        page.body
+            .contains("a note about Anna Schmidt, version 1 of 2")
+    );
+    let long = client.get(&format!("/leads?q={}", "a".repeat(300))).await;
     assert_eq!(long.status, StatusCode::BAD_REQUEST);
-    assert!(long.body.contains("id=\"q-error\">Search must be 1 to 256 characters"));
+    assert!(
+        long.body
+            .contains("id=\"q-error\">Search must be 1 to 256 characters")
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -569,7 +718,12 @@ async fn the_board_moves_a_card_by_htmx_and_by_a_plain_form(pool: PgPool) {
     assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
     assert_eq!(empty.body.matches("class=\"column\"").count(), 6);
     assert_eq!(empty.body.matches("None.").count(), 6);
-    let lead = institution(&mut client, &csrf, &[("name", "Volkshochschule"), ("tags", "adult")]).await;
+    let lead = institution(
+        &mut client,
+        &csrf,
+        &[("name", "Volkshochschule"), ("tags", "adult")],
+    )
+    .await;
     institution(&mut client, &csrf, &[("name", "Musikschule")]).await;
 
     let board = client.get("/leads/board").await;
@@ -582,16 +736,28 @@ async fn the_board_moves_a_card_by_htmx_and_by_a_plain_form(pool: PgPool) {
         .send_with(
             Method::POST,
             &format!("/leads/{lead}/stage"),
-            Some(&[("_csrf", &csrf), ("stage", "contacted"), ("tag", "adult"), ("owner", "")]),
+            Some(&[
+                ("_csrf", &csrf),
+                ("stage", "contacted"),
+                ("tag", "adult"),
+                ("owner", ""),
+            ]),
             &[("hx-request", "true")],
         )
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
-    assert!(moved.body.starts_with("<div class=\"board\" id=\"board\""), "{}", moved.body);
+    assert!(
+        moved.body.starts_with("<div class=\"board\" id=\"board\""),
+        "{}",
+        moved.body
+    );
     assert!(!moved.body.contains("<html"), "a fragment");
     let contacted = part(&moved.body, "id=\"column-contacted\"", "</section>");
     assert!(contacted.contains("Volkshochschule"), "{contacted}");
-    assert!(!moved.body.contains("Musikschule"), "the tag filter is kept");
+    assert!(
+        !moved.body.contains("Musikschule"),
+        "the tag filter is kept"
+    );
     assert!(moved.body.contains("name=\"tag\" value=\"adult\""));
 
     let plain = client
@@ -601,19 +767,29 @@ async fn the_board_moves_a_card_by_htmx_and_by_a_plain_form(pool: PgPool) {
         )
         .await;
     assert_eq!(plain.status, StatusCode::SEE_OTHER);
-    assert_eq!(plain.location(), format!("/leads/board?tag=adult#card-{lead}"));
-    let stage: String = sqlx::query_scalar("SELECT stage FROM lead_institutions WHERE id = $1::uuid")
-        .bind(&lead)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        plain.location(),
+        format!("/leads/board?tag=adult#card-{lead}")
+    );
+    let stage: String =
+        sqlx::query_scalar("SELECT stage FROM lead_institutions WHERE id = $1::uuid")
+            .bind(&lead)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(stage, "lost");
     let bad = client
-        .post(&format!("/leads/{lead}/stage"), &[("_csrf", &csrf), ("stage", "sold")])
+        .post(
+            &format!("/leads/{lead}/stage"),
+            &[("_csrf", &csrf), ("stage", "sold")],
+        )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let same = client
-        .post(&format!("/leads/{lead}/stage"), &[("_csrf", &csrf), ("stage", "lost")])
+        .post(
+            &format!("/leads/{lead}/stage"),
+            &[("_csrf", &csrf), ("stage", "lost")],
+        )
         .await;
     assert_eq!(same.status, StatusCode::SEE_OTHER);
     assert_eq!(
@@ -633,21 +809,51 @@ async fn conversion_asks_first_then_links_the_customer(pool: PgPool) {
     let (mut client, csrf) = admin_client(&pool).await;
     let lead = institution(&mut client, &csrf, &[("name", "Klinikum Süd")]).await;
     let anna = contact(&mut client, &csrf, &lead, "Anna Berg").await;
-    detail(&mut client, &csrf, &anna, "email", "anna@klinikum-sued.de", false).await;
-    detail(&mut client, &csrf, &anna, "email", "it@klinikum-sued.de", true).await;
+    detail(
+        &mut client,
+        &csrf,
+        &anna,
+        "email",
+        "anna@klinikum-sued.de",
+        false,
+    )
+    .await;
+    detail(
+        &mut client,
+        &csrf,
+        &anna,
+        "email",
+        "it@klinikum-sued.de",
+        true,
+    )
+    .await;
 
     let confirm = client.get(&format!("/leads/{lead}/convert")).await;
     assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
-    assert!(confirm.body.contains("value=\"it@klinikum-sued.de\""), "the primary address");
-    assert!(confirm.body.contains("id=\"name\" name=\"name\" value=\"Klinikum Süd\""));
+    assert!(
+        confirm.body.contains("value=\"it@klinikum-sued.de\""),
+        "the primary address"
+    );
+    assert!(
+        confirm
+            .body
+            .contains("id=\"name\" name=\"name\" value=\"Klinikum Süd\"")
+    );
     let bad = client
         .post(
             &format!("/leads/{lead}/convert"),
-            &[("_csrf", &csrf), ("name", "Klinikum Süd"), ("email", "it-at-sued")],
+            &[
+                ("_csrf", &csrf),
+                ("name", "Klinikum Süd"),
+                ("email", "it-at-sued"),
+            ],
         )
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body.contains("id=\"email-error\">E-mail must be an e-mail address"));
+    assert!(
+        bad.body
+            .contains("id=\"email-error\">E-mail must be an e-mail address")
+    );
     let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
         .fetch_one(&pool)
         .await
@@ -675,9 +881,14 @@ async fn conversion_asks_first_then_links_the_customer(pool: PgPool) {
     assert!(page.body.contains(&format!(
         "id=\"converted-banner\">Converted: <a href=\"/customers/{customer}\""
     )));
-    assert!(page.body.contains(&format!("href=\"/customers/{customer}\" id=\"customer-link\"")));
+    assert!(page.body.contains(&format!(
+        "href=\"/customers/{customer}\" id=\"customer-link\""
+    )));
     assert!(page.body.contains("stage-won\">Won"));
-    assert!(!page.body.contains("id=\"convert\""), "no second conversion offered");
+    assert!(
+        !page.body.contains("id=\"convert\""),
+        "no second conversion offered"
+    );
     let later = client.get(&format!("/leads/{lead}")).await;
     assert!(!later.body.contains("converted-banner"));
     assert!(later.body.contains("id=\"customer-link\""));
@@ -733,7 +944,10 @@ async fn a_viewer_reads_leads_but_every_change_is_refused(pool: PgPool) {
             "class=\"move\"",
             "draggable",
         ] {
-            assert!(!page.body.contains(control), "no {control} on {uri} for a viewer");
+            assert!(
+                !page.body.contains(control),
+                "no {control} on {uri} for a viewer"
+            );
         }
     }
     let page = viewer.get(&format!("/leads/{lead}")).await;

@@ -223,7 +223,15 @@ pub async fn add_contact(
 ) -> PanelResult<Response> {
     let created = leads::create_contact(&state.pool, &admin.ctx, id, form.input()).await;
     let back = created.map(|contact| format!("/leads/{id}#contact-{}", contact.id));
-    after(&admin, &state, id, back, "contact-new".into(), form.entered()).await
+    after(
+        &admin,
+        &state,
+        id,
+        back,
+        "contact-new".into(),
+        form.entered(),
+    )
+    .await
 }
 
 pub async fn update_contact(
@@ -574,10 +582,10 @@ impl NoteView {
     fn of(note: Note, contacts: &[ContactView], names: &HashMap<Uuid, String>) -> Self {
         let about = match note.contact_id {
             None => "the institution".to_owned(),
-            Some(id) => contacts
-                .iter()
-                .find(|c| c.contact.id == id)
-                .map_or_else(|| "a former contact".to_owned(), |c| c.contact.full_name.clone()),
+            Some(id) => contacts.iter().find(|c| c.contact.id == id).map_or_else(
+                || "a former contact".to_owned(),
+                |c| c.contact.full_name.clone(),
+            ),
         };
         Self {
             about,
@@ -602,7 +610,10 @@ pub(super) fn author(names: &HashMap<Uuid, String>, id: Option<Uuid>) -> String 
 }
 
 /// The customer the institution became, if it still exists.
-async fn customer_of(state: &PanelState, institution: &Institution) -> PanelResult<Option<Customer>> {
+async fn customer_of(
+    state: &PanelState,
+    institution: &Institution,
+) -> PanelResult<Option<Customer>> {
     match institution.customer_id {
         Some(id) => Ok(Some(customers::get(&state.pool, id).await?)),
         None => Ok(None),
@@ -681,9 +692,7 @@ async fn subject(state: &PanelState, id: Uuid, about: &str) -> DomainResult<Note
     let not_here = || DomainError::invalid("about", "is not a contact of this institution");
     let contact_id: Uuid = about.parse().map_err(|_| not_here())?;
     match leads::get_contact(&state.pool, contact_id).await {
-        Ok(contact) if contact.contact.institution_id == id => {
-            Ok(NoteSubject::Contact(contact_id))
-        }
+        Ok(contact) if contact.contact.institution_id == id => Ok(NoteSubject::Contact(contact_id)),
         Ok(_) | Err(DomainError::NotFound(_)) => Err(not_here()),
         Err(error) => Err(error),
     }

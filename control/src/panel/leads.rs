@@ -554,7 +554,9 @@ async fn hits(state: &PanelState, q: &str) -> DomainResult<Vec<HitView>> {
                     None => Vec::new(),
                 };
                 let matched = hit.note_version.unwrap_or_default();
-                let about = contact.map(|name| format!(" about {name}")).unwrap_or_default();
+                let about = contact
+                    .map(|name| format!(" about {name}"))
+                    .unwrap_or_default();
                 ("note", note_place(&versions, matched, &about), {
                     let text = versions
                         .iter()

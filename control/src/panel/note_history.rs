@@ -172,7 +172,10 @@ pub async fn show(
 
 /// The two versions the query chose (a missing end: the one before `to`,
 /// or the newest), or `None` when it chose none.
-fn compare(history: &[NoteVersion], query: &CompareQuery) -> Result<Option<Comparison>, DomainError> {
+fn compare(
+    history: &[NoteVersion],
+    query: &CompareQuery,
+) -> Result<Option<Comparison>, DomainError> {
     let (from, to) = (query.from.trim(), query.to.trim());
     if from.is_empty() && to.is_empty() {
         return Ok(None);
