@@ -170,3 +170,54 @@
     htmx.config.responseHandling.unshift({ code: "422", swap: true, error: false });
   }
 })();
+
+// The leads board: a card (data-move="<its move URL>") dragged onto another
+// column (data-stage) posts the same request as its ← → buttons, through
+// htmx, whose answer is the board again. Without JavaScript the buttons work
+// as plain forms.
+(function () {
+  "use strict";
+  var dragged = null;
+  function column(event) {
+    return event.target.closest ? event.target.closest("#board [data-stage]") : null;
+  }
+  document.addEventListener("dragstart", function (event) {
+    var card = event.target.closest ? event.target.closest("[data-move]") : null;
+    if (!card) return;
+    dragged = card;
+    card.classList.add("dragging");
+    event.dataTransfer.effectAllowed = "move";
+    event.dataTransfer.setData("text/plain", card.id);
+  });
+  document.addEventListener("dragend", function () {
+    if (dragged) dragged.classList.remove("dragging");
+    dragged = null;
+    document.querySelectorAll(".drop-target").forEach(function (c) { c.classList.remove("drop-target"); });
+  });
+  document.addEventListener("dragover", function (event) {
+    var target = column(event);
+    if (!dragged || !target) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "move";
+    target.classList.add("drop-target");
+  });
+  document.addEventListener("dragleave", function (event) {
+    var target = column(event);
+    if (target && !target.contains(event.relatedTarget)) target.classList.remove("drop-target");
+  });
+  document.addEventListener("drop", function (event) {
+    var target = column(event);
+    if (!dragged || !target || !window.htmx) return;
+    event.preventDefault();
+    var card = dragged;
+    target.classList.remove("drop-target");
+    if (card.closest("[data-stage]") === target) return;
+    var form = card.querySelector("form.move");
+    htmx.ajax("POST", card.getAttribute("data-move"), {
+      source: form || card,
+      target: "#board",
+      swap: "outerHTML",
+      values: { stage: target.getAttribute("data-stage") }
+    });
+  });
+})();

@@ -33,6 +33,7 @@ mod contacts;
 mod details;
 mod institutions;
 mod notes;
+mod pipeline;
 mod search;
 
 pub use contacts::{
@@ -40,8 +41,8 @@ pub use contacts::{
     list_contacts, update_contact,
 };
 pub use details::{
-    Detail, DetailInput, DetailKind, add_detail, delete_detail, normalise_email, normalise_phone,
-    update_detail,
+    Detail, DetailInput, DetailKind, add_detail, delete_detail, get_detail, normalise_email,
+    normalise_phone, update_detail,
 };
 pub use institutions::{
     Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, convert_to_customer,
@@ -49,8 +50,9 @@ pub use institutions::{
 };
 pub use notes::{
     NOTE_MAX_CHARS, Note, NoteSubject, NoteVersion, add_note, delete_note, edit_note, get_note,
-    list_notes, note_history,
+    list_deleted_notes, list_notes, note_history,
 };
+pub use pipeline::{set_stage, stage_counts};
 pub use search::{Match, SearchHit, search};
 
 /// The admin an edit is attributed to, when an admin made it.

@@ -29,9 +29,12 @@ pub mod error;
 pub mod flags;
 pub mod form;
 pub mod guard;
+pub mod lead;
+pub mod leads;
 pub mod license;
 pub mod license_batch;
 pub mod licenses;
+pub mod note_history;
 pub mod pages;
 pub mod products;
 pub mod resources;
@@ -211,7 +214,26 @@ fn protected() -> Routes {
         .post("/flags/{id}", flags::update)
         .post("/flags/{id}/toggle", flags::toggle)
         .post("/flags/{id}/delete", flags::delete)
-        .get("/leads", pages::leads)
+        .get("/leads", leads::list)
+        .post("/leads", leads::create)
+        .get("/leads/search", leads::search)
+        .get("/leads/board", leads::board)
+        .get("/leads/new", leads::new_form)
+        .get("/leads/{id}", lead::show)
+        .post("/leads/{id}", lead::update)
+        .post("/leads/{id}/stage", leads::move_stage)
+        .get("/leads/{id}/convert", lead::convert_form)
+        .post("/leads/{id}/convert", lead::convert)
+        .post("/leads/{id}/contacts", lead::add_contact)
+        .post("/leads/{id}/notes", lead::add_note)
+        .post("/leads/contacts/{id}", lead::update_contact)
+        .post("/leads/contacts/{id}/delete", lead::delete_contact)
+        .post("/leads/contacts/{id}/details", lead::add_detail)
+        .post("/leads/details/{id}", lead::update_detail)
+        .post("/leads/details/{id}/delete", lead::delete_detail)
+        .get("/leads/notes/{id}", note_history::show)
+        .post("/leads/notes/{id}", lead::edit_note)
+        .post("/leads/notes/{id}/delete", lead::delete_note)
         .get("/monitoring", pages::monitoring)
         .get("/audit", audit::page)
         .get("/audit/export", audit::export)

@@ -94,10 +94,6 @@ fn not_yet(viewer: &Viewer, path: &'static str) -> NotYet {
     }
 }
 
-pub async fn leads(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/leads")
-}
-
 pub async fn monitoring(viewer: Viewer) -> NotYet {
     not_yet(&viewer, "/monitoring")
 }

@@ -114,6 +114,20 @@ pub(super) async fn of_contact(pool: &PgPool, contact_id: Uuid) -> DomainResult<
     .await?)
 }
 
+/// A phone or e-mail address of a contact that is not deleted.
+pub async fn get_detail(pool: &PgPool, id: i64) -> DomainResult<Detail> {
+    sqlx::query_as::<_, Detail>(
+        "SELECT d.id, d.contact_id, d.kind, d.value, d.label, d.is_primary
+           FROM lead_contact_details d
+           JOIN lead_contacts c ON c.id = d.contact_id AND c.deleted_at IS NULL
+          WHERE d.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(DomainError::NotFound(Entity::LeadDetail))
+}
+
 pub async fn add_detail(
     pool: &PgPool,
     ctx: &RequestContext,

@@ -93,7 +93,7 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, name, kind, website, country, city, address, stage, owner_id, tags, extra,
                        customer_id, converted_at, created_at, updated_at";
 
@@ -199,16 +199,7 @@ pub async fn list_institutions(
     let mut sql = QueryBuilder::<Postgres>::new(format!(
         "SELECT {COLUMNS} FROM lead_institutions WHERE true"
     ));
-    if let Some(stage) = &filter.stage {
-        sql.push(" AND stage = ").push_bind(check_stage(stage)?);
-    }
-    if let Some(owner) = filter.owner_id {
-        sql.push(" AND owner_id = ").push_bind(owner);
-    }
-    if let Some(tag) = &filter.tag {
-        let tag = check_tags(vec![tag.clone()])?;
-        sql.push(" AND tags @> ").push_bind(tag);
-    }
+    push_filter(&mut sql, filter)?;
     if let Some(cursor) = cursor {
         sql.push(" AND (created_at, id) < (")
             .push_bind(cursor.created_at)
@@ -229,6 +220,24 @@ pub async fn list_institutions(
         None
     };
     Ok((items, next))
+}
+
+/// Appends `filter`'s conditions to a query ending in a `WHERE` clause.
+pub(super) fn push_filter(
+    sql: &mut QueryBuilder<'_, Postgres>,
+    filter: &InstitutionFilter,
+) -> DomainResult<()> {
+    if let Some(stage) = &filter.stage {
+        sql.push(" AND stage = ").push_bind(check_stage(stage)?);
+    }
+    if let Some(owner) = filter.owner_id {
+        sql.push(" AND owner_id = ").push_bind(owner);
+    }
+    if let Some(tag) = &filter.tag {
+        let tag = check_tags(vec![tag.clone()])?;
+        sql.push(" AND tags @> ").push_bind(tag);
+    }
+    Ok(())
 }
 
 pub async fn update_institution(
@@ -330,7 +339,7 @@ fn unknown_owner(error: sqlx::Error) -> DomainError {
     }
 }
 
-fn check_stage(stage: &str) -> DomainResult<String> {
+pub(super) fn check_stage(stage: &str) -> DomainResult<String> {
     let stage = stage.trim();
     if !STAGES.contains(&stage) {
         return Err(DomainError::invalid(

@@ -109,6 +109,18 @@ pub async fn list_notes(pool: &PgPool, institution_id: Uuid) -> DomainResult<Vec
     .await?)
 }
 
+/// An institution's deleted notes (its contacts' too), most recently
+/// deleted first: their tombstones, whose history keeps every text.
+pub async fn list_deleted_notes(pool: &PgPool, institution_id: Uuid) -> DomainResult<Vec<Note>> {
+    Ok(sqlx::query_as::<_, Note>(&format!(
+        "{SELECT} WHERE n.institution_id = $1 AND n.deleted_at IS NOT NULL
+         ORDER BY n.deleted_at DESC, n.id"
+    ))
+    .bind(institution_id)
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Every version of a note, oldest first, the tombstone last if deleted.
 pub async fn note_history(pool: &PgPool, id: Uuid) -> DomainResult<Vec<NoteVersion>> {
     let versions = sqlx::query_as::<_, NoteVersion>(
