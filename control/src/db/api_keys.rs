@@ -43,6 +43,8 @@ pub enum Area {
     Flags,
     ApiKeys,
     Audit,
+    /// The lead CRM: institutions, contacts, notes, import and export.
+    Leads,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,7 +116,7 @@ const API_KEY_COLUMNS: &str =
     "id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
 
 impl Area {
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Self::Customers,
         Self::Licenses,
         Self::Devices,
@@ -124,6 +126,7 @@ impl Area {
         Self::Flags,
         Self::ApiKeys,
         Self::Audit,
+        Self::Leads,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +140,7 @@ impl Area {
             Self::Flags => "flags",
             Self::ApiKeys => "api_keys",
             Self::Audit => "audit",
+            Self::Leads => "leads",
         }
     }
 }
@@ -521,7 +525,13 @@ mod tests {
 
     #[test]
     fn scopes_parse_print_and_write_implies_read() {
-        for text in ["*", "customers:read", "api_keys:write", "audit:read"] {
+        for text in [
+            "*",
+            "customers:read",
+            "api_keys:write",
+            "audit:read",
+            "leads:write",
+        ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
         for bad in [

@@ -103,7 +103,7 @@ macro_rules! area_types {
 }
 
 area_types!(
-    Customers, Licenses, Devices, Sessions, Resources, Products, Flags, ApiKeys, Audit,
+    Customers, Licenses, Devices, Sessions, Resources, Products, Flags, ApiKeys, Audit, Leads,
 );
 
 /// HS256 keys and rules of the admin API's tokens.

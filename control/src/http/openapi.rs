@@ -5,7 +5,8 @@
 //! attributes, collected by each module's `OpenApiRouter`; this module adds
 //! the title, the bearer security scheme, the shared error schema and the
 //! error answers operations share: an operation lists [`Guarded`] and one
-//! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`]),
+//! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`],
+//! [`CsvBodyErrors`]),
 //! then the refusals of its own.
 
 pub mod formats;
@@ -45,6 +46,8 @@ pub const BEARER: &str = "bearer";
         (name = "products", description = "Products, their releases and the version check"),
         (name = "flags", description = "Feature flags, global or per product"),
         (name = "audit", description = "Who changed what, when: read and export"),
+        (name = "leads", description = "The lead CRM: institutions, their contacts with phones and e-mail addresses, \
+                                         versioned notes, search, conversion to a customer, CSV import and export"),
     )
 )]
 pub struct ApiDoc;
@@ -108,6 +111,20 @@ pub enum BodyErrors {
     /// Not `Content-Type: application/json`
     #[response(status = 415)]
     NotJson(ErrorBody),
+}
+
+/// What an operation with a CSV body may answer.
+#[derive(Debug, IntoResponses)]
+pub enum CsvBodyErrors {
+    /// Not UTF-8, or U+0000 in it
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// Larger than `max_body_bytes`
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `Content-Type: text/csv`
+    #[response(status = 415)]
+    NotCsv(ErrorBody),
 }
 
 /// The stable error codes, as an enumeration of strings.
