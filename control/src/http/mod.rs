@@ -21,6 +21,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod flags;
+pub mod leads;
 pub mod licenses;
 pub mod openapi;
 pub mod products;
@@ -78,7 +79,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(resources::router())
         .merge(products::router())
         .merge(flags::router())
-        .merge(audit::router());
+        .merge(audit::router())
+        .merge(leads::router());
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(API_PREFIX, api)
         .split_for_parts();

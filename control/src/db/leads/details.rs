@@ -15,7 +15,7 @@ use crate::db::audit::{self, Change, to_json};
 use crate::db::customers::check_email;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DetailKind {
     Phone,
@@ -23,6 +23,8 @@ pub enum DetailKind {
 }
 
 impl DetailKind {
+    pub const ALL: [DetailKind; 2] = [Self::Phone, Self::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Phone => "phone",
