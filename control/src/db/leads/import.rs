@@ -32,10 +32,11 @@
 //!   what it counts is what the apply would do.
 //! - **Re-running a file changes nothing more.** An institution is found by
 //!   its `external_id` (kept in `lead_import_ids` from the first run) or, when
-//!   the line has none, by its name; a contact by its name among the
-//!   institution's. An import only adds and fills: a non-empty cell replaces
-//!   the stored value, tags, contacts, e-mail addresses and phones are added
-//!   when missing, and nothing is ever cleared or removed. A name two
+//!   the line has none, by its name (which then stays as stored); a contact
+//!   by its name among the institution's. An import only adds and fills: a
+//!   non-empty cell replaces the stored value, tags, contacts, e-mail
+//!   addresses and phones are added when missing, and nothing is ever
+//!   cleared or removed. A name two
 //!   institutions share is a problem: such lines need an `external_id`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -161,7 +162,6 @@ impl Outcome {
                 ..ImportSummary::default()
             };
         }
-        self.problems.sort_by_key(|p| p.line);
         ImportReport {
             applied: applied && self.problems.is_empty(),
             summary: self.summary,
@@ -188,6 +188,7 @@ async fn run(conn: &mut PgConnection, ctx: &RequestContext, csv: &str) -> Domain
             }
         }
     }
+    problems.sort_by_key(|p| p.line);
     Ok(Outcome { summary, problems })
 }
 
@@ -664,10 +665,11 @@ async fn write(
     summary: &mut ImportSummary,
 ) -> DomainResult<()> {
     let before = existing.map(InstitutionInput::from).unwrap_or_default();
-    let mut after = InstitutionInput {
-        name: group.name.clone(),
-        ..before.clone()
-    };
+    let mut after = before.clone();
+    // Found by its name (any case), an institution keeps the stored one.
+    if existing.is_none() || group.external_id.is_some() {
+        after.name = group.name.clone();
+    }
     for (column, cell) in &group.text {
         if let Some(field) = text_field(&mut after, column) {
             *field = Some(cell.value.clone());
