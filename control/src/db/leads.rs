@@ -49,7 +49,7 @@ pub use import::{
     apply_import, dry_run_import,
 };
 pub use institutions::{
-    Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, convert_to_customer,
+    Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, TAGS_MAX, convert_to_customer,
     create_institution, delete_institution, get_institution, list_institutions,
     list_institutions_counted, update_institution,
 };

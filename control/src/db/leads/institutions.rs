@@ -17,7 +17,8 @@ use crate::error::{DomainError, DomainResult, Entity};
 
 /// The sales pipeline, in order (the schema's CHECK holds the same list).
 pub const STAGES: [&str; 6] = ["new", "contacted", "qualified", "proposal", "won", "lost"];
-const TAGS_MAX: usize = 32;
+/// The most tags an institution has.
+pub const TAGS_MAX: usize = 32;
 const TAG_MAX_CHARS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]

@@ -3,6 +3,7 @@
 //! file, and the apply, all or nothing.
 
 use axum::extract::State;
+use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,6 +13,12 @@ use crate::http::auth::{Auth, Leads, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Csv, Json};
 use crate::http::openapi::{CsvBodyErrors, ErrorBody, Guarded};
+
+/// A file for the document to show.
+const EXAMPLE: &str = "external_id,institution,kind,tags,contact,title,emails,phones
+crm-7,Gymnasium Nord,school,school;nrw,Berta Klein,IT-Leitung,berta@gym-nord.de,+49 228 1234567
+crm-7,Gymnasium Nord,,,Anton Adler,,anton@gym-nord.de;a.adler@gym-nord.de,
+";
 
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
@@ -30,7 +37,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
     post,
     path = "/leads/import/dry-run",
     tag = "leads",
-    request_body(content = String, content_type = "text/csv", description = "The file"),
+    request_body(content = String, content_type = "text/csv", description = "The file", example = json!(EXAMPLE)),
     security(("bearer" = ["leads:write"])),
     responses(
         (status = 200, description = "What the import would do, or every problem of the file", body = ImportReport),
@@ -55,7 +62,7 @@ pub async fn dry_run(
     post,
     path = "/leads/import",
     tag = "leads",
-    request_body(content = String, content_type = "text/csv", description = "The file"),
+    request_body(content = String, content_type = "text/csv", description = "The file", example = json!(EXAMPLE)),
     security(("bearer" = ["leads:write"])),
     responses(
         (status = 200, description = "Imported", body = ImportReport),

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::customers::{Customer, NewCustomer};
-use crate::db::leads::{self, Institution, InstitutionFilter, InstitutionInput};
+use crate::db::leads::{self, Institution, InstitutionFilter, InstitutionInput, TAGS_MAX};
 use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Customers, Leads, Read, Write};
@@ -257,6 +257,7 @@ pub async fn create_institution(
     State(state): State<ApiState>,
     Json(request): Json<NewInstitution>,
 ) -> ApiResult<Response> {
+    check_tag_count(&request.tags)?;
     let input = InstitutionInput {
         name: request.name,
         kind: request.kind,
@@ -314,6 +315,9 @@ pub async fn update_institution(
     Path(id): Path<Uuid>,
     Json(patch): Json<InstitutionPatch>,
 ) -> ApiResult<Json<Institution>> {
+    if let Some(tags) = &patch.tags {
+        check_tag_count(tags)?;
+    }
     let current = leads::get_institution(&state.pool, id).await?;
     let before = InstitutionInput::from(&current);
     let after = patch.onto(before.clone());
@@ -419,4 +423,16 @@ impl InstitutionPatch {
         }
         input
     }
+}
+
+/// At most [`TAGS_MAX`] tags as sent: the service counts them once
+/// lower-cased and deduplicated, which a schema's `maxItems` cannot say.
+fn check_tag_count(tags: &[String]) -> ApiResult<()> {
+    if tags.len() > TAGS_MAX {
+        return Err(ApiError::invalid(
+            "tags",
+            format!("must be at most {TAGS_MAX} tags"),
+        ));
+    }
+    Ok(())
 }

@@ -20,7 +20,7 @@ use crate::db::api_keys::{Area, Scope};
 use crate::db::customers::{
     COMPANY_MAX_CHARS, EMAIL_MAX_CHARS, NAME_MAX_CHARS, NOTES_MAX_CHARS, QUERY_MAX_CHARS,
 };
-use crate::db::leads::{self, DetailKind, NOTE_MAX_CHARS, STAGES};
+use crate::db::leads::{self, DetailKind, NOTE_MAX_CHARS, STAGES, TAGS_MAX};
 use crate::db::licenses::{
     MAX_BATCH, MAX_DEVICE_LIMIT, MAX_SEAT_CHANGE_LIMIT, MAX_SEAT_CHANGE_WINDOW_SECS,
     MIN_SEAT_CHANGE_WINDOW_SECS,
@@ -223,7 +223,7 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
                 Rule::List {
                     items: Box::new(name(64)),
                     min: 0,
-                    max: Some(32),
+                    max: Some(TAGS_MAX),
                 },
             ),
             (schema, "extra", Rule::Object { nullable: true }),
