@@ -45,7 +45,9 @@ fn check(input: &ContactInput) -> DomainResult<(String, Option<String>)> {
 }
 
 /// Every refusal of the input, not only the first: an import reports each.
-pub(super) fn check_all(input: &ContactInput) -> Result<(String, Option<String>), Vec<DomainError>> {
+pub(super) fn check_all(
+    input: &ContactInput,
+) -> Result<(String, Option<String>), Vec<DomainError>> {
     let mut p = Problems::default();
     let checked = (
         p.take(required("full_name", &input.full_name, 256)),

@@ -278,7 +278,8 @@ pub async fn list_institutions_counted(
     limit: i64,
     offset: i64,
 ) -> DomainResult<(Vec<Institution>, i64)> {
-    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM lead_institutions WHERE true");
+    let mut count =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM lead_institutions WHERE true");
     push_conditions(&mut count, filter)?;
     let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
     let mut sql = QueryBuilder::<Postgres>::new(format!(
@@ -294,7 +295,10 @@ pub async fn list_institutions_counted(
 }
 
 /// The filter's conditions, each checked, after a `WHERE`.
-fn push_conditions(sql: &mut QueryBuilder<'_, Postgres>, filter: &InstitutionFilter) -> DomainResult<()> {
+fn push_conditions(
+    sql: &mut QueryBuilder<'_, Postgres>,
+    filter: &InstitutionFilter,
+) -> DomainResult<()> {
     if let Some(stage) = &filter.stage {
         sql.push(" AND stage = ").push_bind(check_stage(stage)?);
     }

@@ -3,7 +3,6 @@
 //! file, and the apply, all or nothing.
 
 use axum::extract::State;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,7 +31,7 @@ pub fn router() -> OpenApiRouter<ApiState> {
 /// `institution`, `kind`, `stage`, `website`, `country`, `city`, `address`,
 /// `tags`, `contact`, `title`, `emails`, `phones`; lists are separated by
 /// `;`. One line per contact; lines with the same `external_id` (or, without
-/// one, the same institution name) are one institution. At most 10 000 lines.
+/// one, the same institution name) are one institution. At most 5 000 lines.
 #[utoipa::path(
     post,
     path = "/leads/import/dry-run",
@@ -76,5 +75,7 @@ pub async fn apply(
     State(state): State<ApiState>,
     Csv(csv): Csv,
 ) -> ApiResult<Json<ImportReport>> {
-    Ok(Json(leads::apply_import(&state.pool, &auth.ctx, &csv).await?))
+    Ok(Json(
+        leads::apply_import(&state.pool, &auth.ctx, &csv).await?,
+    ))
 }

@@ -231,7 +231,12 @@ pub async fn export_institutions(
             serde_json::to_vec(&rows).map_err(|error| ApiError::internal(error.to_string()))?
         }
     };
-    tracing::info!(rows = rows.len(), total, format = format.extension(), "institutions exported");
+    tracing::info!(
+        rows = rows.len(),
+        total,
+        format = format.extension(),
+        "institutions exported"
+    );
     let truncated = total > rows.len() as i64;
     let mut response = download(body, format, "institutions", total);
     response.headers_mut().insert(

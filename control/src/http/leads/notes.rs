@@ -88,7 +88,9 @@ pub async fn list_institution_notes(
     List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Note>>> {
     leads::get_institution(&state.pool, id).await?;
-    Ok(Json(pagination.slice(leads::list_notes(&state.pool, id).await?)))
+    Ok(Json(
+        pagination.slice(leads::list_notes(&state.pool, id).await?),
+    ))
 }
 
 #[utoipa::path(
@@ -131,9 +133,9 @@ pub async fn list_contact_notes(
     Path(id): Path<Uuid>,
     List { pagination, .. }: List<NoFilter>,
 ) -> ApiResult<Json<Page<Note>>> {
-    Ok(Json(pagination.slice(
-        leads::list_contact_notes(&state.pool, id).await?,
-    )))
+    Ok(Json(
+        pagination.slice(leads::list_contact_notes(&state.pool, id).await?),
+    ))
 }
 
 /// A note about the contact; it shows on the institution's notes too.
@@ -202,8 +204,14 @@ pub async fn edit_note(
     Json(request): Json<NoteEdit>,
 ) -> ApiResult<Json<Note>> {
     check_size(&request.body)?;
-    let note =
-        leads::edit_note(&state.pool, &auth.ctx, id, request.base_version, &request.body).await?;
+    let note = leads::edit_note(
+        &state.pool,
+        &auth.ctx,
+        id,
+        request.base_version,
+        &request.body,
+    )
+    .await?;
     Ok(Json(note))
 }
 

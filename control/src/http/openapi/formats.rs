@@ -151,8 +151,16 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, Rule)> {
     }
     rules.extend([
         ("/leads/search", "q", name(leads::QUERY_MAX_CHARS)),
-        ("/leads/search", "limit", integer(1, u64::from(SEARCH_MAX_LIMIT))),
-        ("/leads/notes/{id}", "base_version", integer(1, i32::MAX as u64)),
+        (
+            "/leads/search",
+            "limit",
+            integer(1, u64::from(SEARCH_MAX_LIMIT)),
+        ),
+        (
+            "/leads/notes/{id}",
+            "base_version",
+            integer(1, i32::MAX as u64),
+        ),
     ]);
     for path in ["/audit", "/audit/export"] {
         rules.extend([(path, "from", example(PAST)), (path, "to", example(FUTURE))]);
@@ -231,7 +239,10 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
         ]);
     }
     for schema in ["NewContact", "ContactPatch"] {
-        rules.extend([(schema, "full_name", name(256)), (schema, "title", up_to(128))]);
+        rules.extend([
+            (schema, "full_name", name(256)),
+            (schema, "title", up_to(128)),
+        ]);
     }
     rules.extend([
         ("NewNote", "body", name(NOTE_MAX_CHARS)),
@@ -241,7 +252,11 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
         ("ConvertInstitution", "email", email()),
         ("ConvertInstitution", "company", up_to(COMPANY_MAX_CHARS)),
         ("ConvertInstitution", "notes", up_to(NOTES_MAX_CHARS)),
-        ("ConvertInstitution", "metadata", Rule::Object { nullable: true }),
+        (
+            "ConvertInstitution",
+            "metadata",
+            Rule::Object { nullable: true },
+        ),
     ]);
     for schema in ["CreateCustomer", "UpdateCustomer"] {
         rules.extend([
@@ -372,9 +387,8 @@ pub fn new_detail() -> Schema {
 /// The body of `PATCH /leads/details/{id}`: a new `kind` and `value`
 /// together, or neither; `label` and `is_primary` either way.
 pub fn detail_patch() -> Schema {
-    let is_primary = || {
-        ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
-    };
+    let is_primary =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]));
     let mut kinds = OneOfBuilder::new();
     for kind in DetailKind::ALL {
         kinds = kinds.item(
