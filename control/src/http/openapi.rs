@@ -29,8 +29,8 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Latchkey admin API",
-        description = "Manage customers, API keys and (as they arrive) licenses, devices, sessions, \
-                       resources and products. Authenticate with `Authorization: Bearer <API key or token>`; \
+        description = "Manage customers, API keys, licenses, devices, sessions, resources, products, \
+                       flags and leads. Authenticate with `Authorization: Bearer <API key or token>`; \
                        each operation names the scope it needs. Errors answer an `ErrorBody`. \
                        No string may contain U+0000, which PostgreSQL cannot store.",
     ),

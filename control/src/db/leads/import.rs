@@ -41,6 +41,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use latchkey_shared::api::ErrorCode;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -141,13 +142,14 @@ pub async fn apply_import(
             0 => String::new(),
             n => format!(" (and {n} more: the dry run lists them all)"),
         };
-        return Err(DomainError::invalid(
-            first.field.clone().unwrap_or_default(),
-            format!(
-                "line {}: {}{more}; nothing was imported",
-                first.line, first.message
-            ),
-        ));
+        let message = format!(
+            "line {}: {}{more}; nothing was imported",
+            first.line, first.message
+        );
+        return Err(match &first.field {
+            Some(column) => DomainError::invalid(column, message),
+            None => DomainError::refused(ErrorCode::InvalidRequest, message),
+        });
     }
     tx.commit().await?;
     tracing::info!(lines = outcome.summary.lines, "leads imported");

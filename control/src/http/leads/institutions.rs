@@ -62,7 +62,7 @@ pub struct NewInstitution {
 
 /// Fields left out stay as they are, and so do `name`, `stage`, `tags` and
 /// `extra` given as `null`; `null` clears the others. `{}` changes nothing.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstitutionPatch {
     #[serde(default)]
