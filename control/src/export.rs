@@ -10,6 +10,7 @@ use futures_util::{Stream, StreamExt};
 use time::format_description::well_known::Rfc3339;
 
 use crate::db::audit::AuditEntry;
+use crate::db::leads::Institution;
 
 /// What an export is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +124,55 @@ pub fn license_keys_csv<'a>(rows: impl Iterator<Item = [&'a str; 4]>) -> Vec<u8>
     let mut out = csv_line(header.into_iter().map(Cow::Borrowed)).to_vec();
     for row in rows {
         out.extend_from_slice(&csv_line(row.into_iter().map(Cow::Borrowed)));
+    }
+    out
+}
+
+const INSTITUTION_HEADER: [&str; 15] = [
+    "id",
+    "name",
+    "kind",
+    "stage",
+    "website",
+    "country",
+    "city",
+    "address",
+    "tags",
+    "owner_id",
+    "customer_id",
+    "converted_at",
+    "extra",
+    "created_at",
+    "updated_at",
+];
+
+/// Lead institutions as a CSV with a header line; tags are separated by
+/// `;` (as the import reads them), `extra` is JSON text.
+pub fn institutions_csv(rows: &[Institution]) -> Vec<u8> {
+    let mut out = csv_line(INSTITUTION_HEADER.into_iter().map(Cow::Borrowed)).to_vec();
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let id = |value: Option<uuid::Uuid>| value.map(|id| id.to_string()).unwrap_or_default();
+    // An OffsetDateTime from PostgreSQL always formats as RFC 3339.
+    let at = |value: time::OffsetDateTime| value.format(&Rfc3339).unwrap_or_default();
+    for row in rows {
+        let cells = [
+            row.id.to_string(),
+            row.name.clone(),
+            text(&row.kind),
+            row.stage.clone(),
+            text(&row.website),
+            text(&row.country),
+            text(&row.city),
+            text(&row.address),
+            row.tags.join(";"),
+            id(row.owner_id),
+            id(row.customer_id),
+            row.converted_at.map(at).unwrap_or_default(),
+            row.extra.to_string(),
+            at(row.created_at),
+            at(row.updated_at),
+        ];
+        out.extend_from_slice(&csv_line(cells.into_iter().map(Cow::Owned)));
     }
     out
 }

@@ -13,13 +13,15 @@ use std::process::Stdio;
 
 use axum::http::StatusCode;
 use latchkey_control::db::MIGRATOR;
+use latchkey_control::db::admins::Role;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::api::{Api, V1};
 use tokio::process::Command;
+use uuid::Uuid;
 
-/// The run, as `schemathesis --config-file` reads it; `{product}` and
-/// `{customer}` are the seeded ids.
+/// The run, as `schemathesis --config-file` reads it; `{product}`,
+/// `{customer}` and `{admin}` are the seeded ids.
 ///
 /// A schema cannot name the rows that exist, nor say "later than now" or
 /// "after that other field": fields that must name the seeded product or
@@ -60,10 +62,11 @@ positive_data_acceptance.enabled = true
 negative_data_rejection.enabled = true
 
 # The coverage phase also tries the bounds of `product_id`, which name no
-# product: the server rightly answers 400 naming the field.
+# product: the server rightly answers 400 naming the field. A window must
+# end after it starts, which no schema says: it starts in the past.
 [[operations]]
 include-name = "POST /admin/api/v1/licenses"
-parameters = { "body.product_id" = {product}, "body.customer_id" = "{customer}", "body.valid_until" = "2998-01-01T00:00:00Z" }
+parameters = { "body.product_id" = {product}, "body.customer_id" = "{customer}", "body.valid_from" = "2000-01-01T00:00:00Z", "body.valid_until" = "2998-01-01T00:00:00Z" }
 phases.coverage.checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 
 [[operations]]
@@ -94,23 +97,45 @@ parameters = { "body.quarantine_until" = "2999-01-01T00:00:00Z" }
 [[operations]]
 include-name = ["GET /admin/api/v1/audit", "GET /admin/api/v1/audit/export"]
 parameters = { "query.from" = "2000-01-01T00:00:00Z", "query.to" = "2999-01-01T00:00:00Z" }
+
+# An owner must be an admin; the coverage phase also tries other ids, which
+# the server rightly answers with 400 naming `owner_id`.
+[[operations]]
+include-name = ["POST /admin/api/v1/leads/institutions", "PATCH /admin/api/v1/leads/institutions/{id}"]
+parameters = { "body.owner_id" = "{admin}" }
+phases.coverage.checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
+# A note above 20 000 characters is refused with 413, as a body above
+# `max_body_bytes` is.
+[[operations]]
+include-name = ["POST /admin/api/v1/leads/institutions/{id}/notes", "POST /admin/api/v1/leads/contacts/{id}/notes", "PATCH /admin/api/v1/leads/notes/{id}"]
+checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "413", "415"]
+
+# Any text is a CSV file to report on (the dry run answers its problems),
+# so no body breaks the schema; the apply refuses one with problems (400),
+# which generated text nearly always has (the document's example imports).
+[[operations]]
+include-name = ["POST /admin/api/v1/leads/import/dry-run", "POST /admin/api/v1/leads/import"]
+checks.negative_data_rejection.enabled = false
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 "#;
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_openapi_document_is_true_to_the_server(pool: PgPool) {
     let api = Api::new(pool).await;
-    let (product, customer) = seed(&api).await;
+    let (product, customer, admin) = seed(&api).await;
     let base = support::serve(api.state.clone()).await;
 
     // Its own directory: schemathesis keeps state in the one it runs in.
-    let dir = std::env::temp_dir().join(format!("latchkey-schemathesis-{}", uuid::Uuid::new_v4()));
+    let dir = std::env::temp_dir().join(format!("latchkey-schemathesis-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("schemathesis.toml");
     std::fs::write(
         &config,
         CONFIG
             .replace("{product}", &product.to_string())
-            .replace("{customer}", customer.as_str().unwrap()),
+            .replace("{customer}", customer.as_str().unwrap())
+            .replace("{admin}", &admin.to_string()),
     )
     .unwrap();
     let output = Command::new("schemathesis")
@@ -145,10 +170,11 @@ async fn the_openapi_document_is_true_to_the_server(pool: PgPool) {
     );
 }
 
-/// A product with a published release, a customer, a license, a flag and a
-/// few resources, so that ids in the document exist; answers the product's
-/// and the customer's ids.
-async fn seed(api: &Api) -> (i64, Value) {
+/// A product with a published release, a customer, a license, a flag, a
+/// few resources, an admin and a lead institution with a contact, a phone
+/// and a note, so that ids in the document exist; answers the product's,
+/// the customer's and the admin's ids.
+async fn seed(api: &Api) -> (i64, Value, Uuid) {
     let product = api.product("studio").await;
     let release = api
         .post(
@@ -185,7 +211,37 @@ async fn seed(api: &Api) -> (i64, Value) {
     )
     .await
     .ok(StatusCode::CREATED);
-    (product, customer)
+    let admin = support::panel::admin(&api.pool, "anna", Role::Admin).await;
+    let leads = format!("{V1}/leads");
+    let school = api
+        .post(
+            &format!("{leads}/institutions"),
+            json!({ "name": "Gymnasium Nord", "owner_id": admin, "tags": ["school"] }),
+        )
+        .await;
+    let school = school.ok(StatusCode::CREATED)["id"].clone();
+    let school = school.as_str().unwrap();
+    let berta = api
+        .post(
+            &format!("{leads}/institutions/{school}/contacts"),
+            json!({ "full_name": "Berta Klein" }),
+        )
+        .await;
+    let berta = berta.ok(StatusCode::CREATED)["id"].clone();
+    let berta = berta.as_str().unwrap();
+    api.post(
+        &format!("{leads}/contacts/{berta}/details"),
+        json!({ "kind": "phone", "value": "+49 228 1234567" }),
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    api.post(
+        &format!("{leads}/institutions/{school}/notes"),
+        json!({ "body": "Erstkontakt" }),
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    (product, customer, admin)
 }
 
 fn remove(dir: PathBuf) {

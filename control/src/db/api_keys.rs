@@ -44,6 +44,8 @@ pub enum Area {
     ApiKeys,
     Audit,
     Edges,
+    /// The lead CRM: institutions, contacts, notes, import and export.
+    Leads,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -115,7 +117,7 @@ const API_KEY_COLUMNS: &str =
     "id, name, prefix, scopes, created_at, expires_at, last_used_at, revoked_at";
 
 impl Area {
-    pub const ALL: [Area; 10] = [
+    pub const ALL: [Area; 11] = [
         Self::Customers,
         Self::Licenses,
         Self::Devices,
@@ -126,6 +128,7 @@ impl Area {
         Self::ApiKeys,
         Self::Audit,
         Self::Edges,
+        Self::Leads,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +143,7 @@ impl Area {
             Self::ApiKeys => "api_keys",
             Self::Audit => "audit",
             Self::Edges => "edges",
+            Self::Leads => "leads",
         }
     }
 }
@@ -524,7 +528,13 @@ mod tests {
 
     #[test]
     fn scopes_parse_print_and_write_implies_read() {
-        for text in ["*", "customers:read", "api_keys:write", "audit:read"] {
+        for text in [
+            "*",
+            "customers:read",
+            "api_keys:write",
+            "audit:read",
+            "leads:write",
+        ] {
             assert_eq!(text.parse::<Scope>().unwrap().to_string(), text);
         }
         for bad in [

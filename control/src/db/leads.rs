@@ -31,6 +31,7 @@ use crate::error::{DomainError, DomainResult};
 
 mod contacts;
 mod details;
+mod import;
 mod institutions;
 mod notes;
 mod pipeline;
@@ -44,16 +45,21 @@ pub use details::{
     Detail, DetailInput, DetailKind, add_detail, delete_detail, get_detail, normalise_email,
     normalise_phone, update_detail,
 };
+pub use import::{
+    COLUMNS as IMPORT_COLUMNS, ImportReport, ImportSummary, MAX_IMPORT_LINES, Problem,
+    apply_import, dry_run_import,
+};
 pub use institutions::{
-    Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, convert_to_customer,
-    create_institution, delete_institution, get_institution, list_institutions, update_institution,
+    Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, TAGS_MAX,
+    convert_to_customer, create_institution, delete_institution, get_institution,
+    list_institutions, list_institutions_counted, update_institution,
 };
 pub use notes::{
     NOTE_MAX_CHARS, Note, NoteSubject, NoteVersion, add_note, delete_note, edit_note, get_note,
-    list_deleted_notes, list_notes, note_history,
+    list_contact_notes, list_deleted_notes, list_notes, note_history,
 };
 pub use pipeline::{set_stage, stage_counts};
-pub use search::{Match, SearchHit, search};
+pub use search::{Match, QUERY_MAX_CHARS, SearchHit, search};
 
 /// The admin an edit is attributed to, when an admin made it.
 fn author(ctx: &RequestContext) -> Option<Uuid> {
@@ -73,4 +79,36 @@ fn required(field: &str, value: &str, max: usize) -> DomainResult<String> {
         ));
     }
     Ok(value.to_owned())
+}
+
+/// Every refusal of one input, collected instead of stopping at the first:
+/// an import reports each bad cell of a line.
+#[derive(Debug, Default)]
+struct Problems(Vec<DomainError>);
+
+impl Problems {
+    /// The checked value, or its type's default once the refusal is noted.
+    fn take<T: Default>(&mut self, checked: DomainResult<T>) -> T {
+        checked.unwrap_or_else(|error| {
+            self.0.push(error);
+            T::default()
+        })
+    }
+
+    /// `value` when nothing was refused, else every refusal in order.
+    fn finish<T>(self, value: T) -> Result<T, Vec<DomainError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
+/// The first of the refusals [`Problems::finish`] gave (never empty).
+fn first(errors: Vec<DomainError>) -> DomainError {
+    errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| DomainError::Internal("a refusal without a reason".into()))
 }

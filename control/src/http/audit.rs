@@ -1,12 +1,9 @@
 //! `/admin/api/v1/audit` (`audit:read`): the audit log, newest first and
 //! filtered, and the same view exported as CSV or JSON.
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::response::Response;
 use serde::Deserialize;
-use serde::de::IntoDeserializer;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,13 +13,11 @@ use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Audit, Auth, Read};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, List, Page, Pagination, split_query};
+use crate::http::extract::{Export, ExportFormat, Json, List, Page, Pagination, download};
 use crate::http::openapi::{Guarded, QueryErrors};
 
 /// Longest text filter value accepted.
 pub const MAX_FILTER_CHARS: usize = 256;
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -45,36 +40,6 @@ pub struct AuditQuery {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportFormat {
-    #[default]
-    Csv,
-    Json,
-}
-
-/// The export's query string: its format and the filters of [`AuditQuery`].
-#[derive(Debug)]
-pub struct Export {
-    pub format: ExportFormat,
-    pub filter: AuditQuery,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Export {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ([format], filter) = split_query(parts, ["format"])?;
-        let format = match format {
-            None => ExportFormat::default(),
-            Some(text) => ExportFormat::deserialize(text.as_str().into_deserializer()).map_err(
-                |error: serde::de::value::Error| ApiError::invalid("format", error.to_string()),
-            )?,
-        };
-        Ok(Self { format, filter })
-    }
 }
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -133,34 +98,18 @@ pub async fn list_audit(
 pub async fn export_audit(
     _auth: Auth<Read<Audit>>,
     State(state): State<ApiState>,
-    Export { format, filter }: Export,
+    Export { format, filter }: Export<AuditQuery>,
 ) -> ApiResult<Response> {
     let filter = checked(filter)?;
     let total = audit::count(&state.pool, &filter).await?;
-    let format = match format {
-        ExportFormat::Csv => export::Format::Csv,
-        ExportFormat::Json => export::Format::Json,
-    };
+    let format = export::Format::from(format);
     tracing::info!(
         rows = total,
         format = format.extension(),
         "audit export started"
     );
-    let disposition = format!("attachment; filename=\"audit.{}\"", format.extension());
     let body = export::audit_body(audit::stream(state.pool.clone(), filter), format);
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_str(&disposition).map_err(|e| ApiError::internal(e.to_string()))?,
-    );
-    headers.insert(X_TOTAL_COUNT.clone(), HeaderValue::from(total));
-    Ok(response)
+    Ok(download(body, format, "audit", total))
 }
 
 /// The query's filters, refusing text too long to be a real value.

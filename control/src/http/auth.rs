@@ -104,6 +104,7 @@ macro_rules! area_types {
 
 area_types!(
     Customers, Licenses, Devices, Sessions, Resources, Products, Flags, ApiKeys, Audit, Edges,
+    Leads,
 );
 
 /// HS256 keys and rules of the admin API's tokens.

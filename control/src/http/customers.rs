@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,7 +13,7 @@ use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Customers, Read, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, List, Page, Pagination, Path, created};
+use crate::http::extract::{Json, List, Page, Pagination, Path, created, present};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -207,13 +207,4 @@ pub async fn delete_customer(
 ) -> ApiResult<StatusCode> {
     customers::delete(&state.pool, &auth.ctx, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }

@@ -4,24 +4,31 @@
 //! - [`Json`]: the body must say `application/json` (else 415), fit in
 //!   `max_body_bytes` (else 413) and deserialize (else 400 naming the field's
 //!   JSON path; request types refuse unknown fields).
+//! - [`Csv`]: a `text/csv` body (else 415) in UTF-8 (else 400), within
+//!   `max_body_bytes` (else 413).
 //! - [`Query`]: query-string parameters, 400 naming the parameter.
 //! - [`List`]: a list's query string, its filters and its [`Pagination`]:
 //!   `page` (from 1) and `per_page` (1 to 200, default 50).
 //! - [`created`]: `201 Created` with its `Location`.
+//! - [`Export`]: an export's query string, its `format` and filters; and
+//!   [`download`], the file it answers.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_shared::api::ErrorCode;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::export;
 use crate::http::error::ApiError;
 use crate::http::{API_PREFIX, BodyLimit};
+
+static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
@@ -31,6 +38,10 @@ pub const MAX_PAGE: u32 = i32::MAX as u32;
 /// A JSON body in, a JSON body out.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+/// A CSV body, as text.
+#[derive(Debug, Clone, Default)]
+pub struct Csv(pub String);
 
 /// Query-string parameters, read as `T`: with `#[serde(deny_unknown_fields)]`
 /// an unknown one is refused, naming it.
@@ -74,6 +85,21 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    #[default]
+    Csv,
+    Json,
+}
+
+/// An export's query string: its format and the list's filters `F`.
+#[derive(Debug)]
+pub struct Export<F> {
+    pub format: ExportFormat,
+    pub filter: F,
+}
+
 impl<T, S> FromRequest<S> for Json<T>
 where
     T: DeserializeOwned,
@@ -88,24 +114,58 @@ where
                 "the body must be JSON with `Content-Type: application/json`",
             ));
         }
-        // A body announced too large is refused before a byte of it is read;
-        // one that lies is cut off by `DefaultBodyLimit` as it streams.
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if let (Some(announced), Some(BodyLimit(limit))) =
-            (announced, request.extensions().get::<BodyLimit>())
-            && announced > *limit as u64
-        {
-            return Err(too_large());
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
-        parse_body(&bytes).map(Json)
+        parse_body(&read_body(request, state).await?).map(Json)
     }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Csv {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if essence(request.headers()).as_deref() != Some("text/csv") {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the body must be CSV with `Content-Type: text/csv`",
+            ));
+        }
+        let bytes = read_body(request, state).await?;
+        let text = String::from_utf8(bytes.to_vec()).map_err(|error| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the body must be UTF-8 text; byte {} is not",
+                    error.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
+        if text.contains('\0') {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "the body must not contain U+0000",
+            ));
+        }
+        Ok(Self(text))
+    }
+}
+
+/// The whole body, within `max_body_bytes`. A body announced too large is
+/// refused before a byte of it is read; one that lies is cut off by
+/// `DefaultBodyLimit` as it streams.
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if let (Some(announced), Some(BodyLimit(limit))) =
+        (announced, request.extensions().get::<BodyLimit>())
+        && announced > *limit as u64
+    {
+        return Err(too_large());
+    }
+    Bytes::from_request(request, state)
+        .await
+        .map_err(body_rejection)
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -190,6 +250,65 @@ where
         };
         Ok(Self { filter, pagination })
     }
+}
+
+impl<F, S> FromRequestParts<S> for Export<F>
+where
+    F: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ([format], filter) = split_query(parts, ["format"])?;
+        let format = match format {
+            None => ExportFormat::default(),
+            Some(text) => ExportFormat::deserialize(text.as_str().into_deserializer()).map_err(
+                |error: serde::de::value::Error| ApiError::invalid("format", error.to_string()),
+            )?,
+        };
+        Ok(Self { format, filter })
+    }
+}
+
+impl From<ExportFormat> for export::Format {
+    fn from(format: ExportFormat) -> Self {
+        match format {
+            ExportFormat::Csv => Self::Csv,
+            ExportFormat::Json => Self::Json,
+        }
+    }
+}
+
+/// An export's answer: the file `<name>.<extension>`, never cached, and
+/// `x-total-count`, how many rows matched.
+pub fn download(body: impl Into<Body>, format: export::Format, name: &str, total: i64) -> Response {
+    let mut response = (StatusCode::OK, body.into()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The names are ours, plain ASCII: the header value is always valid.
+    if let Ok(disposition) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{name}.{}\"",
+        format.extension()
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    headers.insert(X_TOTAL_COUNT.clone(), HeaderValue::from(total));
+    response
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`),
+/// for `#[serde(default, deserialize_with = "present")]`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Takes the parameters `names` out of the query string and reads the rest
@@ -394,20 +513,25 @@ fn json_error(path: &str, error: &serde_json::Error) -> ApiError {
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(content_type) = headers
+    essence(headers).is_some_and(|essence| {
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
+/// The media type of `Content-Type` without its parameters, lower-case.
+fn essence(headers: &axum::http::HeaderMap) -> Option<String> {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        .and_then(|value| value.to_str().ok())?;
+    Some(
+        content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 /// The field a message is about. serde_path_to_error's path already ends

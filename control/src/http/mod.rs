@@ -22,6 +22,7 @@ pub mod edges;
 pub mod error;
 pub mod extract;
 pub mod flags;
+pub mod leads;
 pub mod licenses;
 pub mod openapi;
 pub mod products;
@@ -80,7 +81,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(products::router())
         .merge(flags::router())
         .merge(edges::router())
-        .merge(audit::router());
+        .merge(audit::router())
+        .merge(leads::router());
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(API_PREFIX, api)
         .split_for_parts();

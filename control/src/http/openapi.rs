@@ -5,7 +5,8 @@
 //! attributes, collected by each module's `OpenApiRouter`; this module adds
 //! the title, the bearer security scheme, the shared error schema and the
 //! error answers operations share: an operation lists [`Guarded`] and one
-//! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`]),
+//! set per input it reads ([`PathErrors`], [`QueryErrors`], [`BodyErrors`],
+//! [`CsvBodyErrors`]),
 //! then the refusals of its own.
 
 pub mod formats;
@@ -28,8 +29,8 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Latchkey admin API",
-        description = "Manage customers, API keys and (as they arrive) licenses, devices, sessions, \
-                       resources and products. Authenticate with `Authorization: Bearer <API key or token>`; \
+        description = "Manage customers, API keys, licenses, devices, sessions, resources, products, \
+                       flags and leads. Authenticate with `Authorization: Bearer <API key or token>`; \
                        each operation names the scope it needs. Errors answer an `ErrorBody`. \
                        No string may contain U+0000, which PostgreSQL cannot store.",
     ),
@@ -46,6 +47,8 @@ pub const BEARER: &str = "bearer";
         (name = "flags", description = "Feature flags, global or per product"),
         (name = "edges", description = "Enrolled edges and the edge configuration every snapshot carries"),
         (name = "audit", description = "Who changed what, when: read and export"),
+        (name = "leads", description = "The lead CRM: institutions, their contacts with phones and e-mail addresses, \
+                                         versioned notes, search, conversion to a customer, CSV import and export"),
     )
 )]
 pub struct ApiDoc;
@@ -109,6 +112,20 @@ pub enum BodyErrors {
     /// Not `Content-Type: application/json`
     #[response(status = 415)]
     NotJson(ErrorBody),
+}
+
+/// What an operation with a CSV body may answer.
+#[derive(Debug, IntoResponses)]
+pub enum CsvBodyErrors {
+    /// Not UTF-8, or U+0000 in it
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// Larger than `max_body_bytes`
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not `Content-Type: text/csv`
+    #[response(status = 415)]
+    NotCsv(ErrorBody),
 }
 
 /// The stable error codes, as an enumeration of strings.

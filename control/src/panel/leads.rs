@@ -159,6 +159,8 @@ impl ListQuery {
             stage: optional(&self.stage),
             owner_id,
             tag: optional(&self.tag),
+            // The page's search is its own (`search`), over contacts and notes too.
+            q: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! index `lead_contact_details_one_primary` enforces it; the service moves
 //! the mark, under the contact's row lock).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres};
@@ -15,7 +15,7 @@ use crate::db::audit::{self, Change, to_json};
 use crate::db::customers::check_email;
 use crate::error::{DomainError, DomainResult, Entity, OnConstraint};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DetailKind {
     Phone,
@@ -23,6 +23,8 @@ pub enum DetailKind {
 }
 
 impl DetailKind {
+    pub const ALL: [DetailKind; 2] = [Self::Phone, Self::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Phone => "phone",
@@ -47,10 +49,11 @@ impl DetailKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Detail {
     pub id: i64,
     pub contact_id: Uuid,
+    /// `phone` or `email`.
     pub kind: String,
     pub value: String,
     pub label: Option<String>,
@@ -114,18 +117,17 @@ pub(super) async fn of_contact(pool: &PgPool, contact_id: Uuid) -> DomainResult<
     .await?)
 }
 
-/// A phone or e-mail address of a contact that is not deleted.
-pub async fn get_detail(pool: &PgPool, id: i64) -> DomainResult<Detail> {
-    sqlx::query_as::<_, Detail>(
-        "SELECT d.id, d.contact_id, d.kind, d.value, d.label, d.is_primary
-           FROM lead_contact_details d
-           JOIN lead_contacts c ON c.id = d.contact_id AND c.deleted_at IS NULL
-          WHERE d.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(DomainError::NotFound(Entity::LeadDetail))
+/// The details of several contacts.
+pub(super) async fn of_contacts(
+    conn: &mut PgConnection,
+    contact_ids: &[Uuid],
+) -> DomainResult<Vec<Detail>> {
+    Ok(sqlx::query_as::<_, Detail>(&format!(
+        "SELECT {COLUMNS} FROM lead_contact_details WHERE contact_id = ANY($1) ORDER BY id"
+    ))
+    .bind(contact_ids)
+    .fetch_all(conn)
+    .await?)
 }
 
 pub async fn add_detail(
@@ -134,23 +136,47 @@ pub async fn add_detail(
     contact_id: Uuid,
     input: DetailInput,
 ) -> DomainResult<Detail> {
-    let (value, label) = check(&input)?;
     let mut tx = pool.begin().await?;
     contacts::lock(&mut tx, contact_id).await?;
+    let created = add_detail_in(&mut tx, ctx, contact_id, input).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`add_detail`] inside the caller's transaction, which holds the
+/// contact's row lock already.
+pub(super) async fn add_detail_in(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    contact_id: Uuid,
+    input: DetailInput,
+) -> DomainResult<Detail> {
+    let (value, label) = check(&input)?;
     if input.is_primary {
-        clear_primary(&mut tx, contact_id, input.kind).await?;
+        clear_primary(conn, contact_id, input.kind).await?;
     }
     let insert = format!(
         "INSERT INTO lead_contact_details (contact_id, kind, value, label, is_primary)
          VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&insert).bind(contact_id);
-    let created = save(&mut tx, query, &input, value, label).await?;
+    let created = save(conn, query, &input, value, label).await?;
     let change = Change::new("lead.detail.create", "lead_contact_detail", created.id)
         .after(to_json(&created)?);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(conn, ctx, change).await?;
     Ok(created)
+}
+
+/// A detail of a contact that is not deleted.
+pub async fn get_detail(pool: &PgPool, id: i64) -> DomainResult<Detail> {
+    sqlx::query_as::<_, Detail>(&format!(
+        "SELECT {COLUMNS} FROM lead_contact_details WHERE id = $1 AND EXISTS
+            (SELECT 1 FROM lead_contacts c WHERE c.id = contact_id AND c.deleted_at IS NULL)"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(DomainError::NotFound(Entity::LeadDetail))
 }
 
 pub async fn update_detail(

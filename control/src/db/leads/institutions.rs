@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{optional, required};
+use super::{Problems, optional, required, search};
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
 use crate::db::customers::{self, Customer, NewCustomer};
@@ -17,10 +17,11 @@ use crate::error::{DomainError, DomainResult, Entity};
 
 /// The sales pipeline, in order (the schema's CHECK holds the same list).
 pub const STAGES: [&str; 6] = ["new", "contacted", "qualified", "proposal", "won", "lost"];
-const TAGS_MAX: usize = 32;
+/// The most tags an institution has.
+pub const TAGS_MAX: usize = 32;
 const TAG_MAX_CHARS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Institution {
     pub id: Uuid,
     pub name: String,
@@ -33,6 +34,8 @@ pub struct Institution {
     pub stage: String,
     pub owner_id: Option<Uuid>,
     pub tags: Vec<String>,
+    /// A JSON object of the operator's own keys.
+    #[schema(value_type = Object)]
     pub extra: Value,
     /// The customer it became, once converted.
     pub customer_id: Option<Uuid>,
@@ -46,7 +49,7 @@ pub struct Institution {
 
 /// What an institution is made of; an update replaces all of it (the caller
 /// merges a partial change onto [`InstitutionInput::from`] the current one).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct InstitutionInput {
     pub name: String,
     pub kind: Option<String>,
@@ -84,6 +87,9 @@ pub struct InstitutionFilter {
     pub stage: Option<String>,
     pub owner_id: Option<Uuid>,
     pub tag: Option<String>,
+    /// Full-text words ([`super::search`]'s syntax): the institution, one of
+    /// its contacts or one of its notes says them.
+    pub q: Option<String>,
 }
 
 /// Where a page starts: strictly after this institution, newest first.
@@ -130,25 +136,56 @@ impl Checked {
 
 type InstitutionQuery<'q> = QueryAs<'q, Postgres, Institution, PgArguments>;
 
+impl From<Checked> for InstitutionInput {
+    fn from(c: Checked) -> Self {
+        Self {
+            name: c.name,
+            kind: c.kind,
+            website: c.website,
+            country: c.country,
+            city: c.city,
+            address: c.address,
+            stage: Some(c.stage),
+            owner_id: c.owner_id,
+            tags: c.tags,
+            extra: Some(c.extra),
+        }
+    }
+}
+
 fn check(input: InstitutionInput) -> DomainResult<Checked> {
+    check_all(input).map_err(super::first)
+}
+
+/// Every refusal of the input, field by field, not only the first.
+fn check_all(input: InstitutionInput) -> Result<Checked, Vec<DomainError>> {
+    let mut p = Problems::default();
     let stage = input.stage.as_deref().unwrap_or("new");
-    Ok(Checked {
-        name: required("name", &input.name, 256)?,
-        kind: optional("kind", input.kind.as_deref(), 64)?,
-        website: check_website(input.website.as_deref())?,
-        country: optional("country", input.country.as_deref(), 64)?,
-        city: optional("city", input.city.as_deref(), 128)?,
-        address: optional("address", input.address.as_deref(), 512)?,
-        stage: check_stage(stage)?,
+    let checked = Checked {
+        name: p.take(required("name", &input.name, 256)),
+        kind: p.take(optional("kind", input.kind.as_deref(), 64)),
+        website: p.take(check_website(input.website.as_deref())),
+        country: p.take(optional("country", input.country.as_deref(), 64)),
+        city: p.take(optional("city", input.city.as_deref(), 128)),
+        address: p.take(optional("address", input.address.as_deref(), 512)),
+        stage: p.take(check_stage(stage)),
         owner_id: input.owner_id,
-        tags: check_tags(input.tags)?,
-        extra: customers::check_object(
+        tags: p.take(check_tags(input.tags)),
+        extra: p.take(customers::check_object(
             "extra",
             input
                 .extra
                 .unwrap_or_else(|| Value::Object(Default::default())),
-        )?,
-    })
+        )),
+    };
+    p.finish(checked)
+}
+
+/// The input as it would be stored (trimmed, tags lowercased, the stage
+/// defaulted), or every refusal of it: an import compares what a file says
+/// with what is stored, and reports each bad cell.
+pub(super) fn normalised(input: InstitutionInput) -> Result<InstitutionInput, Vec<DomainError>> {
+    check_all(input).map(InstitutionInput::from)
 }
 
 pub async fn create_institution(
@@ -156,21 +193,32 @@ pub async fn create_institution(
     ctx: &RequestContext,
     input: InstitutionInput,
 ) -> DomainResult<Institution> {
-    let c = check(input)?;
     let mut tx = pool.begin().await?;
+    let created = create_institution_in(&mut tx, ctx, input).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create_institution`] inside the caller's transaction (an import's),
+/// with the same rules and audit row; committing stays the caller's.
+pub(super) async fn create_institution_in(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    input: InstitutionInput,
+) -> DomainResult<Institution> {
+    let c = check(input)?;
     let insert = format!(
         "INSERT INTO lead_institutions (name, kind, website, country, city, address, stage, owner_id, tags, extra)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     );
     let created = c
         .bind(sqlx::query_as::<_, Institution>(&insert))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.create", "lead_institution", created.id)
         .after(to_json(&created)?);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(conn, ctx, change).await?;
     Ok(created)
 }
 
@@ -222,7 +270,32 @@ pub async fn list_institutions(
     Ok((items, next))
 }
 
-/// Appends `filter`'s conditions to a query ending in a `WHERE` clause.
+/// `limit` institutions matching `filter` from `offset`, newest first, and
+/// how many match in all: the admin API's pages and its export.
+pub async fn list_institutions_counted(
+    pool: &PgPool,
+    filter: &InstitutionFilter,
+    limit: i64,
+    offset: i64,
+) -> DomainResult<(Vec<Institution>, i64)> {
+    let mut count =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM lead_institutions WHERE true");
+    push_filter(&mut count, filter)?;
+    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+    let mut sql = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM lead_institutions WHERE true"
+    ));
+    push_filter(&mut sql, filter)?;
+    sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let items = sql.build_query_as().fetch_all(pool).await?;
+    Ok((items, total))
+}
+
+/// Appends `filter`'s conditions, each checked, to a query ending in a
+/// `WHERE` clause.
 pub(super) fn push_filter(
     sql: &mut QueryBuilder<'_, Postgres>,
     filter: &InstitutionFilter,
@@ -237,6 +310,11 @@ pub(super) fn push_filter(
         let tag = check_tags(vec![tag.clone()])?;
         sql.push(" AND tags @> ").push_bind(tag);
     }
+    if let Some(q) = &filter.q {
+        sql.push(" AND id IN (");
+        search::push_matching_institutions(sql, q)?;
+        sql.push(")");
+    }
     Ok(())
 }
 
@@ -246,9 +324,21 @@ pub async fn update_institution(
     id: Uuid,
     input: InstitutionInput,
 ) -> DomainResult<Institution> {
-    let c = check(input)?;
     let mut tx = pool.begin().await?;
-    let before = lock(&mut tx, id).await?;
+    let after = update_institution_in(&mut tx, ctx, id, input).await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+/// [`update_institution`] inside the caller's transaction.
+pub(super) async fn update_institution_in(
+    conn: &mut PgConnection,
+    ctx: &RequestContext,
+    id: Uuid,
+    input: InstitutionInput,
+) -> DomainResult<Institution> {
+    let c = check(input)?;
+    let before = lock(conn, id).await?;
     let update = format!(
         "UPDATE lead_institutions SET name = $2, kind = $3, website = $4, country = $5, city = $6,
                 address = $7, stage = $8, owner_id = $9, tags = $10, extra = $11, updated_at = now()
@@ -256,14 +346,13 @@ pub async fn update_institution(
     );
     let after = c
         .bind(sqlx::query_as::<_, Institution>(&update).bind(id))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(unknown_owner)?;
     let change = Change::new("lead.institution.update", "lead_institution", id)
         .before(to_json(&before)?)
         .after(to_json(&after)?);
-    audit::record_change(&mut tx, ctx, change).await?;
-    tx.commit().await?;
+    audit::record_change(conn, ctx, change).await?;
     Ok(after)
 }
 
@@ -318,6 +407,20 @@ pub async fn convert_to_customer(
     audit::record_change(&mut tx, ctx, change).await?;
     tx.commit().await?;
     Ok((after, created))
+}
+
+/// Locks the institutions of these ids that exist, in id order (the order
+/// every caller locking several takes, so two never wait on each other).
+pub(super) async fn lock_many(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> DomainResult<Vec<Institution>> {
+    Ok(sqlx::query_as::<_, Institution>(&format!(
+        "SELECT {COLUMNS} FROM lead_institutions WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await?)
 }
 
 pub(super) async fn lock(conn: &mut PgConnection, id: Uuid) -> DomainResult<Institution> {

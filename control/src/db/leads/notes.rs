@@ -23,7 +23,7 @@ pub enum NoteSubject {
 }
 
 /// A note as it stands: its newest version's text.
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Note {
     pub id: Uuid,
     /// Set for every note, a contact's too (its institution's timeline).
@@ -41,7 +41,7 @@ pub struct Note {
     pub deleted_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct NoteVersion {
     pub version: i32,
     pub body: String,
@@ -118,6 +118,27 @@ pub async fn list_deleted_notes(pool: &PgPool, institution_id: Uuid) -> DomainRe
     ))
     .bind(institution_id)
     .fetch_all(pool)
+    .await?)
+}
+
+/// A contact's notes that are not deleted, newest change first; 404 for a
+/// deleted contact (its notes stay on its institution's timeline).
+pub async fn list_contact_notes(pool: &PgPool, contact_id: Uuid) -> DomainResult<Vec<Note>> {
+    let mut conn = pool.acquire().await?;
+    let live: Option<bool> =
+        sqlx::query_scalar("SELECT deleted_at IS NULL FROM lead_contacts WHERE id = $1")
+            .bind(contact_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if live != Some(true) {
+        return Err(DomainError::NotFound(Entity::LeadContact));
+    }
+    Ok(sqlx::query_as::<_, Note>(&format!(
+        "{SELECT} WHERE n.contact_id = $1 AND n.deleted_at IS NULL
+         ORDER BY n.updated_at DESC, n.id"
+    ))
+    .bind(contact_id)
+    .fetch_all(&mut *conn)
     .await?)
 }
 

@@ -6,15 +6,16 @@
 //! word of an old version too (the hit names the newest version matched).
 
 use serde::Serialize;
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::error::{DomainError, DomainResult};
 
-const QUERY_MAX_CHARS: usize = 256;
+/// The longest query, in characters.
+pub const QUERY_MAX_CHARS: usize = 256;
 
 /// Where an institution matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Match {
@@ -23,7 +24,7 @@ pub enum Match {
     Note,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct SearchHit {
     pub institution_id: Uuid,
     pub institution_name: String,
@@ -40,13 +41,7 @@ pub struct SearchHit {
 /// The best `limit` hits for `query` (web-search syntax: words, "phrases",
 /// `-not`, `or`), best first. Deleted contacts and notes are not found.
 pub async fn search(pool: &PgPool, query: &str, limit: u32) -> DomainResult<Vec<SearchHit>> {
-    let query = query.trim();
-    if query.is_empty() || query.chars().count() > QUERY_MAX_CHARS {
-        return Err(DomainError::invalid(
-            "q",
-            format!("must be 1 to {QUERY_MAX_CHARS} characters"),
-        ));
-    }
+    let query = check_query(query)?;
     Ok(sqlx::query_as::<_, SearchHit>(
         "WITH q AS (SELECT websearch_to_tsquery('german', $1) || websearch_to_tsquery('english', $1) AS query)
          SELECT i.id AS institution_id, i.name AS institution_name, 'institution' AS matched,
@@ -72,4 +67,46 @@ pub async fn search(pool: &PgPool, query: &str, limit: u32) -> DomainResult<Vec<
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?)
+}
+
+/// The ids of the institutions [`search`] would find for `query` (by their
+/// own text, a contact's or a note's), as a subquery.
+pub(super) fn push_matching_institutions(
+    sql: &mut QueryBuilder<'_, Postgres>,
+    query: &str,
+) -> DomainResult<()> {
+    let query = check_query(query)?;
+    // Each arm is answered by its table's GIN index.
+    sql.push("SELECT id FROM lead_institutions WHERE search @@ ");
+    push_tsquery(sql, query);
+    sql.push(
+        " UNION SELECT institution_id FROM lead_contacts WHERE deleted_at IS NULL AND search @@ ",
+    );
+    push_tsquery(sql, query);
+    sql.push(
+        " UNION SELECT n.institution_id FROM lead_note_versions v JOIN lead_notes n ON n.id = v.note_id
+          WHERE n.deleted_at IS NULL AND v.search @@ ",
+    );
+    push_tsquery(sql, query);
+    Ok(())
+}
+
+/// Both parsings of the query, as [`search`] builds them.
+fn push_tsquery(sql: &mut QueryBuilder<'_, Postgres>, query: &str) {
+    sql.push("(websearch_to_tsquery('german', ")
+        .push_bind(query.to_owned())
+        .push(") || websearch_to_tsquery('english', ")
+        .push_bind(query.to_owned())
+        .push("))");
+}
+
+fn check_query(query: &str) -> DomainResult<&str> {
+    let query = query.trim();
+    if query.is_empty() || query.chars().count() > QUERY_MAX_CHARS {
+        return Err(DomainError::invalid(
+            "q",
+            format!("must be 1 to {QUERY_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(query)
 }

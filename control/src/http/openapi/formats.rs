@@ -20,6 +20,7 @@ use crate::db::api_keys::{Area, Scope};
 use crate::db::customers::{
     COMPANY_MAX_CHARS, EMAIL_MAX_CHARS, NAME_MAX_CHARS, NOTES_MAX_CHARS, QUERY_MAX_CHARS,
 };
+use crate::db::leads::{self, DetailKind, NOTE_MAX_CHARS, STAGES, TAGS_MAX};
 use crate::db::licenses::{
     MAX_BATCH, MAX_DEVICE_LIMIT, MAX_SEAT_CHANGE_LIMIT, MAX_SEAT_CHANGE_WINDOW_SECS,
     MIN_SEAT_CHANGE_WINDOW_SECS,
@@ -28,6 +29,7 @@ use crate::db::resources::{MAX_ALLOCATION, MAX_BULK_VALUES, ResourceKind};
 use crate::db::settings::EDGE_CONFIG_BOUNDS;
 use crate::http::API_PREFIX;
 use crate::http::audit::MAX_FILTER_CHARS;
+use crate::http::leads::notes::SEARCH_MAX_LIMIT;
 use crate::http::licenses::KEY_PREFIX_MAX_CHARS;
 use crate::http::products::VERSION_MAX_CHARS;
 
@@ -43,6 +45,8 @@ const BUILD_PART: &str = "[0-9A-Za-z-]+";
 const DOMAIN_LABEL: &str = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 /// Separators a phone number may carry; they are dropped when it is stored.
 const PHONE_SEPARATORS: &str = r"[ \t().-]*";
+/// Those a lead's phone may carry (`db::leads::normalise_phone`).
+const LEAD_PHONE_SEPARATORS: &str = r"[ ().-]*";
 
 /// Times for examples: one long gone, and two to come, the second later
 /// (a license made to end at the first can be extended to the second).
@@ -139,6 +143,26 @@ fn parameter_rules() -> Vec<(&'static str, &'static str, Rule)> {
         ("/products/{slug}/version-check", "version", version()),
         ("/products/{slug}/version-check", "channel", channel()),
     ];
+    for path in ["/leads/institutions", "/leads/institutions/export"] {
+        rules.extend([
+            (path, "stage", stages()),
+            (path, "tag", name(64)),
+            (path, "q", up_to(leads::QUERY_MAX_CHARS)),
+        ]);
+    }
+    rules.extend([
+        ("/leads/search", "q", name(leads::QUERY_MAX_CHARS)),
+        (
+            "/leads/search",
+            "limit",
+            integer(1, u64::from(SEARCH_MAX_LIMIT)),
+        ),
+        (
+            "/leads/notes/{id}",
+            "base_version",
+            integer(1, i32::MAX as u64),
+        ),
+    ]);
     for path in ["/audit", "/audit/export"] {
         rules.extend([(path, "from", example(PAST)), (path, "to", example(FUTURE))]);
         for name in [
@@ -209,6 +233,48 @@ fn body_rules() -> Vec<(&'static str, &'static str, Rule)> {
         ("ClientConfig", "grace_period_secs", integer(0, 90 * 86_400)),
         ("ClientConfig", "features", features()),
         ("ClientConfig", "settings", Rule::Object { nullable: false }),
+    ]);
+    for schema in ["NewInstitution", "InstitutionPatch"] {
+        rules.extend([
+            (schema, "name", name(256)),
+            (schema, "kind", up_to(64)),
+            (schema, "website", website()),
+            (schema, "country", up_to(64)),
+            (schema, "city", up_to(128)),
+            (schema, "address", up_to(512)),
+            (schema, "stage", stages()),
+            (
+                schema,
+                "tags",
+                Rule::List {
+                    items: Box::new(name(64)),
+                    min: 0,
+                    max: Some(TAGS_MAX),
+                },
+            ),
+            (schema, "extra", Rule::Object { nullable: true }),
+            (schema, "owner_id", Rule::Example(Value::Null)),
+        ]);
+    }
+    for schema in ["NewContact", "ContactPatch"] {
+        rules.extend([
+            (schema, "full_name", name(256)),
+            (schema, "title", up_to(128)),
+        ]);
+    }
+    rules.extend([
+        ("NewNote", "body", name(NOTE_MAX_CHARS)),
+        ("NoteEdit", "body", name(NOTE_MAX_CHARS)),
+        ("NoteEdit", "base_version", integer(1, i32::MAX as u64)),
+        ("ConvertInstitution", "name", name(NAME_MAX_CHARS)),
+        ("ConvertInstitution", "email", email()),
+        ("ConvertInstitution", "company", up_to(COMPANY_MAX_CHARS)),
+        ("ConvertInstitution", "notes", up_to(NOTES_MAX_CHARS)),
+        (
+            "ConvertInstitution",
+            "metadata",
+            Rule::Object { nullable: true },
+        ),
     ]);
     for schema in ["CreateCustomer", "UpdateCustomer"] {
         rules.extend([
@@ -310,6 +376,80 @@ pub fn add_resources() -> Schema {
         .into()
 }
 
+/// The body of `POST /leads/contacts/{id}/details`: a phone or an e-mail
+/// address, as its `kind` says.
+pub fn new_detail() -> Schema {
+    let mut kinds = OneOfBuilder::new();
+    for kind in DetailKind::ALL {
+        kinds = kinds.item(
+            detail_object(Some(kind))
+                .property(
+                    "is_primary",
+                    ObjectBuilder::new().schema_type(Type::Boolean),
+                )
+                .required("kind")
+                .required("value"),
+        );
+    }
+    kinds.description(Some(DETAIL_VALUES)).into()
+}
+
+/// The body of `PATCH /leads/details/{id}`: a new `kind` and `value`
+/// together, or neither; `label` and `is_primary` either way.
+pub fn detail_patch() -> Schema {
+    let is_primary =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]));
+    let mut kinds = OneOfBuilder::new();
+    for kind in DetailKind::ALL {
+        kinds = kinds.item(
+            detail_object(Some(kind))
+                .property("is_primary", is_primary())
+                .required("kind")
+                .required("value"),
+        );
+    }
+    kinds
+        .item(detail_object(None).property("is_primary", is_primary()))
+        .description(Some(DETAIL_VALUES))
+        .into()
+}
+
+const DETAIL_VALUES: &str = "A phone is stored as E.164 (spaces, dashes, dots and parentheses dropped), \
+                             an e-mail address with its domain lower-case.";
+
+/// A detail's `kind`, `value` and `label`: of one kind, or (`None`) with
+/// neither kind nor value.
+fn detail_object(kind: Option<DetailKind>) -> ObjectBuilder {
+    let null = || ObjectBuilder::new().schema_type(Type::Null);
+    let (kind_schema, value): (Schema, Schema) = match kind {
+        None => (null().into(), null().into()),
+        Some(kind) => {
+            let value = match kind {
+                DetailKind::Phone => {
+                    let s = LEAD_PHONE_SEPARATORS;
+                    string()
+                        .pattern(Some(format!(r"^{s}\+{s}[1-9](?:{s}[0-9]){{6,14}}{s}$")))
+                        .min_length(Some(8))
+                        .into()
+                }
+                DetailKind::Email => email().schema(),
+            };
+            (choice(vec![kind.as_str().to_owned()]).schema(), value)
+        }
+    };
+    let mut label = Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .build(),
+    );
+    up_to(64).refine(&mut label);
+    ObjectBuilder::new()
+        .property("kind", kind_schema)
+        .property("value", value)
+        .property("label", label)
+        .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+}
+
 /// Text with at least one character that is not white space: names are
 /// stored trimmed, and must not be empty then.
 fn name(max: usize) -> Rule {
@@ -322,6 +462,24 @@ fn up_to(max: usize) -> Rule {
         min: 0,
         max,
     }
+}
+
+fn stages() -> Rule {
+    choice(STAGES.map(str::to_owned).to_vec())
+}
+
+/// What `db::leads` stores as a website: empty (none), or `http(s)://`, a
+/// host with a dot, and a path, query or fragment, without white space;
+/// white space around it is trimmed.
+fn website() -> Rule {
+    let host = format!("[^/?#{WHITE_SPACE}]");
+    text(
+        &format!(
+            "^[{WHITE_SPACE}]*(?:https?://{host}*\\.{host}*(?:[/?#][^{WHITE_SPACE}]*)?)?[{WHITE_SPACE}]*$"
+        ),
+        0,
+        512,
+    )
 }
 
 fn slug() -> Rule {
