@@ -8,6 +8,7 @@
 //! of them call into `db`. See ARCHITECTURE.md for the direction.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +31,7 @@ use crate::http::{self, ApiState, BodyLimit};
 use crate::link::{self, LinkSettings, LinkStatus, RunningLink};
 use crate::observe::{self, Health};
 use crate::panel::{self, PanelState};
+use crate::traffic::{self, Traffic};
 use crate::{db, jobs, keys, server};
 
 /// How long requests in flight may take to finish once stopping.
@@ -69,12 +71,16 @@ impl AppState {
 /// The whole HTTP application: the admin API under `/admin/api/v1`, the
 /// panel at `/`, the probes; JSON 404/405 for anything else.
 pub fn router(state: AppState) -> Router {
+    let traffic = state.panel.traffic.clone();
     http::router(state.api)
         .merge(panel::router(state.panel))
         .merge(observe::router(state.health))
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(middleware::from_fn(observe::count_requests))
+        .layer(middleware::from_fn_with_state(
+            traffic,
+            observe::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(Extension(BodyLimit(state.max_body_bytes)))
         .layer(Extension(state.trusted_proxies))
@@ -118,13 +124,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config,
         link.as_ref().map(|l| l.status.clone()),
     )?;
-    let jobs = jobs::spawn_all(
+    let mut jobs = jobs::spawn_all(
         pool.clone(),
         jobs::JobSettings {
             heartbeat_retention_months: config.heartbeat_retention_months,
             partitions_ahead_months: 3,
         },
     );
+    jobs.push(tokio::spawn(sample_traffic(state.panel.traffic.clone())));
     let (shutdown, stopped) = oneshot::channel::<()>();
     let timeouts = server::Timeouts {
         header: Duration::from_secs(config.header_timeout_secs),
@@ -163,6 +170,15 @@ impl Running {
         self.pool.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Samples the request counts for the monitoring page's chart, until aborted.
+async fn sample_traffic(traffic: Arc<Traffic>) {
+    let mut every = tokio::time::interval(traffic::SAMPLE_EVERY);
+    loop {
+        every.tick().await;
+        traffic.sample(time::OffsetDateTime::now_utc().unix_timestamp());
     }
 }
 

@@ -18,3 +18,4 @@ pub mod observe;
 pub mod panel;
 pub mod secrets;
 pub mod server;
+pub mod traffic;

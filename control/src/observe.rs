@@ -4,7 +4,7 @@
 //! `/metrics` (Prometheus text: requests and latency by route, the pool,
 //! publishing and its backlog, ingest, jobs).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -19,6 +19,7 @@ use sqlx::PgPool;
 
 use crate::db::health;
 use crate::link::LinkStatus;
+use crate::traffic::Traffic;
 
 /// A readiness probe that waits longer than this has its answer: not ready.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,8 +73,13 @@ pub fn router(health: Health) -> Router {
 }
 
 /// Counts and times every request by its route pattern (never the raw
-/// path: ids would make a series per row).
-pub async fn count_requests(request: Request, next: Next) -> Response {
+/// path: ids would make a series per row), and counts it in `traffic` for
+/// the monitoring page.
+pub async fn count_requests(
+    State(traffic): State<Arc<Traffic>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -81,6 +87,7 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
+    traffic.record(response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::histogram!(REQUEST_DURATION, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// lower layers. Siblings in one layer (`http`, `panel`, `link`, `jobs`) do
 /// not know each other; `app` composes them; `cli` runs `app`.
 const LAYERS: &[&[&str]] = &[
-    &["error", "context", "secrets"],
+    &["error", "context", "secrets", "traffic"],
     &["config", "keys"],
     &["db"],
     &["export", "demo"],

@@ -27,6 +27,11 @@ pub struct PanelConfig {
     pub login_attempts_per_minute: u64,
     /// How often the dashboard's live numbers are pushed.
     pub dashboard_refresh_secs: u64,
+    /// Grafana's address, for the monitoring page's links.
+    pub grafana_url: Option<String>,
+    /// Alertmanager's address (`http://…`): the monitoring page lists the
+    /// alerts firing there instead of computing its own.
+    pub alertmanager_url: Option<String>,
 }
 
 impl Default for PanelConfig {
@@ -40,6 +45,8 @@ impl Default for PanelConfig {
             login_block_secs: 3_600,
             login_attempts_per_minute: 20,
             dashboard_refresh_secs: 2,
+            grafana_url: None,
+            alertmanager_url: None,
         }
     }
 }
@@ -56,6 +63,8 @@ pub struct PanelLayer {
     login_block_secs: Option<u64>,
     login_attempts_per_minute: Option<u64>,
     dashboard_refresh_secs: Option<u64>,
+    grafana_url: Option<String>,
+    alertmanager_url: Option<String>,
 }
 
 impl PanelLayer {
@@ -74,6 +83,8 @@ impl PanelLayer {
             login_block_secs: env.parse("login_block_secs")?,
             login_attempts_per_minute: env.parse("login_attempts_per_minute")?,
             dashboard_refresh_secs: env.parse("dashboard_refresh_secs")?,
+            grafana_url: env.text("grafana_url"),
+            alertmanager_url: env.text("alertmanager_url"),
         }))
     }
 
@@ -99,6 +110,8 @@ impl PanelLayer {
             dashboard_refresh_secs: upper
                 .dashboard_refresh_secs
                 .or(lower.dashboard_refresh_secs),
+            grafana_url: upper.grafana_url.or(lower.grafana_url),
+            alertmanager_url: upper.alertmanager_url.or(lower.alertmanager_url),
         })
     }
 
@@ -123,6 +136,12 @@ impl PanelLayer {
             dashboard_refresh_secs: self
                 .dashboard_refresh_secs
                 .unwrap_or(d.dashboard_refresh_secs),
+            grafana_url: self
+                .grafana_url
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            alertmanager_url: self
+                .alertmanager_url
+                .map(|url| url.trim_end_matches('/').to_owned()),
         }
     }
 }
@@ -173,6 +192,23 @@ impl PanelConfig {
                 return Err(ConfigError::Invalid {
                     name: name.into(),
                     message: format!("must be between {min} and {max}"),
+                });
+            }
+        }
+        let urls = [
+            ("panel.grafana_url", &self.grafana_url, "http(s)://"),
+            ("panel.alertmanager_url", &self.alertmanager_url, "http://"),
+        ];
+        for (name, url, scheme) in urls {
+            // The panel reaches Alertmanager itself, over plain HTTP inside
+            // the deployment; Grafana is only linked to.
+            let fine = url.as_deref().is_none_or(|url| {
+                url.starts_with("http://") || (scheme != "http://" && url.starts_with("https://"))
+            });
+            if !fine {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    message: format!("must start with {scheme}"),
                 });
             }
         }

@@ -16,6 +16,7 @@ pub mod leads;
 pub mod license_bulk;
 pub mod licenses;
 pub mod logins;
+pub mod monitoring;
 pub mod notify;
 pub mod outbox;
 pub mod partitions;

@@ -34,6 +34,7 @@ pub mod leads;
 pub mod license;
 pub mod license_batch;
 pub mod licenses;
+pub mod monitoring;
 pub mod note_history;
 pub mod pages;
 pub mod products;
@@ -59,6 +60,8 @@ use crate::config::{Config, ConfigError, PanelConfig};
 use crate::secrets::Secrets;
 use guard::LoginGuard;
 
+use crate::traffic::Traffic;
+
 /// What every panel handler shares. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PanelState {
@@ -66,6 +69,8 @@ pub struct PanelState {
     pub secrets: Arc<Secrets>,
     pub config: Arc<PanelConfig>,
     pub guard: Arc<LoginGuard>,
+    /// This replica's request rates, for the monitoring page's chart.
+    pub traffic: Arc<Traffic>,
 }
 
 impl PanelState {
@@ -98,6 +103,7 @@ impl PanelState {
             secrets: Arc::new(config.secrets()?),
             config: Arc::new(config.panel.clone()),
             guard: Arc::new(guard),
+            traffic: Arc::default(),
         })
     }
 }
@@ -234,7 +240,7 @@ fn protected() -> Routes {
         .get("/leads/notes/{id}", note_history::show)
         .post("/leads/notes/{id}", lead::edit_note)
         .post("/leads/notes/{id}/delete", lead::delete_note)
-        .get("/monitoring", pages::monitoring)
+        .get("/monitoring", monitoring::page)
         .get("/audit", audit::page)
         .get("/audit/export", audit::export)
         .get("/blocked-ips", blocked_ips::page)

@@ -1,8 +1,6 @@
 //! The layout every logged-in page shares (navigation, CSRF token for htmx,
 //! asset URLs) and the areas later issues fill, which say so for now.
 
-use askama::Template;
-use askama_web::WebTemplate;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -74,26 +72,4 @@ pub fn when(at: &OffsetDateTime) -> String {
             "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
         ))
         .unwrap_or_default()
-}
-
-#[derive(Debug, Template, WebTemplate)]
-#[template(path = "not_yet.html")]
-pub struct NotYet {
-    pub layout: Layout,
-    pub area: &'static str,
-}
-
-fn not_yet(viewer: &Viewer, path: &'static str) -> NotYet {
-    let area = NAVIGATION
-        .iter()
-        .find(|(href, _)| *href == path)
-        .map_or("This area", |(_, label)| label);
-    NotYet {
-        layout: Layout::new(viewer, area, path),
-        area,
-    }
-}
-
-pub async fn monitoring(viewer: Viewer) -> NotYet {
-    not_yet(&viewer, "/monitoring")
 }
