@@ -5,8 +5,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
