@@ -104,6 +104,10 @@ pub struct Running {
 /// Connects, migrates, starts the jobs and the link, binds and serves in
 /// the background.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    // The recorder before anything records: the publisher sets its leader
+    // gauge once, when it takes the lock, and the panel registers its login
+    // counters at zero; sent to no recorder, they would never be exported.
+    observe::metrics_handle();
     let pool = db::connect(
         config.database_url.expose_secret(),
         config.database_max_connections,

@@ -2,8 +2,10 @@
 //! partition maintenance, quarantine expiry and the usage-period refresh.
 //!
 //! Each job runs on its own interval; a failed run is logged, counted in
-//! `latchkey_control_job_runs_total{outcome="failed"}` and retried at the
-//! next tick, never fatal. Several control replicas may run them at
+//! `latchkey_control_job_runs_total{task,outcome="failed"}` and retried at
+//! the next tick, never fatal. The label is `task`, not `job`: Prometheus
+//! gives every target a `job` label, and a metric's own would be renamed
+//! `exported_job` at scrape. Several control replicas may run them at
 //! once: every job is an idempotent transaction, so that is safe.
 
 use std::future::Future;
@@ -50,6 +52,11 @@ pub fn spawn_all(pool: PgPool, settings: JobSettings) -> Vec<JoinHandle<()>> {
                     settings.heartbeat_retention_months,
                 )
                 .await?;
+                // What exists, not what this run made: a partition dropped by
+                // hand shows here at the next run.
+                let ready = partitions::months_ready_ahead(&partitions::list(&pool).await?, today);
+                metrics::gauge!("latchkey_control_heartbeat_partitions_ahead_months")
+                    .set(f64::from(ready));
                 Ok(format!(
                     "{} partitions created, retired {:?}",
                     done.created, done.retired
@@ -91,14 +98,14 @@ where
             match job(pool.clone()).await {
                 Ok(outcome) => {
                     tracing::debug!(job = name, outcome, "job ran");
-                    metrics::counter!("latchkey_control_job_runs_total", "job" => name, "outcome" => "ok")
+                    metrics::counter!("latchkey_control_job_runs_total", "task" => name, "outcome" => "ok")
                         .increment(1);
-                    metrics::gauge!("latchkey_control_job_last_success_timestamp_seconds", "job" => name)
+                    metrics::gauge!("latchkey_control_job_last_success_timestamp_seconds", "task" => name)
                         .set(OffsetDateTime::now_utc().unix_timestamp() as f64);
                 }
                 Err(error) => {
                     tracing::warn!(job = name, error = %format!("{error:#}"), "job failed; retrying at the next tick");
-                    metrics::counter!("latchkey_control_job_runs_total", "job" => name, "outcome" => "failed")
+                    metrics::counter!("latchkey_control_job_runs_total", "task" => name, "outcome" => "failed")
                         .increment(1);
                 }
             }

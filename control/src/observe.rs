@@ -4,6 +4,7 @@
 //! `/metrics` (Prometheus text: requests and latency by route, the pool,
 //! publishing and its backlog, ingest, jobs).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -152,22 +153,98 @@ async fn render(State(health): State<Health>) -> Response {
         .set(f64::from(pool.size()) - idle);
     metrics::gauge!("latchkey_control_db_pool_max_connections")
         .set(f64::from(pool.options().get_max_connections()));
+    if let Some(open) = scrape_read("open sessions", health::open_sessions(pool)).await {
+        metrics::gauge!("latchkey_control_sessions_open").set(open as f64);
+    }
+    let mut edge_lags = None;
     if let Some(link) = &health.link {
         if let Some(head) = link.chain_head() {
             metrics::gauge!("latchkey_control_chain_head_sequence").set(head as f64);
         }
-        match tokio::time::timeout(PROBE_TIMEOUT, health::outbox_backlog(pool)).await {
-            Ok(Ok(backlog)) => {
-                metrics::gauge!("latchkey_control_outbox_pending").set(backlog.pending as f64);
-                metrics::gauge!("latchkey_control_publisher_lag_seconds").set(backlog.oldest_secs);
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "reading the outbox backlog failed"),
-            Err(_) => tracing::warn!("reading the outbox backlog timed out"),
+        if let Some(backlog) = scrape_read("the outbox backlog", health::outbox_backlog(pool)).await
+        {
+            metrics::gauge!("latchkey_control_outbox_pending").set(backlog.pending as f64);
+            metrics::gauge!("latchkey_control_publisher_lag_seconds").set(backlog.oldest_secs);
+        }
+        edge_lags = scrape_read("the edges' lag", health::edge_lags(pool)).await;
+    }
+    let mut text = health.metrics.render();
+    if let Some(lags) = edge_lags {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&edge_lag_text(&lags));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A scrape-time read, bounded by the probe timeout; a failure is logged
+/// and the gauge keeps its last value.
+async fn scrape_read<T>(
+    what: &str,
+    read: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Option<T> {
+    match tokio::time::timeout(PROBE_TIMEOUT, read).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "reading {what} for /metrics failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("reading {what} for /metrics timed out");
+            None
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        health.metrics.render(),
-    )
-        .into_response()
+}
+
+/// `latchkey_control_edge_propagation_lag_seconds{edge}`, written here
+/// rather than through the recorder, which keeps every series it was ever
+/// given: a revoked edge's last lag would stay exported (and alerting) until
+/// a restart. Written fresh at each scrape, only current edges appear.
+fn edge_lag_text(lags: &[health::EdgeLag]) -> String {
+    let mut text = String::from(
+        "# HELP latchkey_control_edge_propagation_lag_seconds Age of the oldest published snapshot the edge has not applied.\n\
+         # TYPE latchkey_control_edge_propagation_lag_seconds gauge\n",
+    );
+    for lag in lags {
+        let name = lag
+            .name
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        text.push_str(&format!(
+            "latchkey_control_edge_propagation_lag_seconds{{edge=\"{name}\"}} {}\n",
+            lag.lag_secs
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_lags_are_exposition_lines_with_escaped_names() {
+        let lags = [
+            health::EdgeLag {
+                name: "edge-1".into(),
+                lag_secs: 0.0,
+            },
+            health::EdgeLag {
+                name: "a \"quoted\" \\ name\n".into(),
+                lag_secs: 12.5,
+            },
+        ];
+        let text = edge_lag_text(&lags);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                r#"latchkey_control_edge_propagation_lag_seconds{edge="edge-1"} 0"#,
+                r#"latchkey_control_edge_propagation_lag_seconds{edge="a \"quoted\" \\ name\n"} 12.5"#,
+            ]
+        );
+        assert!(text.contains("# TYPE latchkey_control_edge_propagation_lag_seconds gauge\n"));
+    }
 }

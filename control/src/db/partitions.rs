@@ -96,6 +96,19 @@ pub async fn maintain(
     Ok(Maintenance { created, retired })
 }
 
+/// How many months after `today`'s have a partition, counting on from the
+/// next one until the first gap (0: next month's is missing).
+pub fn months_ready_ahead(partitions: &[Partition], today: Date) -> u32 {
+    let mut ahead = 0;
+    while partitions
+        .iter()
+        .any(|p| p.month == first_of_month(today, ahead as i32 + 1))
+    {
+        ahead += 1;
+    }
+    ahead
+}
+
 /// `license_heartbeats_2026_11` → 2026-11-01. Names are ours (the SQL
 /// function makes them), so anything else is not a monthly partition.
 fn month_of(name: &str) -> Option<Date> {
@@ -137,5 +150,37 @@ mod tests {
             first_of_month(date!(2026 - 11 - 28), 3),
             date!(2027 - 02 - 01)
         );
+    }
+
+    #[test]
+    fn months_ready_ahead_stop_at_the_first_gap() {
+        let made = |months: &[Date]| -> Vec<Partition> {
+            months
+                .iter()
+                .map(|&month| Partition {
+                    name: format!(
+                        "license_heartbeats_{}_{:02}",
+                        month.year(),
+                        month.month() as u8
+                    ),
+                    month,
+                })
+                .collect()
+        };
+        let today = date!(2026 - 12 - 31);
+        let december = date!(2026 - 12 - 01);
+        let january = date!(2027 - 01 - 01);
+        let february = date!(2027 - 02 - 01);
+        let march = date!(2027 - 03 - 01);
+        assert_eq!(months_ready_ahead(&made(&[december]), today), 0);
+        assert_eq!(
+            months_ready_ahead(&made(&[december, january, february]), today),
+            2
+        );
+        assert_eq!(
+            months_ready_ahead(&made(&[december, january, march]), today),
+            1
+        );
+        assert_eq!(months_ready_ahead(&made(&[february]), today), 0);
     }
 }

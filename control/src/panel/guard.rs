@@ -28,6 +28,10 @@ const MAX_USERNAME_KEY_CHARS: usize = 128;
 /// failures, from any addresses: enough to stop a password spray spread over
 /// many IPs, while one attacker's block does not lock the owner out.
 const ACCOUNT_FAILURE_FACTOR: u64 = 4;
+/// Failed passwords and second-factor codes, on this replica.
+const LOGIN_FAILURES: &str = "latchkey_control_login_failures_total";
+/// Networks blocked for their failures, by this replica.
+const LOGIN_BLOCKS: &str = "latchkey_control_login_blocks_total";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
@@ -222,6 +226,10 @@ impl LoginGuard {
     }
 
     pub fn with_counters(config: &PanelConfig, counters: Counters) -> Self {
+        // Registered at zero: Prometheus sees a counter's first increase
+        // only from an earlier sample, so a first burst would go unalerted.
+        metrics::counter!(LOGIN_FAILURES).increment(0);
+        metrics::counter!(LOGIN_BLOCKS).increment(0);
         Self {
             counters,
             max_failures: config.login_max_failures,
@@ -287,6 +295,7 @@ impl LoginGuard {
         reason: &str,
     ) -> PanelResult<bool> {
         logins::record_attempt(pool, Some(username), ip, false, reason).await?;
+        metrics::counter!(LOGIN_FAILURES).increment(1);
         self.counters
             .hit(&account_key("fail", username), self.failure_window)
             .await?;
@@ -302,6 +311,7 @@ impl LoginGuard {
             self.failure_window.as_secs()
         );
         logins::block(pool, ctx, &network, &reason, None, Some(until)).await?;
+        metrics::counter!(LOGIN_BLOCKS).increment(1);
         self.counters.reset(&ip_key).await?;
         tracing::warn!(%network, failures, "network blocked after failed logins");
         Ok(true)

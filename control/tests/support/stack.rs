@@ -1,6 +1,8 @@
 //! Control's link and publisher on the real PostgreSQL with real edges
 //! linked to it over QUIC on loopback, for tests that follow a change from
-//! control to the edges' answers.
+//! control to the edges' answers; or control as its own process
+//! ([`ControlProcess`]), for tests that kill it or scrape it apart from the
+//! edges.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -224,4 +226,92 @@ pub async fn one_license(pool: &PgPool, device_limit: i32) -> (Uuid, String) {
     .await
     .unwrap();
     (created[0].license.id, created[0].license_key.clone())
+}
+
+/// `latchkey-control serve` as a real process, on this test's database.
+pub struct ControlProcess {
+    child: std::process::Child,
+    pub http: SocketAddr,
+}
+
+impl ControlProcess {
+    /// Started and ready: its `/readyz` answers 200.
+    pub async fn start(pool: &PgPool, dir: &Path, signing_key: &Path, link: SocketAddr) -> Self {
+        let control = Self::spawn(pool, dir, signing_key, link);
+        wait_until_ok(control.http, "/readyz", Duration::from_secs(30))
+            .await
+            .expect("control answered /readyz with 200");
+        control
+    }
+
+    pub fn spawn(pool: &PgPool, dir: &Path, signing_key: &Path, link: SocketAddr) -> Self {
+        let database = pool.connect_options().get_database().unwrap().to_owned();
+        let base = std::env::var("DATABASE_URL").unwrap();
+        let url = format!("{}/{database}", base.rsplit_once('/').unwrap().0);
+        let log = std::fs::File::create(dir.join("control.log")).unwrap();
+        let http = free_tcp_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey-control"))
+            .arg("serve")
+            .env("DATABASE_URL", url)
+            .env("SECRET_KEY", "s".repeat(48))
+            .env("JWT_SECRET", "j".repeat(48))
+            .env("LATCHKEY_LISTEN_ADDR", http.to_string())
+            .env("LATCHKEY_DATABASE_MAX_CONNECTIONS", "4")
+            .env("LATCHKEY_SIGNING_KEY_PATH", signing_key)
+            .env("LATCHKEY_LINK_LISTEN_ADDR", link.to_string())
+            .env("LATCHKEY_LINK_DIR", dir.join("control"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child, http }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_tcp_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Polls `GET path` until it answers 200; how long that took.
+pub async fn wait_until_ok(addr: SocketAddr, path: &str, limit: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: control\r\nConnection: close\r\n\r\n");
+            let mut answer = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && stream.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return Some(started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+pub fn free_udp_port() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
