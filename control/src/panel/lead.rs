@@ -240,10 +240,7 @@ pub async fn update_contact(
     Path(id): Path<Uuid>,
     Form(form): Form<ContactForm>,
 ) -> PanelResult<Response> {
-    let institution_id = leads::get_contact(&state.pool, id)
-        .await?
-        .contact
-        .institution_id;
+    let institution_id = institution_of(&state, id).await?;
     let saved = leads::update_contact(&state.pool, &admin.ctx, id, form.input()).await;
     let back = saved.map(|_| format!("/leads/{institution_id}#contact-{id}"));
     let key = format!("contact-{id}");
@@ -256,10 +253,7 @@ pub async fn delete_contact(
     State(state): State<PanelState>,
     Path(id): Path<Uuid>,
 ) -> PanelResult<Redirect> {
-    let institution_id = leads::get_contact(&state.pool, id)
-        .await?
-        .contact
-        .institution_id;
+    let institution_id = institution_of(&state, id).await?;
     leads::delete_contact(&state.pool, &admin.ctx, id).await?;
     Ok(Redirect::to(&format!("/leads/{institution_id}#contacts")))
 }
@@ -300,10 +294,7 @@ pub async fn add_detail(
     Path(contact_id): Path<Uuid>,
     Form(form): Form<DetailForm>,
 ) -> PanelResult<Response> {
-    let institution_id = leads::get_contact(&state.pool, contact_id)
-        .await?
-        .contact
-        .institution_id;
+    let institution_id = institution_of(&state, contact_id).await?;
     let added = match form.input() {
         Ok(input) => leads::add_detail(&state.pool, &admin.ctx, contact_id, input).await,
         Err(error) => Err(error),
@@ -320,11 +311,7 @@ pub async fn update_detail(
     Form(form): Form<DetailForm>,
 ) -> PanelResult<Response> {
     let id = detail_id(&id)?;
-    let contact_id = leads::get_detail(&state.pool, id).await?.contact_id;
-    let institution_id = leads::get_contact(&state.pool, contact_id)
-        .await?
-        .contact
-        .institution_id;
+    let (contact_id, institution_id) = detail_owner(&state, id).await?;
     let saved = match form.input() {
         Ok(input) => leads::update_detail(&state.pool, &admin.ctx, id, input).await,
         Err(error) => Err(error),
@@ -340,11 +327,7 @@ pub async fn delete_detail(
     Path(id): Path<String>,
 ) -> PanelResult<Redirect> {
     let id = detail_id(&id)?;
-    let contact_id = leads::get_detail(&state.pool, id).await?.contact_id;
-    let institution_id = leads::get_contact(&state.pool, contact_id)
-        .await?
-        .contact
-        .institution_id;
+    let (contact_id, institution_id) = detail_owner(&state, id).await?;
     leads::delete_detail(&state.pool, &admin.ctx, id).await?;
     Ok(Redirect::to(&format!(
         "/leads/{institution_id}#contact-{contact_id}"
@@ -715,4 +698,18 @@ fn base_version(text: &str) -> PanelResult<i32> {
 /// A detail id from the path; anything else is no page.
 fn detail_id(text: &str) -> PanelResult<i64> {
     text.parse().map_err(|_| PanelError::NotFound)
+}
+
+/// The institution a contact belongs to.
+async fn institution_of(state: &PanelState, contact_id: Uuid) -> DomainResult<Uuid> {
+    Ok(leads::get_contact(&state.pool, contact_id)
+        .await?
+        .contact
+        .institution_id)
+}
+
+/// The contact and the institution a detail belongs to.
+async fn detail_owner(state: &PanelState, id: i64) -> DomainResult<(Uuid, Uuid)> {
+    let contact_id = leads::get_detail(&state.pool, id).await?.contact_id;
+    Ok((contact_id, institution_of(state, contact_id).await?))
 }
