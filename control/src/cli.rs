@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 
-use crate::config::{Config, LogFormat};
+use crate::backup::Backups;
+use crate::config::{BackupConfig, Config, LogFormat};
 use crate::context::RequestContext;
 use crate::db::admins::Role;
 use crate::db::{self, api_keys};
@@ -80,6 +81,13 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Backups with pg_dump, and restore with pg_restore.
+    Backup {
+        #[command(flatten)]
+        target: BackupTarget,
+        #[command(subcommand)]
+        command: BackupCommand,
     },
     /// Demo data for trying Latchkey out.
     Demo {
@@ -167,6 +175,62 @@ pub enum KeysCommand {
         /// Directory to write the two PEM files into.
         #[arg(long, default_value = ".data/keys")]
         out: PathBuf,
+    },
+}
+
+/// The database and tools every backup command uses; the options of
+/// `serve`'s `[backups]` under the same variables.
+#[derive(Debug, clap::Args)]
+pub struct BackupTarget {
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+    /// Where dumps are written.
+    #[arg(
+        long,
+        env = "LATCHKEY_BACKUPS_DIR",
+        default_value = ".data/backups",
+        global = true
+    )]
+    dir: PathBuf,
+    #[arg(
+        long,
+        env = "LATCHKEY_BACKUPS_PG_DUMP",
+        default_value = "pg_dump",
+        global = true
+    )]
+    pg_dump: PathBuf,
+    #[arg(
+        long,
+        env = "LATCHKEY_BACKUPS_PG_RESTORE",
+        default_value = "pg_restore",
+        global = true
+    )]
+    pg_restore: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Dump the database now (custom format) with its manifest beside it.
+    Create,
+    /// Backups made, newest first, one JSON object a line.
+    List,
+    /// Delete scheduled backups past the retention.
+    Prune {
+        #[arg(long, env = "LATCHKEY_BACKUPS_KEEP_DAILY", default_value_t = 7)]
+        keep_daily: u32,
+        #[arg(long, env = "LATCHKEY_BACKUPS_KEEP_WEEKLY", default_value_t = 4)]
+        keep_weekly: u32,
+    },
+    /// Restore a dump into a scratch database and verify it against its
+    /// manifest; with --confirm, then swap it in for the live database
+    /// (which is kept under another name). Stop writers first: the swap
+    /// ends every connection to the live database.
+    Restore {
+        /// The dump (its manifest `<dump>.json` beside it).
+        file: PathBuf,
+        /// Swap the verified copy in; without it, only verify and drop it.
+        #[arg(long)]
+        confirm: bool,
     },
 }
 
@@ -287,6 +351,7 @@ pub async fn run(
             writeln!(out, "public key:  {}", written.public_pem.display())?;
             Ok(())
         }
+        Command::Backup { target, command } => backup(target, command, out).await,
         Command::Demo {
             command:
                 DemoCommand::Seed {
@@ -388,6 +453,105 @@ async fn edges(command: EdgesCommand, out: &mut dyn Write) -> anyhow::Result<()>
             let pool = connect(&database_url).await?;
             let edge = db::edges::revoke(&pool, &RequestContext::system("cli"), id).await?;
             writeln!(out, "edge {} revoked", edge.name)?;
+        }
+    }
+    Ok(())
+}
+
+async fn backup(
+    target: BackupTarget,
+    command: BackupCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let database_url = target
+        .database_url
+        .context("set DATABASE_URL or --database-url")?;
+    let (keep_daily, keep_weekly) = match &command {
+        BackupCommand::Prune {
+            keep_daily,
+            keep_weekly,
+        } => (*keep_daily, *keep_weekly),
+        _ => (0, 0),
+    };
+    let backups = Backups::new(
+        BackupConfig {
+            dir: target.dir,
+            daily_at: None,
+            keep_daily,
+            keep_weekly,
+            pg_dump: target.pg_dump,
+            pg_restore: target.pg_restore,
+        },
+        &database_url,
+    )?;
+    let ctx = RequestContext::system("cli");
+    match command {
+        BackupCommand::Create => {
+            let pool = connect(&database_url).await?;
+            let made = backups
+                .create(&pool, &ctx, None)
+                .await?
+                .context("a manual backup always runs")?;
+            writeln!(
+                out,
+                "backup {}: {} ({} bytes, sha256 {}) in {} ms, schema version {}",
+                made.id,
+                made.path.unwrap_or_default(),
+                made.size_bytes.unwrap_or_default(),
+                made.sha256.unwrap_or_default(),
+                made.duration_ms.unwrap_or_default(),
+                made.schema_version.unwrap_or_default()
+            )?;
+        }
+        BackupCommand::List => {
+            let pool = connect(&database_url).await?;
+            for backup in db::backups::list(&pool, 1_000).await? {
+                writeln!(out, "{}", serde_json::to_string(&backup)?)?;
+            }
+        }
+        BackupCommand::Prune { .. } => {
+            let pool = connect(&database_url).await?;
+            for gone in backups.prune(&pool, &ctx).await? {
+                writeln!(
+                    out,
+                    "deleted backup {} ({})",
+                    gone.id,
+                    gone.path.unwrap_or_default()
+                )?;
+            }
+        }
+        BackupCommand::Restore { file, confirm } => {
+            let started = std::time::Instant::now();
+            let prepared = backups.prepare_restore(&file).await?;
+            let rows: i64 = prepared.manifest.row_counts.values().sum();
+            writeln!(
+                out,
+                "verified {}: SHA-256 and size match the manifest; restored into {} with schema version {} and the {} tables' {rows} rows as dumped{} in {:.1?}",
+                file.display(),
+                prepared.scratch,
+                prepared.manifest.schema_version,
+                prepared.manifest.row_counts.len(),
+                match prepared.migrated_to {
+                    Some(version) => format!(", then migrated to {version}"),
+                    None => String::new(),
+                },
+                started.elapsed()
+            )?;
+            if confirm {
+                let swapped = backups.swap(&prepared).await?;
+                writeln!(
+                    out,
+                    "swapped in: the restored copy is the live database now; the previous one is kept as {}",
+                    swapped.previous
+                )?;
+            } else {
+                backups.discard(&prepared).await?;
+                writeln!(
+                    out,
+                    "not swapped in (dropped {}): run again with --confirm to replace the live database",
+                    prepared.scratch
+                )?;
+            }
         }
     }
     Ok(())

@@ -88,6 +88,15 @@ impl RequestContext {
             user_agent: None,
         }
     }
+
+    /// The admin user behind the request, when an admin made it (not a key,
+    /// a client or the system).
+    pub fn admin_id(&self) -> Option<Uuid> {
+        match self.actor.kind {
+            ActorKind::Admin => self.actor.id.as_deref().and_then(|id| id.parse().ok()),
+            _ => None,
+        }
+    }
 }
 
 /// The request's id, client address and user agent, with a system actor

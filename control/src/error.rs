@@ -14,6 +14,7 @@ use latchkey_shared::api::{ErrorBody, ErrorCode};
 pub enum Entity {
     Admin,
     ApiKey,
+    Backup,
     Block,
     Customer,
     Device,
@@ -35,6 +36,7 @@ impl Entity {
         match self {
             Self::Admin => "admin",
             Self::ApiKey => "api key",
+            Self::Backup => "backup",
             Self::Block => "block",
             Self::Customer => "customer",
             Self::Device => "device",
@@ -62,6 +64,7 @@ impl Entity {
             Self::Product => ErrorCode::ProductNotFound,
             Self::Admin
             | Self::ApiKey
+            | Self::Backup
             | Self::Block
             | Self::Customer
             | Self::Edge

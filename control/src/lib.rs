@@ -3,6 +3,7 @@
 //! `app` puts the parts together; `cli` is what the binary runs.
 
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod context;

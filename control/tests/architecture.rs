@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "context", "secrets", "traffic"],
     &["config", "keys"],
     &["db"],
-    &["export", "demo"],
+    &["backup", "export", "demo"],
     &["http", "panel", "link", "jobs"],
     &["observe", "server"],
     &["app"],

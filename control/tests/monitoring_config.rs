@@ -337,16 +337,31 @@ fn the_compose_file_validates_with_compose_v2_and_the_compose_spec() {
             "no cache mount of {cached}: {mounts:?}"
         );
     }
-    let users: Vec<&str> = instructions
-        .iter()
-        .filter(|(cmd, _, _)| cmd == "USER")
-        .map(|(_, _, value)| value[0].as_str())
-        .collect();
-    assert_eq!(
-        users,
-        ["latchkey:latchkey"],
-        "the runtime stage's user, which control and edge inherit"
-    );
+    // Each image's user: the last USER of its stage or of the stage it is
+    // built on (control installs pg_dump as root, then drops back).
+    let mut user_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut stage = String::new();
+    for (cmd, _, value) in &instructions {
+        match cmd.as_str() {
+            "FROM" => {
+                stage = value.get(2).cloned().unwrap_or_default();
+                if let Some(inherited) = user_of.get(&value[0]).cloned() {
+                    user_of.insert(stage.clone(), inherited);
+                }
+            }
+            "USER" => {
+                user_of.insert(stage.clone(), value[0].clone());
+            }
+            _ => {}
+        }
+    }
+    for image in ["control", "edge"] {
+        assert_eq!(
+            user_of.get(image).map(String::as_str),
+            Some("latchkey:latchkey"),
+            "the {image} image runs as latchkey: {user_of:?}"
+        );
+    }
 }
 
 #[test]

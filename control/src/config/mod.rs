@@ -21,10 +21,13 @@ use serde::Deserialize;
 use latchkey_shared::forwarded::{BadProxy, TrustedProxies};
 
 use crate::secrets::Secrets;
+use backups::BackupLayer;
+pub use backups::{BackupConfig, TimeOfDay};
 use env::Env;
 pub use panel::PanelConfig;
 use panel::PanelLayer;
 
+mod backups;
 mod env;
 mod panel;
 
@@ -67,6 +70,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The admin panel: sessions and the login guard (`[panel]` in the file).
     pub panel: PanelConfig,
+    /// Backups with pg_dump: where, when, how many kept (`[backups]`).
+    pub backups: BackupConfig,
     /// Redis shared by control replicas (login counters); `None`: in-process.
     pub redis_url: Option<SecretString>,
     /// Where admins reach the panel (`https://licenses.example.com`). With
@@ -190,6 +195,7 @@ impl Config {
                     .as_deref()
                     .is_some_and(|url| url.starts_with("https://")),
             ),
+            backups: merged.backups.map(BackupLayer::resolve).unwrap_or_default(),
             redis_url: merged.redis_url.map(SecretString::from),
             trusted_proxies: match merged.trusted_proxies.as_deref() {
                 Some(list) => list
@@ -266,6 +272,7 @@ impl Config {
             return invalid("heartbeat_retention_months", "must be between 1 and 120");
         }
         self.panel.validate()?;
+        self.backups.validate()?;
         if let Some(path) = &self.signing_key_path
             && !path.is_file()
         {
@@ -311,6 +318,7 @@ impl fmt::Debug for Config {
             )
             .field("log_format", &self.log_format)
             .field("panel", &self.panel)
+            .field("backups", &self.backups)
             .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
             .field("public_url", &self.public_url)
             .field("trusted_proxies", &self.trusted_proxies)
@@ -385,6 +393,7 @@ struct Layer {
     heartbeat_retention_months: Option<u32>,
     log_format: Option<LogFormat>,
     panel: Option<PanelLayer>,
+    backups: Option<BackupLayer>,
     redis_url: Option<String>,
     public_url: Option<String>,
     trusted_proxies: Option<String>,
@@ -410,6 +419,7 @@ impl Layer {
             heartbeat_retention_months: env.parse("heartbeat_retention_months")?,
             log_format: env.parse("log_format")?,
             panel: PanelLayer::from_env(vars)?,
+            backups: BackupLayer::from_env(vars)?,
             redis_url: env.secret("redis_url"),
             public_url: env.text("public_url"),
             trusted_proxies: env.text("trusted_proxies"),
@@ -439,6 +449,7 @@ impl Layer {
                 .or(below.heartbeat_retention_months),
             log_format: self.log_format.or(below.log_format),
             panel: PanelLayer::stack(self.panel, below.panel),
+            backups: BackupLayer::stack(self.backups, below.backups),
             redis_url: self.redis_url.or(below.redis_url),
             public_url: self.public_url.or(below.public_url),
             trusted_proxies: self.trusted_proxies.or(below.trusted_proxies),

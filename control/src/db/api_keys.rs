@@ -359,7 +359,7 @@ pub async fn create(
     {
         return Err(DomainError::invalid("expires_at", "must be in the future"));
     }
-    let created_by = admin_id(ctx);
+    let created_by = ctx.admin_id();
     // A prefix collision (36^8 values) is retried with a fresh key.
     for _ in 0..3 {
         let (prefix, whole) = generate_key();
@@ -499,14 +499,6 @@ struct StoredKey {
     secret_hash: Vec<u8>,
     #[sqlx(flatten)]
     key: ApiKey,
-}
-
-/// Keys made by an admin user name them; keys made by keys or the system do not.
-fn admin_id(ctx: &RequestContext) -> Option<Uuid> {
-    match ctx.actor.kind {
-        crate::context::ActorKind::Admin => ctx.actor.id.as_deref().and_then(|id| id.parse().ok()),
-        _ => None,
-    }
 }
 
 impl<'de> Deserialize<'de> for Scope {

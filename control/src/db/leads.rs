@@ -23,9 +23,6 @@
 //!   dots and parentheses (`+[1-9][0-9]{6,14}`), not against a numbering
 //!   plan: the `phonenumber` crate would be a heavy build for this check.
 
-use uuid::Uuid;
-
-use crate::context::{ActorKind, RequestContext};
 use crate::db::customers::check_optional as optional;
 use crate::error::{DomainError, DomainResult};
 
@@ -60,13 +57,6 @@ pub use notes::{
 };
 pub use pipeline::{set_stage, stage_counts};
 pub use search::{Match, QUERY_MAX_CHARS, SearchHit, search};
-
-/// The admin an edit is attributed to, when an admin made it.
-fn author(ctx: &RequestContext) -> Option<Uuid> {
-    (ctx.actor.kind == ActorKind::Admin)
-        .then(|| ctx.actor.id.as_deref().and_then(|id| id.parse().ok()))
-        .flatten()
-}
 
 /// A required text, trimmed, of 1 to `max` characters.
 fn required(field: &str, value: &str, max: usize) -> DomainResult<String> {

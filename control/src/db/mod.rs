@@ -4,6 +4,7 @@ pub mod admin_sessions;
 pub mod admins;
 pub mod api_keys;
 pub mod audit;
+pub mod backups;
 pub mod customers;
 pub mod dashboard;
 pub mod devices;

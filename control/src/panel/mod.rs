@@ -19,6 +19,7 @@ pub mod api_keys;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod blocked_ips;
 pub mod csrf;
 pub mod customers;
@@ -54,8 +55,10 @@ use axum::routing::{MethodRouter, get, post};
 
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 
+use crate::backup::Backups;
 use crate::config::{Config, ConfigError, PanelConfig};
 use crate::secrets::Secrets;
 use guard::LoginGuard;
@@ -71,6 +74,9 @@ pub struct PanelState {
     pub guard: Arc<LoginGuard>,
     /// This replica's request rates, for the monitoring page's chart.
     pub traffic: Arc<Traffic>,
+    pub backups: Backups,
+    /// This replica's restore, if one is under way.
+    pub restore: backups::Restore,
 }
 
 impl PanelState {
@@ -104,6 +110,12 @@ impl PanelState {
             config: Arc::new(config.panel.clone()),
             guard: Arc::new(guard),
             traffic: Arc::default(),
+            backups: Backups::new(config.backups.clone(), config.database_url.expose_secret())
+                .map_err(|error| ConfigError::Invalid {
+                    name: "DATABASE_URL".into(),
+                    message: error.to_string(),
+                })?,
+            restore: Arc::default(),
         })
     }
 }
@@ -241,6 +253,12 @@ fn protected() -> Routes {
         .post("/leads/notes/{id}", lead::edit_note)
         .post("/leads/notes/{id}/delete", lead::delete_note)
         .get("/monitoring", monitoring::page)
+        .get("/backups", backups::page)
+        .post("/backups", backups::create)
+        .post("/backups/{id}/delete", backups::delete)
+        .post("/backups/{id}/restore", backups::verify)
+        .post("/backups/restore/swap", backups::swap)
+        .post("/backups/restore/discard", backups::discard)
         .get("/audit", audit::page)
         .get("/audit/export", audit::export)
         .get("/blocked-ips", blocked_ips::page)

@@ -8,7 +8,7 @@ use super::assets;
 use super::session::Viewer;
 
 /// Every area of the panel, in navigation order: `(path, label)`.
-pub const NAVIGATION: [(&str, &str); 10] = [
+pub const NAVIGATION: [(&str, &str); 11] = [
     ("/", "Dashboard"),
     ("/customers", "Customers"),
     ("/licenses", "Licenses"),
@@ -17,6 +17,7 @@ pub const NAVIGATION: [(&str, &str); 10] = [
     ("/products", "Products"),
     ("/leads", "Leads"),
     ("/monitoring", "Monitoring"),
+    ("/backups", "Backups"),
     ("/audit", "Audit"),
     ("/settings", "Settings"),
 ];

@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{author, contacts, institutions, required};
+use super::{contacts, institutions, required};
 use crate::context::RequestContext;
 use crate::db::audit::{self, Change, to_json};
 use crate::error::{DomainError, DomainResult, Entity};
@@ -80,7 +80,7 @@ pub async fn add_note(
     )
     .bind(institution_id)
     .bind(contact_id)
-    .bind(author(ctx))
+    .bind(ctx.admin_id())
     .fetch_one(&mut *tx)
     .await?;
     insert_version(&mut tx, ctx, id, 1, &body, false).await?;
@@ -246,7 +246,7 @@ async fn insert_version(
     .bind(version)
     .bind(body)
     .bind(deleted)
-    .bind(author(ctx))
+    .bind(ctx.admin_id())
     .execute(conn)
     .await?;
     Ok(())

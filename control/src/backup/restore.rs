@@ -1,0 +1,313 @@
+//! Restore, in two steps. [`Backups::prepare_restore`] checks the dump
+//! against its manifest (size, SHA-256), restores it into a new scratch
+//! database and verifies that (schema version, every table's row count),
+//! migrating it forward when it is older than this build; the live database
+//! is not touched. [`Backups::swap`], on the operator's confirmation,
+//! renames the live database away (kept, as `<name>_before_restore_<time>`)
+//! and the scratch one into its place.
+//!
+//! During the swap no one can connect to the live database (connections
+//! are refused, the open ones ended), so every control replica refuses
+//! writes until its pool reconnects to the restored database. Edges never
+//! go back to an older snapshot, so the restored database's snapshot
+//! sequence is moved past the old one's: the publisher, which loses its
+//! connection too, starts again with a full snapshot the edges take.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, Executor, PgConnection};
+use time::OffsetDateTime;
+
+use super::manifest::{self, Manifest};
+use super::{BackupError, Backups, tools};
+use crate::db::{MIGRATOR, backups};
+
+/// A dump restored into a scratch database and verified, waiting for the
+/// swap (or to be discarded).
+#[derive(Debug, Clone, Serialize)]
+pub struct Prepared {
+    pub dump: PathBuf,
+    pub manifest: Manifest,
+    /// The scratch database holding the restored copy.
+    pub scratch: String,
+    /// The schema version it was migrated to, when it was older.
+    pub migrated_to: Option<i64>,
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Swapped {
+    /// The database that was live, kept under this name.
+    pub previous: String,
+    /// The snapshot sequence the restored chain continues after.
+    pub sequence_floor: Option<i64>,
+}
+
+impl Backups {
+    /// The maintenance database statements about other databases run in.
+    async fn server(&self) -> Result<PgConnection, BackupError> {
+        let target = self.target.with_database("postgres");
+        Ok(PgConnection::connect(target.connect_url()).await?)
+    }
+
+    pub async fn prepare_restore(&self, dump: &Path) -> Result<Prepared, BackupError> {
+        let manifest = Manifest::read(dump)?;
+        let digest = tokio::task::spawn_blocking({
+            let dump = dump.to_owned();
+            move || manifest::digest(&dump)
+        })
+        .await
+        .map_err(|error| BackupError::Refused(error.to_string()))??;
+        if digest.size_bytes != manifest.size_bytes || digest.sha256 != manifest.sha256 {
+            return Err(BackupError::Corrupt(format!(
+                "{} bytes with SHA-256 {}, the manifest says {} bytes with {}",
+                digest.size_bytes, digest.sha256, manifest.size_bytes, manifest.sha256
+            )));
+        }
+        let newest = newest_migration();
+        if manifest.schema_version > newest {
+            return Err(BackupError::Refused(format!(
+                "the backup's schema version {} is newer than this build's {newest}: restore it with a newer latchkey-control",
+                manifest.schema_version
+            )));
+        }
+
+        let scratch = derived_name(
+            self.target.database(),
+            &format!("_restore_{}", stamp(OffsetDateTime::now_utc())),
+        );
+        let mut server = self.server().await?;
+        server
+            .execute(format!("CREATE DATABASE {}", ident(&scratch)).as_str())
+            .await?;
+        let verified = self.restore_and_verify(dump, &manifest, &scratch).await;
+        match verified {
+            Ok(migrated_to) => Ok(Prepared {
+                dump: dump.to_owned(),
+                manifest,
+                scratch,
+                migrated_to,
+            }),
+            Err(error) => {
+                drop_database(&mut server, &scratch).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn restore_and_verify(
+        &self,
+        dump: &Path,
+        manifest: &Manifest,
+        scratch: &str,
+    ) -> Result<Option<i64>, BackupError> {
+        let target = self.target.with_database(scratch);
+        tools::restore(&self.config.pg_restore, &target, dump).await?;
+        let mut conn = PgConnection::connect(target.connect_url()).await?;
+        let version = backups::schema_version(&mut conn).await?;
+        if version != manifest.schema_version {
+            return Err(BackupError::Mismatch(format!(
+                "schema version {version}, the manifest says {}",
+                manifest.schema_version
+            )));
+        }
+        let counts = backups::row_counts(&mut conn).await?;
+        if counts != manifest.row_counts {
+            let differ: Vec<String> = manifest
+                .row_counts
+                .keys()
+                .chain(counts.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|table| counts.get(*table) != manifest.row_counts.get(*table))
+                .map(|table| {
+                    format!(
+                        "{table}: {:?} restored, {:?} dumped",
+                        counts.get(table),
+                        manifest.row_counts.get(table)
+                    )
+                })
+                .collect();
+            return Err(BackupError::Mismatch(differ.join("; ")));
+        }
+        conn.close().await?;
+        let newest = newest_migration();
+        if version == newest {
+            return Ok(None);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(target.connect_url())
+            .await?;
+        let migrated = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        migrated.map_err(|error| {
+            BackupError::Refused(format!("migrating the restored copy: {error}"))
+        })?;
+        Ok(Some(newest))
+    }
+
+    /// Drops a prepared copy that will not be swapped in.
+    pub async fn discard(&self, prepared: &Prepared) -> Result<(), BackupError> {
+        let mut server = self.server().await?;
+        server
+            .execute(
+                format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&prepared.scratch)
+                )
+                .as_str(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Puts the prepared copy in the live database's place.
+    pub async fn swap(&self, prepared: &Prepared) -> Result<Swapped, BackupError> {
+        let live = self.target.database().to_owned();
+        let previous = derived_name(
+            &live,
+            &format!("_before_restore_{}", stamp(OffsetDateTime::now_utc())),
+        );
+        let mut server = self.server().await?;
+        let sequence_floor = self.live_sequence().await?;
+
+        server
+            .execute(
+                format!(
+                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+                    ident(&live)
+                )
+                .as_str(),
+            )
+            .await?;
+        let renamed = async {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&live)
+            .execute(&mut server)
+            .await?;
+            server
+                .execute(
+                    format!(
+                        "ALTER DATABASE {} RENAME TO {}",
+                        ident(&live),
+                        ident(&previous)
+                    )
+                    .as_str(),
+                )
+                .await?;
+            if let Err(error) = server
+                .execute(
+                    format!(
+                        "ALTER DATABASE {} RENAME TO {}",
+                        ident(&prepared.scratch),
+                        ident(&live)
+                    )
+                    .as_str(),
+                )
+                .await
+            {
+                // Put the live database back before answering.
+                server
+                    .execute(
+                        format!(
+                            "ALTER DATABASE {} RENAME TO {}",
+                            ident(&previous),
+                            ident(&live)
+                        )
+                        .as_str(),
+                    )
+                    .await?;
+                return Err(error);
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        let reopened = if renamed.is_ok() { &previous } else { &live };
+        server
+            .execute(
+                format!(
+                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+                    ident(reopened)
+                )
+                .as_str(),
+            )
+            .await?;
+        renamed?;
+
+        if let Some(floor) = sequence_floor {
+            let mut restored = PgConnection::connect(self.target.connect_url()).await?;
+            // A placeholder without a body: never relayed, only counted
+            // when the next sequence is chosen.
+            sqlx::query(
+                "INSERT INTO snapshots (sequence, kind, key_id, size_bytes, licenses)
+                 SELECT $1, 'full', 'restore', 0, 0
+                 WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sequence >= $1)",
+            )
+            .bind(floor)
+            .execute(&mut restored)
+            .await?;
+            restored.close().await?;
+        }
+        tracing::warn!(%live, %previous, dump = %prepared.dump.display(), "backup restored and swapped in");
+        Ok(Swapped {
+            previous,
+            sequence_floor,
+        })
+    }
+
+    /// The live database's newest snapshot sequence.
+    async fn live_sequence(&self) -> Result<Option<i64>, BackupError> {
+        let mut live = PgConnection::connect(self.target.connect_url()).await?;
+        let sequence: Option<i64> = sqlx::query_scalar("SELECT max(sequence) FROM snapshots")
+            .fetch_one(&mut live)
+            .await?;
+        live.close().await?;
+        Ok(sequence)
+    }
+}
+
+/// PostgreSQL cuts longer names, which could then clash.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// `base` followed by `suffix`, `base` shortened to keep the whole within
+/// PostgreSQL's identifier length.
+fn derived_name(base: &str, suffix: &str) -> String {
+    let mut room = MAX_IDENTIFIER_BYTES
+        .saturating_sub(suffix.len())
+        .min(base.len());
+    while !base.is_char_boundary(room) {
+        room -= 1;
+    }
+    format!("{}{suffix}", &base[..room])
+}
+
+fn newest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+fn stamp(at: OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[year][month][day]_[hour][minute][second]"
+    ))
+    .unwrap_or_default()
+}
+
+/// A database name as an SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn drop_database(server: &mut PgConnection, name: &str) {
+    if let Err(error) = server
+        .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)).as_str())
+        .await
+    {
+        tracing::warn!(%error, database = name, "cannot drop the scratch database");
+    }
+}
