@@ -16,7 +16,7 @@ use latchkey_control::panel::{self, PanelState};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use support::config;
-use support::panel::{Client, PASSWORD, admin, concrete};
+use support::panel::{Client, PASSWORD, admin, concrete, enrol_totp};
 use totp_rs::{Builder, Secret};
 
 /// The Redis the login-guard tests share counters through.
@@ -558,25 +558,6 @@ fn between(text: &str, start: &str, end: &str) -> String {
         + start.len();
     let to = text[from..].find(end).unwrap() + from;
     text[from..to].to_owned()
-}
-
-/// Enrols `username` (logged in on `client`) in TOTP; the code generator.
-async fn enrol_totp(client: &mut Client) -> totp_rs::Totp {
-    let enrol = client.get("/settings/2fa").await;
-    let secret = between(&enrol.body, "id=\"totp-secret\">", "<");
-    let totp = Builder::new()
-        .with_secret(Secret::try_from_base32(&secret).unwrap())
-        .build()
-        .unwrap();
-    let code = totp.generate_current().to_string();
-    let done = client
-        .post(
-            "/settings/2fa",
-            &[("_csrf", &enrol.csrf()), ("code", &code)],
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
-    totp
 }
 
 /// Failures spread over many networks slow the account down instead of

@@ -227,3 +227,28 @@ impl Client {
         home.csrf()
     }
 }
+
+/// Enrols the admin logged in on `client` in TOTP; the code generator.
+pub async fn enrol_totp(client: &mut Client) -> totp_rs::Totp {
+    let enrol = client.get("/settings/2fa").await;
+    let marker = "id=\"totp-secret\">";
+    let from = enrol
+        .body
+        .find(marker)
+        .expect("the enrolment page shows the secret")
+        + marker.len();
+    let secret = &enrol.body[from..from + enrol.body[from..].find('<').unwrap()];
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap();
+    let code = totp.generate_current().to_string();
+    let done = client
+        .post(
+            "/settings/2fa",
+            &[("_csrf", &enrol.csrf()), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    totp
+}
