@@ -134,12 +134,7 @@ impl Backups {
         // The transaction stays open until pg_dump is done, so the snapshot
         // it exports (and pg_dump imports) lives that long.
         let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-            .fetch_one(&mut *tx)
-            .await?;
+        let snapshot = backups::export_snapshot(&mut tx).await?;
         let schema_version = backups::schema_version(&mut *tx).await?;
         let row_counts = backups::row_counts(&mut tx).await?;
         tools::dump(&self.config.pg_dump, &self.target, &snapshot, &partial).await?;

@@ -17,12 +17,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 
 use super::manifest::{self, Manifest};
 use super::{BackupError, Backups, tools};
-use crate::db::{MIGRATOR, backups};
+use crate::db::MIGRATOR;
+use crate::db::backups::{self, server};
 
 /// A dump restored into a scratch database and verified, waiting for the
 /// swap (or to be discarded).
@@ -79,9 +80,7 @@ impl Backups {
             &format!("_restore_{}", stamp(OffsetDateTime::now_utc())),
         );
         let mut server = self.server().await?;
-        server
-            .execute(format!("CREATE DATABASE {}", ident(&scratch)).as_str())
-            .await?;
+        server::create(&mut server, &scratch).await?;
         let verified = self.restore_and_verify(dump, &manifest, &scratch).await;
         match verified {
             Ok(migrated_to) => Ok(Prepared {
@@ -152,15 +151,7 @@ impl Backups {
     /// Drops a prepared copy that will not be swapped in.
     pub async fn discard(&self, prepared: &Prepared) -> Result<(), BackupError> {
         let mut server = self.server().await?;
-        server
-            .execute(
-                format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    ident(&prepared.scratch)
-                )
-                .as_str(),
-            )
-            .await?;
+        server::drop(&mut server, &prepared.scratch).await?;
         Ok(())
     }
 
@@ -174,84 +165,25 @@ impl Backups {
         let mut server = self.server().await?;
         let sequence_floor = self.live_sequence().await?;
 
-        server
-            .execute(
-                format!(
-                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
-                    ident(&live)
-                )
-                .as_str(),
-            )
-            .await?;
+        server::allow_connections(&mut server, &live, false).await?;
         let renamed = async {
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-            )
-            .bind(&live)
-            .execute(&mut server)
-            .await?;
-            server
-                .execute(
-                    format!(
-                        "ALTER DATABASE {} RENAME TO {}",
-                        ident(&live),
-                        ident(&previous)
-                    )
-                    .as_str(),
-                )
-                .await?;
-            if let Err(error) = server
-                .execute(
-                    format!(
-                        "ALTER DATABASE {} RENAME TO {}",
-                        ident(&prepared.scratch),
-                        ident(&live)
-                    )
-                    .as_str(),
-                )
-                .await
-            {
+            server::end_connections(&mut server, &live).await?;
+            server::rename(&mut server, &live, &previous).await?;
+            if let Err(error) = server::rename(&mut server, &prepared.scratch, &live).await {
                 // Put the live database back before answering.
-                server
-                    .execute(
-                        format!(
-                            "ALTER DATABASE {} RENAME TO {}",
-                            ident(&previous),
-                            ident(&live)
-                        )
-                        .as_str(),
-                    )
-                    .await?;
+                server::rename(&mut server, &previous, &live).await?;
                 return Err(error);
             }
             Ok::<_, sqlx::Error>(())
         }
         .await;
         let reopened = if renamed.is_ok() { &previous } else { &live };
-        server
-            .execute(
-                format!(
-                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
-                    ident(reopened)
-                )
-                .as_str(),
-            )
-            .await?;
+        server::allow_connections(&mut server, reopened, true).await?;
         renamed?;
 
         if let Some(floor) = sequence_floor {
             let mut restored = PgConnection::connect(self.target.connect_url()).await?;
-            // A placeholder without a body: never relayed, only counted
-            // when the next sequence is chosen.
-            sqlx::query(
-                "INSERT INTO snapshots (sequence, kind, key_id, size_bytes, licenses)
-                 SELECT $1, 'full', 'restore', 0, 0
-                 WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sequence >= $1)",
-            )
-            .bind(floor)
-            .execute(&mut restored)
-            .await?;
+            backups::continue_sequence_after(&mut restored, floor).await?;
             restored.close().await?;
         }
         tracing::warn!(%live, %previous, dump = %prepared.dump.display(), "backup restored and swapped in");
@@ -264,9 +196,7 @@ impl Backups {
     /// The live database's newest snapshot sequence.
     async fn live_sequence(&self) -> Result<Option<i64>, BackupError> {
         let mut live = PgConnection::connect(self.target.connect_url()).await?;
-        let sequence: Option<i64> = sqlx::query_scalar("SELECT max(sequence) FROM snapshots")
-            .fetch_one(&mut live)
-            .await?;
+        let sequence = backups::snapshot_sequence(&mut live).await?;
         live.close().await?;
         Ok(sequence)
     }
@@ -298,16 +228,8 @@ fn stamp(at: OffsetDateTime) -> String {
     .unwrap_or_default()
 }
 
-/// A database name as an SQL identifier.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 async fn drop_database(server: &mut PgConnection, name: &str) {
-    if let Err(error) = server
-        .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)).as_str())
-        .await
-    {
+    if let Err(error) = server::drop(server, name).await {
         tracing::warn!(%error, database = name, "cannot drop the scratch database");
     }
 }

@@ -207,3 +207,99 @@ pub async fn newest_done(pool: &PgPool) -> DomainResult<Option<OffsetDateTime>> 
     .fetch_one(pool)
     .await?)
 }
+
+/// Makes the connection's transaction a read-only repeatable-read one and
+/// exports its snapshot, for `pg_dump --snapshot`: the dump then sees what
+/// this transaction sees, as long as it stays open.
+pub async fn export_snapshot(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// The newest snapshot sequence a database has numbered.
+pub async fn snapshot_sequence(conn: &mut PgConnection) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(sequence) FROM snapshots")
+        .fetch_one(conn)
+        .await
+}
+
+/// Makes the database's next snapshot sequence follow `floor`, with a
+/// placeholder row without a body: never relayed, only counted when the
+/// next sequence is chosen.
+pub async fn continue_sequence_after(
+    conn: &mut PgConnection,
+    floor: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO snapshots (sequence, kind, key_id, size_bytes, licenses)
+         SELECT $1, 'full', 'restore', 0, 0
+         WHERE NOT EXISTS (SELECT 1 FROM snapshots WHERE sequence >= $1)",
+    )
+    .bind(floor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Statements about whole databases, run from a connection to another one
+/// (the server's maintenance database).
+pub mod server {
+    use sqlx::{Executor, PgConnection};
+
+    /// A database name as an SQL identifier.
+    fn ident(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    pub async fn create(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        conn.execute(format!("CREATE DATABASE {}", ident(name)).as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Drops it, ending its connections.
+    pub async fn drop(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        conn.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)).as_str())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn rename(conn: &mut PgConnection, from: &str, to: &str) -> Result<(), sqlx::Error> {
+        conn.execute(format!("ALTER DATABASE {} RENAME TO {}", ident(from), ident(to)).as_str())
+            .await?;
+        Ok(())
+    }
+
+    /// Refuses (or allows again) new connections to it.
+    pub async fn allow_connections(
+        conn: &mut PgConnection,
+        name: &str,
+        allow: bool,
+    ) -> Result<(), sqlx::Error> {
+        conn.execute(
+            format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+                ident(name)
+            )
+            .as_str(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every other connection to it.
+    pub async fn end_connections(conn: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
