@@ -195,3 +195,66 @@ async fn snapshot_export_writes_a_snapshot_an_edge_opens(pool: PgPool) {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn backup_create_then_restore_verifies_without_swapping_unless_confirmed(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-backup-{}", uuid::Uuid::new_v4()));
+    let dir_arg = dir.to_str().unwrap();
+    let made = run(
+        &["backup", "--database-url", &url, "--dir", dir_arg, "create"],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(made.starts_with("backup "), "{made}");
+    let path = made
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap()
+        .to_owned();
+    assert!(std::path::Path::new(&path).is_file(), "{path}");
+
+    let listed = run(&["backup", "--database-url", &url, "list"], None, "")
+        .await
+        .unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(listed.contains("\"status\":\"done\""), "{listed}");
+
+    let verified = run(
+        &["backup", "--database-url", &url, "restore", &path],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(
+        verified.contains("SHA-256 and size match the manifest"),
+        "{verified}"
+    );
+    assert!(verified.contains("not swapped in"), "{verified}");
+    // Nothing was swapped: the backup's row (done after the dump) is still here.
+    let status: String = sqlx::query_scalar("SELECT status FROM backups")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "done");
+
+    let missing = run(
+        &[
+            "backup",
+            "--database-url",
+            &url,
+            "restore",
+            "/nonexistent.dump",
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{missing:#}").contains("manifest"), "{missing:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
