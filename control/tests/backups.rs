@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use latchkey_control::backup::{BackupError, Backups};
 use latchkey_control::config::{BackupConfig, TimeOfDay};
 use latchkey_control::context::RequestContext;
-use latchkey_control::db::{self, MIGRATOR, backups};
+use latchkey_control::db::{MIGRATOR, backups};
 use latchkey_control::demo;
 use latchkey_control::secrets::Secrets;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -219,7 +219,7 @@ async fn a_failing_pg_dump_is_recorded_and_leaves_no_file(pool: PgPool) {
         ),
         "{error}"
     );
-    let recorded = db::backups::list(&pool, 10).await.unwrap();
+    let recorded = backups::list(&pool, 10).await.unwrap();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].status, "failed");
     assert!(recorded[0].error.as_deref().unwrap().contains("pg_dump"));
@@ -271,7 +271,7 @@ async fn the_schedule_backs_up_once_per_slot_and_retention_deletes_exactly_the_e
 
     // Kept: the newest 3 days (20, 21, 22 Nov) and the newest of the 2
     // newest ISO weeks (Sunday 22 Nov, already kept, and Sunday 15 Nov).
-    let left: BTreeSet<OffsetDateTime> = db::backups::list(&pool, 100)
+    let left: BTreeSet<OffsetDateTime> = backups::list(&pool, 100)
         .await
         .unwrap()
         .into_iter()
