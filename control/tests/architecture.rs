@@ -281,6 +281,18 @@ fn the_edge_never_talks_to_postgresql() {
 }
 
 #[test]
+fn the_client_library_pulls_in_no_server_side() {
+    let closure = dependency_closure("latchkey-client");
+    assert!(closure.contains("latchkey-shared"));
+    for server in ["sqlx", "axum", "quinn", "latchkey-edge", "latchkey-control"] {
+        assert!(
+            !closure.contains(server),
+            "latchkey-client pulls in {server}"
+        );
+    }
+}
+
+#[test]
 fn no_private_signing_key_reaches_an_edge() {
     let mut found = Vec::new();
     for file in rust_files(&workspace().join("edge").join("src")) {
