@@ -25,7 +25,6 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::backup::Backups;
 use crate::config::{Config, ConfigError};
 use crate::context::{RequestId, X_REQUEST_ID, is_sane_request_id};
 use crate::http::{self, ApiState, BodyLimit};
@@ -129,14 +128,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config,
         link.as_ref().map(|l| l.status.clone()),
     )?;
-    let backups = Backups::new(config.backups.clone(), config.database_url.expose_secret())
-        .context("backups")?;
     let mut jobs = jobs::spawn_all(
         pool.clone(),
         jobs::JobSettings {
             heartbeat_retention_months: config.heartbeat_retention_months,
             partitions_ahead_months: 3,
-            backups,
+            backups: state.panel.backups.clone(),
         },
     );
     jobs.push(tokio::spawn(sample_traffic(state.panel.traffic.clone())));

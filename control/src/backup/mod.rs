@@ -145,7 +145,7 @@ impl Backups {
             move || manifest::digest(&partial)
         })
         .await
-        .map_err(|error| BackupError::Refused(error.to_string()))??;
+        .map_err(std::io::Error::other)??;
         std::fs::rename(&partial, file)?;
         Manifest::new(
             id,

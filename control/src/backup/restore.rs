@@ -60,7 +60,7 @@ impl Backups {
             move || manifest::digest(&dump)
         })
         .await
-        .map_err(|error| BackupError::Refused(error.to_string()))??;
+        .map_err(std::io::Error::other)??;
         if digest.size_bytes != manifest.size_bytes || digest.sha256 != manifest.sha256 {
             return Err(BackupError::Corrupt(format!(
                 "{} bytes with SHA-256 {}, the manifest says {} bytes with {}",
