@@ -182,29 +182,12 @@ pub async fn count(pool: &PgPool, filter: &AuditFilter) -> DomainResult<i64> {
     Ok(count.build_query_scalar().fetch_one(pool).await?)
 }
 
-/// Every matching row, newest first, as the database sends them: a task
-/// reads the cursor into a small bounded channel, so however many rows match,
-/// an export holds a few hundred at most, and a reader that stops (a client
-/// gone) stops the query.
-pub fn stream(
-    pool: PgPool,
-    filter: AuditFilter,
-) -> impl futures_util::Stream<Item = Result<AuditEntry, sqlx::Error>> + Send + 'static {
-    let (sender, receiver) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(async move {
-        let mut query = QueryBuilder::<Postgres>::new(SELECT_ENTRIES);
-        push_conditions(&mut query, &filter);
-        query.push(" ORDER BY at DESC, id DESC");
-        let mut rows = query.build_query_as::<AuditEntry>().fetch(&pool);
-        while let Some(row) = futures_util::StreamExt::next(&mut rows).await {
-            if sender.send(row).await.is_err() {
-                return;
-            }
-        }
-    });
-    futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|row| (row, receiver))
-    })
+/// Every matching row, newest first, streamed ([`super::stream_rows`]).
+pub fn stream(pool: PgPool, filter: &AuditFilter) -> super::RowStream<AuditEntry> {
+    let mut query = QueryBuilder::<Postgres>::new(SELECT_ENTRIES);
+    push_conditions(&mut query, filter);
+    query.push(" ORDER BY at DESC, id DESC");
+    super::stream_rows(pool, query)
 }
 
 fn check_window(filter: &AuditFilter) -> DomainResult<()> {

@@ -215,10 +215,25 @@ pub async fn list(
         .push(" OFFSET ")
         .push_bind(offset);
     let items: Vec<Customer> = sql.build_query_as().fetch_all(pool).await?;
+    Ok((items, count(pool, query).await?))
+}
+
+/// Every customer [`list`] would show, newest first, streamed.
+pub fn stream(pool: PgPool, query: Option<&str>) -> DomainResult<super::RowStream<Customer>> {
+    let pattern = search_pattern(query)?;
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM customers WHERE true"));
+    push_search(&mut sql, pattern.as_deref());
+    sql.push(" ORDER BY created_at DESC, id");
+    Ok(super::stream_rows(pool, sql))
+}
+
+/// How many customers [`stream`] sends.
+pub async fn count(pool: &PgPool, query: Option<&str>) -> DomainResult<i64> {
+    let pattern = search_pattern(query)?;
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM customers WHERE true");
     push_search(&mut count, pattern.as_deref());
-    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    Ok((items, total))
+    Ok(count.build_query_scalar().fetch_one(pool).await?)
 }
 
 /// The rule a search follows everywhere (the API's list, the panel's list

@@ -25,7 +25,7 @@ use latchkey_shared::token::{self, Lease};
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -507,13 +507,49 @@ pub async fn refresh_lease(
     })
 }
 
+/// Which devices an export takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// One license's; every license's when `None`.
+    pub license_id: Option<Uuid>,
+    /// Deactivated ones too; only active ones by default.
+    pub include_inactive: bool,
+}
+
+impl DeviceFilter {
+    fn push(self, sql: &mut QueryBuilder<'_, Postgres>) {
+        if let Some(license) = self.license_id {
+            sql.push(" AND license_id = ").push_bind(license);
+        }
+        if !self.include_inactive {
+            sql.push(" AND status = 'active'");
+        }
+    }
+}
+
+/// Every matching device, oldest first, streamed.
+pub fn stream(pool: PgPool, filter: DeviceFilter) -> super::RowStream<Device> {
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM devices WHERE true"));
+    filter.push(&mut sql);
+    sql.push(" ORDER BY first_seen_at, id");
+    super::stream_rows(pool, sql)
+}
+
+/// How many devices [`stream`] sends.
+pub async fn count(pool: &PgPool, filter: DeviceFilter) -> DomainResult<i64> {
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM devices WHERE true");
+    filter.push(&mut sql);
+    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
 pub async fn list_for_license(
     pool: &PgPool,
     license_id: Uuid,
     include_inactive: bool,
 ) -> DomainResult<Vec<Device>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND ($2 OR status = 'active') ORDER BY first_seen_at"
+        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND ($2 OR status = 'active') ORDER BY first_seen_at, id"
     ))
     .bind(license_id)
     .bind(include_inactive)
@@ -526,7 +562,7 @@ pub(crate) async fn active_devices(
     license_id: Uuid,
 ) -> DomainResult<Vec<Device>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND status = 'active' ORDER BY first_seen_at"
+        "SELECT {COLUMNS} FROM devices WHERE license_id = $1 AND status = 'active' ORDER BY first_seen_at, id"
     ))
     .bind(license_id)
     .fetch_all(conn)

@@ -48,8 +48,9 @@ pub use import::{
 };
 pub use institutions::{
     Cursor, Institution, InstitutionFilter, InstitutionInput, STAGES, TAGS_MAX,
-    convert_to_customer, create_institution, delete_institution, get_institution,
-    list_institutions, list_institutions_counted, update_institution,
+    convert_to_customer, count_institutions, create_institution, delete_institution,
+    get_institution, list_institutions, list_institutions_counted, stream_institutions,
+    update_institution,
 };
 pub use notes::{
     NOTE_MAX_CHARS, Note, NoteSubject, NoteVersion, add_note, delete_note, edit_note, get_note,

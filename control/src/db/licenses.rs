@@ -624,6 +624,15 @@ pub async fn list(
     Ok((items, count(pool, filter).await?))
 }
 
+/// Every matching license, newest first, streamed.
+pub fn stream(pool: PgPool, filter: &LicenseFilter) -> super::RowStream<License> {
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM licenses WHERE true"));
+    filter.push(&mut sql);
+    sql.push(" ORDER BY created_at DESC, id DESC");
+    super::stream_rows(pool, sql)
+}
+
 /// How many licenses match.
 pub async fn count(pool: &PgPool, filter: &LicenseFilter) -> DomainResult<i64> {
     let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM licenses WHERE true");

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -97,6 +97,34 @@ pub struct ResourceFilter {
     /// stored without them).
     #[serde(default)]
     pub search: Option<String>,
+}
+
+impl ResourceFilter {
+    /// The conditions given, and only those.
+    fn push(&self, sql: &mut QueryBuilder<'_, Postgres>) {
+        if let Some(kind) = self.kind {
+            sql.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(status) = self.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(license) = self.license_id {
+            sql.push(" AND license_id = ").push_bind(license);
+        }
+        let term: String = self
+            .search
+            .iter()
+            .flat_map(|text| text.chars())
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        if !term.is_empty() {
+            // strpos, not LIKE: what is searched for may hold `%` or `_`.
+            sql.push(" AND strpos(value, ")
+                .push_bind(term)
+                .push(") > 0");
+        }
+    }
 }
 
 /// One pool's counts by status.
@@ -326,6 +354,22 @@ pub async fn get(pool: &PgPool, resource_id: i64) -> DomainResult<Resource> {
         .ok_or(DomainError::NotFound(Entity::Resource))
 }
 
+/// Every resource matching `filter`, oldest first, streamed.
+pub fn stream(pool: PgPool, filter: &ResourceFilter) -> super::RowStream<Resource> {
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM resources WHERE true"));
+    filter.push(&mut sql);
+    sql.push(" ORDER BY id");
+    super::stream_rows(pool, sql)
+}
+
+/// How many resources match `filter`.
+pub async fn count(pool: &PgPool, filter: &ResourceFilter) -> DomainResult<i64> {
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM resources WHERE true");
+    filter.push(&mut sql);
+    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
 /// Resources matching `filter`, oldest first; `page` counts from 1.
 pub async fn list(
     pool: &PgPool,
@@ -342,39 +386,15 @@ pub async fn list(
             format!("must be between 1 and {MAX_PER_PAGE}"),
         ));
     }
-    // strpos, not LIKE: what is searched for may hold `%` or `_`.
-    const WHERE: &str = "($1::text IS NULL OR kind = $1)
-                     AND ($2::text IS NULL OR status = $2)
-                     AND ($3::uuid IS NULL OR license_id = $3)
-                     AND ($4::text IS NULL OR strpos(value, $4) > 0)";
-    let kind = filter.kind.map(ResourceKind::as_str);
-    let status = filter.status.map(ResourceStatus::as_str);
-    let search = filter.search.as_deref().and_then(|text| {
-        let term: String = text
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_lowercase();
-        (!term.is_empty()).then_some(term)
-    });
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM resources WHERE {WHERE}"))
-        .bind(kind)
-        .bind(status)
-        .bind(filter.license_id)
-        .bind(&search)
-        .fetch_one(pool)
-        .await?;
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM resources WHERE {WHERE} ORDER BY id LIMIT $5 OFFSET $6"
-    ))
-    .bind(kind)
-    .bind(status)
-    .bind(filter.license_id)
-    .bind(&search)
-    .bind(i64::from(per_page))
-    .bind(i64::from(page - 1) * i64::from(per_page))
-    .fetch_all(pool)
-    .await?;
+    let total = count(pool, filter).await?;
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM resources WHERE true"));
+    filter.push(&mut sql);
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(per_page))
+        .push(" OFFSET ")
+        .push_bind(i64::from(page - 1) * i64::from(per_page));
+    let items = sql.build_query_as().fetch_all(pool).await?;
     Ok(ResourcePage { items, total })
 }
 

@@ -17,7 +17,7 @@ use latchkey_shared::snapshot::RevokedSession;
 use latchkey_shared::token::{self, SessionClaims};
 use latchkey_shared::{LicenseKey, SigningKeyPair};
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -277,6 +277,39 @@ pub async fn reap(pool: &PgPool, now: OffsetDateTime) -> DomainResult<u64> {
     Ok(ended.len() as u64)
 }
 
+/// Every session [`list`] would show, most recently started first, streamed.
+pub fn stream(
+    pool: PgPool,
+    open_only: bool,
+    license_id: Option<Uuid>,
+) -> super::RowStream<Session> {
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sessions WHERE true"));
+    push_list_filter(&mut sql, open_only, license_id);
+    sql.push(" ORDER BY started_at DESC, id");
+    super::stream_rows(pool, sql)
+}
+
+/// How many sessions [`stream`] sends.
+pub async fn count(pool: &PgPool, open_only: bool, license_id: Option<Uuid>) -> DomainResult<i64> {
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT count(*) FROM sessions WHERE true");
+    push_list_filter(&mut sql, open_only, license_id);
+    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
+fn push_list_filter(
+    sql: &mut QueryBuilder<'_, Postgres>,
+    open_only: bool,
+    license_id: Option<Uuid>,
+) {
+    if open_only {
+        sql.push(" AND ended_at IS NULL");
+    }
+    if let Some(license) = license_id {
+        sql.push(" AND license_id = ").push_bind(license);
+    }
+}
+
 pub async fn list(
     pool: &PgPool,
     open_only: bool,
@@ -284,22 +317,15 @@ pub async fn list(
     page: u32,
     per_page: u32,
 ) -> DomainResult<(Vec<Session>, i64)> {
-    let condition = "(NOT $1 OR ended_at IS NULL) AND ($2::uuid IS NULL OR license_id = $2)";
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM sessions WHERE {condition} ORDER BY started_at DESC, id LIMIT $3 OFFSET $4"
-    ))
-    .bind(open_only)
-    .bind(license_id)
-    .bind(i64::from(per_page))
-    .bind(i64::from(page.saturating_sub(1)) * i64::from(per_page))
-    .fetch_all(pool)
-    .await?;
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM sessions WHERE {condition}"))
-        .bind(open_only)
-        .bind(license_id)
-        .fetch_one(pool)
-        .await?;
-    Ok((items, total))
+    let mut sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM sessions WHERE true"));
+    push_list_filter(&mut sql, open_only, license_id);
+    sql.push(" ORDER BY started_at DESC, id LIMIT ")
+        .push_bind(i64::from(per_page))
+        .push(" OFFSET ")
+        .push_bind(i64::from(page.saturating_sub(1)) * i64::from(per_page));
+    let items = sql.build_query_as().fetch_all(pool).await?;
+    Ok((items, count(pool, open_only, license_id).await?))
 }
 
 /// Ended sessions whose tokens are still unexpired: edges must refuse them.
@@ -441,6 +467,35 @@ pub async fn live(
         total,
         overdue,
     })
+}
+
+/// Every open session the monitor's filter matches, newest first, as the
+/// API lists sessions, streamed.
+pub fn stream_live(pool: PgPool, filter: LiveFilter) -> super::RowStream<Session> {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("s.{c}")).collect();
+    let mut sql = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {} FROM sessions s JOIN licenses l ON l.id = s.license_id WHERE s.ended_at IS NULL",
+        columns.join(", ")
+    ));
+    if let Some(product) = filter.product_id {
+        sql.push(" AND l.product_id = ").push_bind(product);
+    }
+    if let Some(customer) = filter.customer_id {
+        sql.push(" AND l.customer_id = ").push_bind(customer);
+    }
+    sql.push(" ORDER BY s.started_at DESC, s.id");
+    super::stream_rows(pool, sql)
+}
+
+/// How many open sessions the monitor's filter matches.
+pub async fn live_count(pool: &PgPool, filter: LiveFilter) -> DomainResult<i64> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM sessions s JOIN licenses l ON l.id = s.license_id WHERE {LIVE_FILTER}"
+    ))
+    .bind(filter.product_id)
+    .bind(filter.customer_id)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Those of `ids` that are still open, newest first.

@@ -10,10 +10,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::customers::{self, Customer, CustomerChanges, NewCustomer};
+use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Customers, Read, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, List, Page, Pagination, Path, created, present};
+use crate::http::extract::{
+    Export, ExportFormat, Json, List, Page, Pagination, Path, created, present,
+};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -65,6 +68,7 @@ pub struct CustomerSearch {
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_customers, create_customer))
+        .routes(routes!(export_customers))
         .routes(routes!(get_customer, update_customer, delete_customer))
 }
 
@@ -96,6 +100,38 @@ pub async fn list_customers(
     )
     .await?;
     Ok(Json(pagination.page(items, total)))
+}
+
+/// Every customer the search matches (all without `q`), as a file, newest
+/// first, streamed.
+#[utoipa::path(
+    get,
+    path = "/customers/export",
+    tag = "customers",
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        CustomerSearch,
+    ),
+    security(("bearer" = ["customers:read"])),
+    responses(
+        (status = 200, description = "The rows, as `text/csv` or a JSON array",
+            headers(("x-total-count" = i64, description = "How many rows the file holds")),
+            content(
+                (String = "text/csv"),
+                (Vec<Customer> = "application/json"),
+            )
+        ),
+        Guarded, QueryErrors,
+    )
+)]
+pub async fn export_customers(
+    _auth: Auth<Read<Customers>>,
+    State(state): State<ApiState>,
+    Export { format, filter }: Export<CustomerSearch>,
+) -> ApiResult<Response> {
+    let total = customers::count(&state.pool, filter.q.as_deref()).await?;
+    let rows = customers::stream(state.pool.clone(), filter.q.as_deref())?;
+    Ok(export::download(rows, format.into(), total))
 }
 
 #[utoipa::path(

@@ -13,11 +13,11 @@
 //! - [`Export`]: an export's query string, its `format` and filters; and
 //!   [`download`], the file it answers.
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_shared::api::ErrorCode;
 use serde::de::{DeserializeOwned, IntoDeserializer};
@@ -27,8 +27,6 @@ use serde_json::Value;
 use crate::export;
 use crate::http::error::ApiError;
 use crate::http::{API_PREFIX, BodyLimit};
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 pub const DEFAULT_PER_PAGE: u32 = 50;
 pub const MAX_PER_PAGE: u32 = 200;
@@ -278,27 +276,6 @@ impl From<ExportFormat> for export::Format {
             ExportFormat::Json => Self::Json,
         }
     }
-}
-
-/// An export's answer: the file `<name>.<extension>`, never cached, and
-/// `x-total-count`, how many rows matched.
-pub fn download(body: impl Into<Body>, format: export::Format, name: &str, total: i64) -> Response {
-    let mut response = (StatusCode::OK, body.into()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The names are ours, plain ASCII: the header value is always valid.
-    if let Ok(disposition) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{name}.{}\"",
-        format.extension()
-    )) {
-        headers.insert(header::CONTENT_DISPOSITION, disposition);
-    }
-    headers.insert(X_TOTAL_COUNT.clone(), HeaderValue::from(total));
-    response
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`),

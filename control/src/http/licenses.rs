@@ -16,10 +16,13 @@ use uuid::Uuid;
 use crate::db::licenses::{
     self, CreatedLicense, License, LicenseFilter, LicensePatch, MAX_BATCH, NewLicense,
 };
+use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Licenses, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Json, List, Page, Pagination, Path, created, from_value};
+use crate::http::extract::{
+    Export, ExportFormat, Json, List, Page, Pagination, Path, created, from_value,
+};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
 /// Longest `key_prefix` filter.
@@ -87,6 +90,7 @@ pub struct RevealedKey {
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_licenses, create_licenses))
+        .routes(routes!(export_licenses))
         .routes(routes!(get_license, update_license, delete_license))
         .routes(routes!(suspend_license))
         .routes(routes!(resume_license))
@@ -168,6 +172,47 @@ pub async fn list_licenses(
         pagination,
     }: List<LicenseQuery>,
 ) -> ApiResult<Json<Page<License>>> {
+    let filter = checked(query)?;
+    let (items, total) =
+        licenses::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
+    Ok(Json(pagination.page(items, total)))
+}
+
+/// Every license the list's filters match, as a file, newest first,
+/// streamed. Keys are never exported, only their first group.
+#[utoipa::path(
+    get,
+    path = "/licenses/export",
+    tag = "licenses",
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        LicenseQuery,
+    ),
+    security(("bearer" = ["licenses:read"])),
+    responses(
+        (status = 200, description = "The rows, as `text/csv` or a JSON array",
+            headers(("x-total-count" = i64, description = "How many rows the file holds")),
+            content(
+                (String = "text/csv"),
+                (Vec<License> = "application/json"),
+            )
+        ),
+        Guarded, QueryErrors,
+    )
+)]
+pub async fn export_licenses(
+    _auth: Auth<Read<Licenses>>,
+    State(state): State<ApiState>,
+    Export { format, filter }: Export<LicenseQuery>,
+) -> ApiResult<Response> {
+    let filter = checked(filter)?;
+    let total = licenses::count(&state.pool, &filter).await?;
+    let rows = licenses::stream(state.pool.clone(), &filter);
+    Ok(export::download(rows, format.into(), total))
+}
+
+/// The query's filters, refusing a key prefix too long to be one.
+fn checked(query: LicenseQuery) -> ApiResult<LicenseFilter> {
     if query
         .key_prefix
         .as_ref()
@@ -178,17 +223,14 @@ pub async fn list_licenses(
             format!("at most {KEY_PREFIX_MAX_CHARS} characters"),
         ));
     }
-    let filter = LicenseFilter {
+    Ok(LicenseFilter {
         status: query.status,
         product_id: query.product_id,
         customer_id: query.customer_id,
         batch_id: query.batch_id,
         key_prefix: query.key_prefix,
         ..LicenseFilter::default()
-    };
-    let (items, total) =
-        licenses::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
-    Ok(Json(pagination.page(items, total)))
+    })
 }
 
 #[utoipa::path(

@@ -12,10 +12,11 @@ use uuid::Uuid;
 use crate::db::resources::{
     self, BulkAdded, HistoryEntry, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
+use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Read, Resources, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, List, Page, Pagination, Path, created};
+use crate::http::extract::{Export, ExportFormat, Json, List, Page, Pagination, Path, created};
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors, formats};
 
 /// 1 to 65536 values of one kind; its schema says what each kind's look
@@ -78,9 +79,21 @@ pub struct ResourceQuery {
     pub license_id: Option<Uuid>,
 }
 
+impl From<ResourceQuery> for ResourceFilter {
+    fn from(query: ResourceQuery) -> Self {
+        Self {
+            kind: query.kind,
+            status: query.status,
+            license_id: query.license_id,
+            search: None,
+        }
+    }
+}
+
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_resources, add_resources))
+        .routes(routes!(export_resources))
         .routes(routes!(get_resource))
         .routes(routes!(allocate_resources))
         .routes(routes!(release_resource))
@@ -138,14 +151,42 @@ pub async fn list_resources(
         pagination,
     }: List<ResourceQuery>,
 ) -> ApiResult<Json<Page<Resource>>> {
-    let filter = ResourceFilter {
-        kind: query.kind,
-        status: query.status,
-        license_id: query.license_id,
-        search: None,
-    };
+    let filter = query.into();
     let page = resources::list(&state.pool, &filter, pagination.page, pagination.per_page).await?;
     Ok(Json(pagination.page(page.items, page.total)))
+}
+
+/// Every resource the list's filters match, as a file, oldest first,
+/// streamed.
+#[utoipa::path(
+    get,
+    path = "/resources/export",
+    tag = "resources",
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        ResourceQuery,
+    ),
+    security(("bearer" = ["resources:read"])),
+    responses(
+        (status = 200, description = "The rows, as `text/csv` or a JSON array",
+            headers(("x-total-count" = i64, description = "How many rows the file holds")),
+            content(
+                (String = "text/csv"),
+                (Vec<Resource> = "application/json"),
+            )
+        ),
+        Guarded, QueryErrors,
+    )
+)]
+pub async fn export_resources(
+    _auth: Auth<Read<Resources>>,
+    State(state): State<ApiState>,
+    Export { format, filter }: Export<ResourceQuery>,
+) -> ApiResult<Response> {
+    let filter = filter.into();
+    let total = resources::count(&state.pool, &filter).await?;
+    let rows = resources::stream(state.pool.clone(), &filter);
+    Ok(export::download(rows, format.into(), total))
 }
 
 #[utoipa::path(

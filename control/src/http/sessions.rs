@@ -2,16 +2,18 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::db::sessions::{self, Session};
+use crate::export;
 use crate::http::ApiState;
 use crate::http::auth::{Auth, Read, Sessions, Write};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Json, List, Page, Pagination, Path};
+use crate::http::extract::{Export, ExportFormat, Json, List, Page, Pagination, Path};
 use crate::http::openapi::{ErrorBody, Guarded, PathErrors, QueryErrors};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -27,6 +29,7 @@ pub struct SessionQuery {
 pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_sessions))
+        .routes(routes!(export_sessions))
         .routes(routes!(terminate_session))
 }
 
@@ -59,6 +62,38 @@ pub async fn list_sessions(
     )
     .await?;
     Ok(Json(pagination.page(items, total)))
+}
+
+/// Every session the list's filters match, as a file, most recently
+/// started first, streamed.
+#[utoipa::path(
+    get,
+    path = "/sessions/export",
+    tag = "sessions",
+    params(
+        ("format" = inline(Option<ExportFormat>), Query, description = "`csv` (the default) or `json`"),
+        SessionQuery,
+    ),
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "The rows, as `text/csv` or a JSON array",
+            headers(("x-total-count" = i64, description = "How many rows the file holds")),
+            content(
+                (String = "text/csv"),
+                (Vec<Session> = "application/json"),
+            )
+        ),
+        Guarded, QueryErrors,
+    )
+)]
+pub async fn export_sessions(
+    _auth: Auth<Read<Sessions>>,
+    State(state): State<ApiState>,
+    Export { format, filter }: Export<SessionQuery>,
+) -> ApiResult<Response> {
+    let total = sessions::count(&state.pool, filter.open, filter.license_id).await?;
+    let rows = sessions::stream(state.pool.clone(), filter.open, filter.license_id);
+    Ok(export::download(rows, format.into(), total))
 }
 
 /// Ends a live session now; edges refuse its token from the next snapshot on.

@@ -5,13 +5,13 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult};
 use super::pages::{Layout, when};
 use super::session::Viewer;
@@ -36,8 +36,6 @@ pub struct AuditQuery {
     pub to: String,
     /// `<microseconds since the epoch>_<id>` of the last row seen.
     pub after: String,
-    /// Export only: `csv` or `json`.
-    pub format: String,
 }
 
 #[derive(Debug, Template, WebTemplate)]
@@ -104,26 +102,14 @@ pub async fn export(
     _viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<AuditQuery>,
+    Query(download): Query<FormatQuery>,
 ) -> PanelResult<Response> {
     let filter = filter(&query)?;
-    let format = match query.format.as_str() {
-        "" | "csv" => export::Format::Csv,
-        "json" => export::Format::Json,
-        _ => return Err(PanelError::Invalid("format: csv or json".into())),
-    };
-    let mut response =
-        export::audit_body(audit::stream(state.pool.clone(), filter), format).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let disposition = format!("attachment; filename=\"audit.{}\"", format.extension());
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(export::download(
+        audit::stream(state.pool.clone(), &filter),
+        download.format()?,
+        audit::count(&state.pool, &filter).await?,
+    ))
 }
 
 fn filter(query: &AuditQuery) -> PanelResult<AuditFilter> {

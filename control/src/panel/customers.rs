@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
 use super::form::Form;
 use super::pages::{Layout, when};
@@ -23,6 +24,7 @@ use crate::db::customers::{self, Cursor, Customer, CustomerChanges, CustomerStat
 use crate::db::licenses::{self, License, LicenseFilter};
 use crate::db::products;
 use crate::error::DomainError;
+use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -384,4 +386,18 @@ fn parse_cursor(value: &str) -> PanelResult<Option<Cursor>> {
         created_at,
         id: id.parse().map_err(|_| bad())?,
     }))
+}
+
+/// The filtered list as `customers.csv` or `.json`, streamed (every matching
+/// row, in constant memory).
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Query(query): Query<ListQuery>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let q = Some(query.q.trim()).filter(|q| !q.is_empty());
+    let total = customers::count(&state.pool, q).await?;
+    let rows = customers::stream(state.pool.clone(), q)?;
+    Ok(export::download(rows, download.format()?, total))
 }

@@ -6,20 +6,39 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use latchkey_shared::fingerprint::Fingerprint;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
 use super::form::Form;
 use super::license::{Refusal, device_label, refused_page};
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
-use crate::db::devices::{self, AdminTransfer, Device};
+use crate::db::devices::{self, AdminTransfer, Device, DeviceFilter};
 use crate::error::DomainError;
+use crate::export;
 use crate::panel::PanelState;
+
+/// The license's devices, deactivated ones too, as `devices.csv` or
+/// `.json`, oldest first.
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Path(id): Path<Uuid>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let filter = DeviceFilter {
+        license_id: Some(id),
+        include_inactive: true,
+    };
+    let total = devices::count(&state.pool, filter).await?;
+    let rows = devices::stream(state.pool.clone(), filter);
+    Ok(export::download(rows, download.format()?, total))
+}
 
 pub async fn deactivate(
     AdminUser(admin): AdminUser,

@@ -18,6 +18,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::PanelResult;
 use super::form::Form;
 use super::pages::{Layout, when};
@@ -28,6 +29,7 @@ use crate::db::leads::{
     self, Cursor, Institution, InstitutionFilter, InstitutionInput, Match, NoteVersion, STAGES,
 };
 use crate::error::{DomainError, DomainResult, Entity};
+use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -632,6 +634,20 @@ fn parse_cursor(value: &str) -> DomainResult<Option<Cursor>> {
         created_at,
         id: id.parse().map_err(|_| bad())?,
     }))
+}
+
+/// The filtered list as `institutions.csv` or `.json`, streamed (every matching
+/// row, in constant memory).
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Query(query): Query<ListQuery>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let filter = query.filter()?;
+    let total = leads::count_institutions(&state.pool, &filter).await?;
+    let rows = leads::stream_institutions(state.pool.clone(), &filter)?;
+    Ok(export::download(rows, download.format()?, total))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, Time};
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
 use super::form::Form;
 use super::pages::{Layout, when};
@@ -27,6 +28,7 @@ use crate::db::license_bulk::{self, Operation, Outcome, Selection};
 use crate::db::licenses::{self, License, LicenseCursor, LicenseFilter, LicenseSort, QuickEdit};
 use crate::db::products::{self, Product};
 use crate::error::DomainError;
+use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -736,4 +738,18 @@ fn parse_cursor(value: &str) -> PanelResult<Option<LicenseCursor>> {
         at,
         id: id.parse().map_err(|_| bad())?,
     }))
+}
+
+/// The filtered list as `licenses.csv` or `.json`, streamed (every matching
+/// row, in constant memory).
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Query(query): Query<ListQuery>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let filter = query.filter()?;
+    let total = licenses::count(&state.pool, &filter).await?;
+    let rows = licenses::stream(state.pool.clone(), &filter);
+    Ok(export::download(rows, download.format()?, total))
 }

@@ -25,6 +25,7 @@ pub mod csrf;
 pub mod customers;
 pub mod dashboard;
 pub mod devices;
+pub mod download;
 pub mod edges;
 pub mod error;
 pub mod flags;
@@ -169,6 +170,7 @@ fn protected() -> Routes {
         .get("/", dashboard::page)
         .get("/events/dashboard", dashboard::events)
         .get("/customers", customers::list)
+        .get("/customers/export", customers::export)
         .post("/customers", customers::create)
         .get("/customers/suggest", customers::suggest)
         .get("/customers/new", customers::new_form)
@@ -177,6 +179,7 @@ fn protected() -> Routes {
         .get("/customers/{id}/edit", customers::edit_form)
         .post("/customers/{id}/delete", customers::delete)
         .get("/licenses", licenses::list)
+        .get("/licenses/export", licenses::export)
         .post("/licenses/bulk/preview", licenses::bulk_preview)
         .post("/licenses/bulk", licenses::bulk_apply)
         .get("/licenses/{id}/quick", licenses::quick_form)
@@ -189,6 +192,7 @@ fn protected() -> Routes {
         .post("/licenses/{id}", license::update)
         .get("/licenses/{id}/edit", license::edit_form)
         .post("/licenses/{id}/reveal", license::reveal)
+        .get("/licenses/{id}/devices/export", devices::export)
         .post(
             "/licenses/{id}/devices/{device_id}/deactivate",
             devices::deactivate,
@@ -202,10 +206,12 @@ fn protected() -> Routes {
             devices::transfer,
         )
         .get("/sessions", sessions::list)
+        .get("/sessions/export", sessions::export)
         .get("/events/sessions", sessions::events)
         .get("/sessions/terminate", sessions::confirm)
         .post("/sessions/terminate", sessions::terminate)
         .get("/resources", resources::list)
+        .get("/resources/export", resources::export)
         .post("/resources", resources::add)
         .post("/resources/allocate", resources::allocate)
         .get("/resources/{id}", resources::show)
@@ -233,6 +239,7 @@ fn protected() -> Routes {
         .post("/flags/{id}/toggle", flags::toggle)
         .post("/flags/{id}/delete", flags::delete)
         .get("/leads", leads::list)
+        .get("/leads/export", leads::export)
         .post("/leads", leads::create)
         .get("/leads/search", leads::search)
         .get("/leads/board", leads::board)

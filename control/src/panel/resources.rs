@@ -13,6 +13,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
 use super::form::Form;
 use super::pages::{Layout, when};
@@ -22,6 +23,7 @@ use crate::db::resources::{
     PoolSummary, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
 use crate::error::{DomainError, Entity};
+use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 100;
@@ -624,4 +626,19 @@ fn parse_days(text: &str) -> Result<OffsetDateTime, String> {
 /// A resource id from the path; anything else is no page.
 fn parse_id(text: &str) -> PanelResult<i64> {
     text.parse().map_err(|_| PanelError::NotFound)
+}
+
+/// The filtered list as `resources.csv` or `.json`, streamed (every matching
+/// row, in constant memory).
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Query(query): Query<ListQuery>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let (filter, _) = read_filter(&query)
+        .map_err(|(field, message)| PanelError::Invalid(format!("{field}: {message}")))?;
+    let total = resources::count(&state.pool, &filter).await?;
+    let rows = resources::stream(state.pool.clone(), &filter);
+    Ok(export::download(rows, download.format()?, total))
 }

@@ -24,12 +24,14 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult};
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer, still_live};
 use crate::db::sessions::{self, LiveFilter, OpenSession};
 use crate::db::{customers, products};
 use crate::error::{DomainError, DomainResult, Entity};
+use crate::export;
 use crate::panel::PanelState;
 
 /// Sessions listed at most; the rest are counted.
@@ -382,4 +384,18 @@ fn with_query(path: &str, query: &str) -> String {
     } else {
         format!("{path}?{query}")
     }
+}
+
+/// The open sessions the monitor shows as `sessions.csv` or `.json`, streamed (every matching
+/// row, in constant memory).
+pub async fn export(
+    _viewer: Viewer,
+    State(state): State<PanelState>,
+    Query(query): Query<ListQuery>,
+    Query(download): Query<FormatQuery>,
+) -> PanelResult<Response> {
+    let filter = query.filter()?;
+    let rows = sessions::stream_live(state.pool.clone(), filter);
+    let total = sessions::live_count(&state.pool, filter).await?;
+    Ok(export::download(rows, download.format()?, total))
 }

@@ -272,6 +272,27 @@ pub async fn list_institutions(
 
 /// `limit` institutions matching `filter` from `offset`, newest first, and
 /// how many match in all: the admin API's pages and its export.
+/// Every institution matching `filter`, newest first, streamed.
+pub fn stream_institutions(
+    pool: PgPool,
+    filter: &InstitutionFilter,
+) -> DomainResult<super::super::RowStream<Institution>> {
+    let mut sql = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {COLUMNS} FROM lead_institutions WHERE true"
+    ));
+    push_filter(&mut sql, filter)?;
+    sql.push(" ORDER BY created_at DESC, id DESC");
+    Ok(super::super::stream_rows(pool, sql))
+}
+
+/// How many institutions match `filter`.
+pub async fn count_institutions(pool: &PgPool, filter: &InstitutionFilter) -> DomainResult<i64> {
+    let mut count =
+        QueryBuilder::<Postgres>::new("SELECT count(*) FROM lead_institutions WHERE true");
+    push_filter(&mut count, filter)?;
+    Ok(count.build_query_scalar().fetch_one(pool).await?)
+}
+
 pub async fn list_institutions_counted(
     pool: &PgPool,
     filter: &InstitutionFilter,

@@ -3,7 +3,7 @@
 //! a customer.
 
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,15 +18,9 @@ use crate::http::ApiState;
 use crate::http::auth::{Auth, Customers, Leads, Read, Write};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{
-    Export, ExportFormat, Json, List, Page, Pagination, Path, created, download, present,
+    Export, ExportFormat, Json, List, Page, Pagination, Path, created, present,
 };
 use crate::http::openapi::{BodyErrors, ErrorBody, Guarded, PathErrors, QueryErrors};
-
-/// The most institutions one export holds; `x-export-truncated` says when
-/// more matched (streaming every row is issue 15's).
-pub const EXPORT_MAX_ROWS: i64 = 10_000;
-
-static X_EXPORT_TRUNCATED: HeaderName = HeaderName::from_static("x-export-truncated");
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -190,9 +184,8 @@ pub async fn list_institutions(
     Ok(Json(pagination.page(items, total)))
 }
 
-/// The filtered list as a file, newest first, at most 10 000 institutions:
-/// `x-total-count` says how many matched and `x-export-truncated` whether
-/// some were left out. In CSV, tags are separated by `;`, `extra` is JSON
+/// The filtered list as a file, newest first, every matching institution,
+/// streamed; `x-total-count` says how many. In CSV, tags are separated by `;`, `extra` is JSON
 /// text, and a cell a spreadsheet would run as a formula starts with `'`.
 #[utoipa::path(
     get,
@@ -206,8 +199,7 @@ pub async fn list_institutions(
     responses(
         (status = 200, description = "The institutions, as `text/csv` or a JSON array",
             headers(
-                ("x-total-count" = i64, description = "How many matched"),
-                ("x-export-truncated" = bool, description = "Whether more matched than the file holds"),
+                ("x-total-count" = i64, description = "How many rows the file holds"),
             ),
             content(
                 (String = "text/csv"),
@@ -222,28 +214,10 @@ pub async fn export_institutions(
     State(state): State<ApiState>,
     Export { format, filter }: Export<InstitutionQuery>,
 ) -> ApiResult<Response> {
-    let (rows, total) =
-        leads::list_institutions_counted(&state.pool, &filter.into(), EXPORT_MAX_ROWS, 0).await?;
-    let format = export::Format::from(format);
-    let body = match format {
-        export::Format::Csv => export::institutions_csv(&rows),
-        export::Format::Json => {
-            serde_json::to_vec(&rows).map_err(|error| ApiError::internal(error.to_string()))?
-        }
-    };
-    tracing::info!(
-        rows = rows.len(),
-        total,
-        format = format.extension(),
-        "institutions exported"
-    );
-    let truncated = total > rows.len() as i64;
-    let mut response = download(body, format, "institutions", total);
-    response.headers_mut().insert(
-        X_EXPORT_TRUNCATED.clone(),
-        HeaderValue::from_static(if truncated { "true" } else { "false" }),
-    );
-    Ok(response)
+    let filter = filter.into();
+    let total = leads::count_institutions(&state.pool, &filter).await?;
+    let rows = leads::stream_institutions(state.pool.clone(), &filter)?;
+    Ok(export::download(rows, format.into(), total))
 }
 
 #[utoipa::path(
