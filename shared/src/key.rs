@@ -10,6 +10,10 @@
 //! Parsing forgives what people do when they copy keys: any case, spaces or
 //! dashes anywhere (or none), and the Crockford look-alikes `I`/`L` for `1`
 //! and `O` for `0`.
+//!
+//! A key migrated from another licensing system that does not parse as ours
+//! is a [`LegacyKey`]: kept exactly as issued and hashed under a context of
+//! its own, so an edge that cannot parse a key it is given can still find it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -34,6 +38,13 @@ const KEY_HASH_CONTEXT: &str = "latchkey 2026-11 license key hash v1";
 /// Derived once: a keyed hash then costs one BLAKE3 compression per key.
 static KEY_HASH_KEY: LazyLock<[u8; 32]> =
     LazyLock::new(|| blake3::derive_key(KEY_HASH_CONTEXT, b""));
+/// The derive-key context of legacy keys' hash key: a legacy key's hash can
+/// never equal a key of ours.
+const LEGACY_KEY_HASH_CONTEXT: &str = "latchkey 2026-12 legacy license key hash v1";
+static LEGACY_KEY_HASH_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key(LEGACY_KEY_HASH_CONTEXT, b""));
+/// Shortest and longest legacy key accepted, in characters.
+pub const LEGACY_KEY_CHARS: std::ops::RangeInclusive<usize> = 6..=128;
 /// Symbol value of every ASCII byte (`INVALID` where none).
 const DECODE: [u8; 128] = decode_table();
 const INVALID: u8 = 0xff;
@@ -155,6 +166,62 @@ impl<'de> Deserialize<'de> for LicenseKey {
     }
 }
 
+/// A license key issued by another system, imported as it was issued: the
+/// edges verify it by its hash like any key. Compared exactly (case
+/// included) after trimming surrounding whitespace, since the other system's
+/// rules of equivalence are unknown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LegacyKey(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyKeyError {
+    #[error("a legacy key has {min} to {max} characters, this one has {0}", min = LEGACY_KEY_CHARS.start(), max = LEGACY_KEY_CHARS.end())]
+    WrongLength(usize),
+    #[error("a legacy key is printable ASCII without spaces; character {0} is not")]
+    InvalidCharacter(usize),
+}
+
+impl LegacyKey {
+    pub fn parse(text: &str) -> Result<Self, LegacyKeyError> {
+        let text = text.trim();
+        let length = text.chars().count();
+        if !LEGACY_KEY_CHARS.contains(&length) {
+            return Err(LegacyKeyError::WrongLength(length));
+        }
+        if let Some(position) = text.chars().position(|c| !c.is_ascii_graphic()) {
+            return Err(LegacyKeyError::InvalidCharacter(position + 1));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The hash edges and the database index the key by.
+    pub fn hash(&self) -> KeyHash {
+        KeyHash(*blake3::keyed_hash(&LEGACY_KEY_HASH_KEY, self.0.as_bytes()).as_bytes())
+    }
+
+    /// What lists show: up to the first dash, at most [`GROUP`] characters.
+    pub fn prefix(&self) -> String {
+        self.0
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(GROUP)
+            .collect()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Keys are secrets: Debug shows only the prefix.
+impl fmt::Debug for LegacyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LegacyKey({}…)", self.prefix())
+    }
+}
+
 /// BLAKE3 of the canonical key. The only form in which a key leaves control.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyHash(pub [u8; 32]);
@@ -210,6 +277,32 @@ fn check_symbol(data: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_keys_are_exact_and_hashed_apart_from_ours() {
+        let key = LegacyKey::parse("  ABCD-1234-efgh ").unwrap();
+        assert_eq!(key.as_str(), "ABCD-1234-efgh");
+        assert_eq!(key.prefix(), "ABCD");
+        assert_eq!(
+            key.hash(),
+            LegacyKey::parse("ABCD-1234-efgh").unwrap().hash()
+        );
+        assert_ne!(
+            key.hash(),
+            LegacyKey::parse("ABCD-1234-EFGH").unwrap().hash()
+        );
+        assert_eq!(LegacyKey::parse("abc"), Err(LegacyKeyError::WrongLength(3)));
+        assert_eq!(
+            LegacyKey::parse("abc def"),
+            Err(LegacyKeyError::InvalidCharacter(4))
+        );
+        // The same text as one of our keys hashes differently as a legacy key.
+        let ours = LicenseKey::generate();
+        assert_ne!(
+            LegacyKey::parse(&ours.to_string()).unwrap().hash(),
+            ours.hash()
+        );
+    }
 
     #[test]
     fn display_is_five_groups_of_five() {

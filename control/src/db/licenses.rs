@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use latchkey_shared::LicenseKey;
 use latchkey_shared::snapshot::{LicenseKind, LicenseStatus};
+use latchkey_shared::{KeyHash, LegacyKey, LicenseKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -289,6 +289,29 @@ pub(crate) const COLUMNS: &str = "id, key_prefix, customer_id, product_id, kind,
     session_limit, allow_session_takeover, grace_period_secs, seat_change_limit, seat_change_window_secs, features,
     usage_limits, usage_exhausted, metadata, batch_id, created_at, updated_at";
 
+impl NewLicense {
+    /// A license of `product_id` with every other field as the API's
+    /// defaults leave it.
+    pub fn for_product(product_id: i32) -> Self {
+        Self {
+            customer_id: None,
+            product_id,
+            kind: default_kind(),
+            valid_from: None,
+            valid_until: None,
+            device_limit: default_device_limit(),
+            session_limit: 0,
+            allow_session_takeover: false,
+            grace_period_secs: None,
+            seat_change_limit: default_seat_change_limit(),
+            seat_change_window_secs: default_seat_change_window_secs(),
+            features: Vec::new(),
+            usage_limits: BTreeMap::new(),
+            metadata: empty_object(),
+        }
+    }
+}
+
 fn default_kind() -> LicenseKind {
     LicenseKind::Full
 }
@@ -494,16 +517,71 @@ pub(crate) async fn create_in(
     new: &NewLicense,
     customers: &[Option<Uuid>],
 ) -> DomainResult<Vec<CreatedLicense>> {
+    check_count(customers.len())?;
+    let keys: Vec<StoredKey> = customers
+        .iter()
+        .map(|_| StoredKey::from(&LicenseKey::generate()))
+        .collect();
+    insert_in(tx, ctx, secrets, new, &keys, customers).await
+}
+
+/// A key as the licenses table keeps it: the hash edges look it up by, the
+/// first group lists show, and the text (sealed with `SECRET_KEY`).
+#[derive(Debug, Clone)]
+pub(crate) struct StoredKey {
+    pub hash: KeyHash,
+    pub prefix: String,
+    pub text: String,
+}
+
+impl From<&LicenseKey> for StoredKey {
+    fn from(key: &LicenseKey) -> Self {
+        Self {
+            hash: key.hash(),
+            prefix: key.prefix(),
+            text: key.to_string(),
+        }
+    }
+}
+
+impl From<&LegacyKey> for StoredKey {
+    fn from(key: &LegacyKey) -> Self {
+        Self {
+            hash: key.hash(),
+            prefix: key.prefix(),
+            text: key.as_str().to_owned(),
+        }
+    }
+}
+
+/// Whether a license holds this key already.
+pub(crate) async fn key_exists(conn: &mut PgConnection, key: &StoredKey) -> DomainResult<bool> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM licenses WHERE key_hash = $1)")
+            .bind(key.hash.0.as_slice())
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// One license like `new` for each of `keys`, owned by the customer beside
+/// it: [`create_in`]'s insert, audited and published, not committed.
+pub(crate) async fn insert_in(
+    tx: &mut PgConnection,
+    ctx: &RequestContext,
+    secrets: &Secrets,
+    new: &NewLicense,
+    keys: &[StoredKey],
+    customers: &[Option<Uuid>],
+) -> DomainResult<Vec<CreatedLicense>> {
     new.validate()?;
-    let count = customers.len();
-    check_count(count)?;
-    let keys: Vec<LicenseKey> = (0..count).map(|_| LicenseKey::generate()).collect();
+    let count = keys.len();
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-    let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().0.to_vec()).collect();
-    let prefixes: Vec<String> = keys.iter().map(LicenseKey::prefix).collect();
+    let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash.0.to_vec()).collect();
+    let prefixes: Vec<String> = keys.iter().map(|k| k.prefix.clone()).collect();
     let sealed: Vec<Vec<u8>> = keys
         .iter()
-        .map(|k| secrets.seal(k.to_string().as_bytes()))
+        .map(|k| secrets.seal(k.text.as_bytes()))
         .collect();
     let batch_id = (count > 1).then(Uuid::new_v4);
     let mut features = new.features.clone();
@@ -564,7 +642,7 @@ pub(crate) async fn create_in(
         .zip(keys)
         .filter_map(|(id, key)| {
             by_id.remove(id).map(|license| CreatedLicense {
-                license_key: key.to_string(),
+                license_key: key.text.clone(),
                 license,
             })
         })

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod edges;
 pub mod flags;
 pub mod health;
+pub mod imports;
 pub mod ingest;
 pub mod leader;
 pub mod leads;

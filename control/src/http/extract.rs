@@ -24,6 +24,7 @@ use serde::de::{DeserializeOwned, IntoDeserializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::db::imports;
 use crate::export;
 use crate::http::error::ApiError;
 use crate::http::{API_PREFIX, BodyLimit};
@@ -40,6 +41,13 @@ pub struct Json<T>(pub T);
 /// A CSV body, as text.
 #[derive(Debug, Clone, Default)]
 pub struct Csv(pub String);
+
+/// An import's file: CSV (`text/csv`) or JSON (`application/json`), as text.
+#[derive(Debug, Clone)]
+pub struct ImportFile {
+    pub format: imports::Format,
+    pub text: String,
+}
 
 /// Query-string parameters, read as `T`: with `#[serde(deny_unknown_fields)]`
 /// an unknown one is refused, naming it.
@@ -126,24 +134,49 @@ impl<S: Send + Sync> FromRequest<S> for Csv {
                 "the body must be CSV with `Content-Type: text/csv`",
             ));
         }
-        let bytes = read_body(request, state).await?;
-        let text = String::from_utf8(bytes.to_vec()).map_err(|error| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "the body must be UTF-8 text; byte {} is not",
-                    error.utf8_error().valid_up_to()
-                ),
-            )
-        })?;
-        if text.contains('\0') {
-            return Err(ApiError::new(
-                ErrorCode::InvalidRequest,
-                "the body must not contain U+0000",
-            ));
-        }
-        Ok(Self(text))
+        Ok(Self(read_text(request, state).await?))
     }
+}
+
+impl<S: Send + Sync> FromRequest<S> for ImportFile {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let format = match essence(request.headers()).as_deref() {
+            Some("text/csv") => imports::Format::Csv,
+            Some("application/json") => imports::Format::Json,
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "the body must be `Content-Type: text/csv` or `application/json`",
+                ));
+            }
+        };
+        let text = read_text(request, state).await?;
+        Ok(Self { format, text })
+    }
+}
+
+/// The whole body as UTF-8 text without U+0000 (which PostgreSQL's text
+/// refuses).
+async fn read_text<S: Send + Sync>(request: Request, state: &S) -> Result<String, ApiError> {
+    let bytes = read_body(request, state).await?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|error| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "the body must be UTF-8 text; byte {} is not",
+                error.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    if text.contains('\0') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the body must not contain U+0000",
+        ));
+    }
+    Ok(text)
 }
 
 /// The whole body, within `max_body_bytes`. A body announced too large is

@@ -22,6 +22,7 @@ pub mod edges;
 pub mod error;
 pub mod extract;
 pub mod flags;
+pub mod imports;
 pub mod leads;
 pub mod licenses;
 pub mod openapi;
@@ -82,7 +83,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(flags::router())
         .merge(edges::router())
         .merge(audit::router())
-        .merge(leads::router());
+        .merge(leads::router())
+        .merge(imports::router());
     let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest(API_PREFIX, api)
         .split_for_parts();

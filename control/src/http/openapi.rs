@@ -128,6 +128,20 @@ pub enum CsvBodyErrors {
     NotCsv(ErrorBody),
 }
 
+/// How an import's file can be refused before it is read.
+#[derive(Debug, IntoResponses)]
+pub enum ImportBodyErrors {
+    /// Not UTF-8, or U+0000 in it
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// Larger than `max_body_bytes`
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Neither `Content-Type: text/csv` nor `application/json`
+    #[response(status = 415)]
+    NotAFile(ErrorBody),
+}
+
 /// The stable error codes, as an enumeration of strings.
 #[derive(Debug)]
 pub struct ErrorCodeSchema;

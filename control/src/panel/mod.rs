@@ -31,6 +31,7 @@ pub mod error;
 pub mod flags;
 pub mod form;
 pub mod guard;
+pub mod import;
 pub mod lead;
 pub mod leads;
 pub mod license;
@@ -266,6 +267,8 @@ fn protected() -> Routes {
         .post("/backups/{id}/restore", backups::verify)
         .post("/backups/restore/swap", backups::swap)
         .post("/backups/restore/discard", backups::discard)
+        .get("/import", import::page)
+        .post("/import", import::submit)
         .get("/audit", audit::page)
         .get("/audit/export", audit::export)
         .get("/blocked-ips", blocked_ips::page)

@@ -8,7 +8,7 @@ use super::assets;
 use super::session::Viewer;
 
 /// Every area of the panel, in navigation order: `(path, label)`.
-pub const NAVIGATION: [(&str, &str); 11] = [
+pub const NAVIGATION: [(&str, &str); 12] = [
     ("/", "Dashboard"),
     ("/customers", "Customers"),
     ("/licenses", "Licenses"),
@@ -18,6 +18,7 @@ pub const NAVIGATION: [(&str, &str); 11] = [
     ("/leads", "Leads"),
     ("/monitoring", "Monitoring"),
     ("/backups", "Backups"),
+    ("/import", "Import"),
     ("/audit", "Audit"),
     ("/settings", "Settings"),
 ];

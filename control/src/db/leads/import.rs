@@ -47,6 +47,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::context::RequestContext;
+pub use crate::db::imports::Problem;
 use crate::error::{DomainError, DomainResult};
 
 /// The columns a file may have.
@@ -71,16 +72,6 @@ pub const COLUMNS: [&str; 13] = [
 /// phone each took 23 s (debug build, this 2-core machine), too near the
 /// 30 s request timeout, 1 000 took 1.9 s.
 pub const MAX_IMPORT_LINES: usize = 5_000;
-
-/// One thing wrong with a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// As the file counts lines: the header is line 1.
-    pub line: u64,
-    /// The column, when one is to blame.
-    pub field: Option<String>,
-    pub message: String,
-}
 
 /// What an import did, or (a dry run) would do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
