@@ -5,11 +5,13 @@
 mod activations;
 mod baseline_postgres;
 mod ceiling;
+mod data;
 mod ingest;
 mod ingest_db;
 mod panel;
 mod propagation;
 mod scratch;
+mod seed;
 mod snapshot_build;
 mod stack;
 mod verify;
@@ -49,6 +51,10 @@ enum Scenario {
     /// in-process edges, shipped in batches over the QUIC link, ingested by
     /// control; beside a plain binary COPY of as many rows.
     Ingest(ingest::Args),
+    /// Export rows per second of the licenses list (CSV, JSON) beside
+    /// PostgreSQL's COPY, with peak memory; backup and restore time beside
+    /// pg_dump and pg_restore run by hand; at 1 000 000 licenses.
+    Data(data::Args),
     /// Server time per admin panel page (p50, p95) at 1 000 000 licenses
     /// and 100 000 customers, beside a plain indexed SELECT of the same rows.
     Panel(panel::Args),
@@ -77,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Activations(args) => activations::run(&cli.database_url, args).await,
+        Scenario::Data(args) => data::run(&cli.database_url, args).await,
         Scenario::IngestDb(args) => ingest_db::run(&cli.database_url, args).await,
         Scenario::Ingest(args) => ingest::run(&cli.database_url, args).await,
         Scenario::Panel(args) => panel::run(&cli.database_url, args).await,

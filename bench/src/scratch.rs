@@ -36,6 +36,11 @@ impl ScratchDatabase {
         })
     }
 
+    /// The scratch database's URL, for tools run on it.
+    pub fn url(&self) -> String {
+        database_url(&self.server_url, &self.name)
+    }
+
     pub async fn drop(self) -> anyhow::Result<()> {
         self.pool.close().await;
         let mut admin = PgConnection::connect(&self.server_url).await?;
