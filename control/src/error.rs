@@ -137,6 +137,7 @@ impl DomainError {
             Self::NotFound(entity) => entity.not_found_code(),
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Refused { code, .. } => *code,
+            Self::Database(error) if unavailable(error) => ErrorCode::NotReady,
             Self::Database(_) | Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -155,6 +156,10 @@ impl DomainError {
     pub fn to_body(&self) -> ErrorBody {
         let code = self.code();
         let message = match self {
+            Self::Database(error) if unavailable(error) => {
+                tracing::warn!(code = %code, error = %cause_chain(self), "database unavailable");
+                UNAVAILABLE_MESSAGE.to_owned()
+            }
             Self::Database(_) | Self::Internal(_) => {
                 tracing::error!(code = %code, error = %cause_chain(self), "request failed");
                 INTERNAL_MESSAGE.to_owned()
@@ -166,6 +171,30 @@ impl DomainError {
             field: self.field().map(str::to_owned),
             ..ErrorBody::new(code, message)
         }
+    }
+}
+
+/// What a client reads while the database cannot be reached.
+pub const UNAVAILABLE_MESSAGE: &str =
+    "the database is unavailable right now (a restore may be swapping it in): retry shortly";
+
+/// Whether a database error means the database cannot be reached now,
+/// rather than that this request failed: no connection to be had, the
+/// connection ended by the server (a restore's swap ends every session and
+/// refuses new ones while it renames the databases), or the database
+/// renamed away. A 503 the caller may retry, not a 500.
+fn unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // admin_shutdown, crash_shutdown, cannot_connect_now,
+            // invalid_catalog_name (no such database), and
+            // object_not_in_prerequisite_state, which a database that does
+            // not allow connections answers a new one with.
+            Some("57P01" | "57P02" | "57P03" | "3D000" | "55000")
+        ),
+        _ => false,
     }
 }
 

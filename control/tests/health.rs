@@ -9,6 +9,7 @@ use axum::http::{Request, StatusCode};
 use latchkey_control::app::{self, AppState};
 use latchkey_control::config::Config;
 use latchkey_control::db::MIGRATOR;
+use latchkey_control::db::api_keys::{self, Area, Scope};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -111,4 +112,37 @@ async fn metrics_count_requests_by_route_pattern(pool: PgPool) {
     assert!(text.contains("latchkey_control_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"latchkey_control_db_pool_connections{state="idle"}"#));
     assert!(text.contains("latchkey_control_db_pool_max_connections"));
+}
+
+/// While the database cannot be reached (a restore swapping it in ends every
+/// connection and refuses new ones), a request answers 503 `NOT_READY`,
+/// which a client retries, not a 500.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_request_without_a_database_answers_503_not_ready(pool: PgPool) {
+    let config = config();
+    let secrets = config.secrets().unwrap();
+    let scopes = [Scope::read(Area::Customers)];
+    let key = api_keys::create_bootstrap(&pool, &secrets, "t", &scopes)
+        .await
+        .unwrap();
+    let gone = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy("postgres://postgres@127.0.0.1:5432/latchkey_no_such_database")
+        .unwrap();
+    let app = app::router(AppState::new(gone, &config).unwrap());
+    let response = app
+        .oneshot(
+            Request::get("/admin/api/v1/customers")
+                .header("authorization", format!("Bearer {}", key.secret))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["code"], "NOT_READY", "{body}");
 }
