@@ -87,7 +87,7 @@ async fn race(pool: &PgPool, args: &Args) -> anyhow::Result<()> {
                 .get(license)
                 .context("ran out of licenses: raise --licenses")?;
             let request = SeatRequest {
-                key,
+                key: key.into(),
                 fingerprint: fingerprint(client, n),
                 device_name: None,
                 app_version: Some("2.4.0".into()),

@@ -15,7 +15,7 @@ use latchkey_shared::api::{ActivationOutcome, ErrorCode};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
 use latchkey_shared::snapshot::{LicenseKind, LicenseStatus};
 use latchkey_shared::token::{self, Lease};
-use latchkey_shared::{LicenseKey, SigningKeyPair, TrustedKeys};
+use latchkey_shared::{ClientKey, LicenseKey, SigningKeyPair, TrustedKeys};
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -249,7 +249,7 @@ async fn deactivation_and_transfer_move_seats(pool: PgPool) {
             .unwrap();
     assert_eq!(transfers, 1);
 
-    let key: LicenseKey = key.parse().unwrap();
+    let key: ClientKey = key.parse().unwrap();
     let gone = devices::deactivate(&pool, &ctx(), &key, &machine(2))
         .await
         .unwrap();
@@ -646,7 +646,7 @@ async fn every_mutation_leaves_an_audit_row_with_its_request_id(pool: PgPool) {
     )
     .await
     .unwrap();
-    let key: LicenseKey = key.parse().unwrap();
+    let key: ClientKey = key.parse().unwrap();
     devices::deactivate(&pool, &run("device.deactivate"), &key, &machine(4))
         .await
         .unwrap();
@@ -732,7 +732,7 @@ async fn a_client_changes_seats_at_most_the_limit_per_window(pool: PgPool) {
         (3, 30 * 86_400),
         "the default policy"
     );
-    let parsed: LicenseKey = key.parse().unwrap();
+    let parsed: ClientKey = key.parse().unwrap();
     // Three changes: a deactivation, a transfer, a deactivation.
     devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
         .await
@@ -817,7 +817,7 @@ async fn the_seat_change_policy_is_set_per_license(pool: PgPool) {
         .await
         .unwrap();
     let (license_id, key) = (created[0].license.id, created[0].license_key.clone());
-    let parsed: LicenseKey = key.parse().unwrap();
+    let parsed: ClientKey = key.parse().unwrap();
     let first = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
         .await
         .unwrap();
@@ -889,7 +889,7 @@ async fn concurrent_deactivate_activate_cycles_never_exceed_the_limit(pool: PgPo
         .map(|n| {
             let (pool, key) = (pool.clone(), key.clone());
             tokio::spawn(async move {
-                let parsed: LicenseKey = key.parse().unwrap();
+                let parsed: ClientKey = key.parse().unwrap();
                 let mut changes = 0;
                 let mut leased = false;
                 for _ in 0..8 {
@@ -962,7 +962,7 @@ async fn concurrent_deactivate_activate_cycles_never_exceed_the_limit(pool: PgPo
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_released_seat_cannot_refresh_its_lease(pool: PgPool) {
     let (_, key) = one_license(&pool, 1, 0).await;
-    let parsed: LicenseKey = key.parse().unwrap();
+    let parsed: ClientKey = key.parse().unwrap();
     devices::activate(&pool, &ctx(), &issuer(), &seat(&key, machine(1)))
         .await
         .unwrap();
@@ -1020,7 +1020,7 @@ async fn a_lease_refresh_waits_for_a_release_in_flight(pool: PgPool) {
     .unwrap();
     let refresh = {
         let pool = pool.clone();
-        let key: LicenseKey = key.parse().unwrap();
+        let key: ClientKey = key.parse().unwrap();
         tokio::spawn(
             async move { devices::refresh_lease(&pool, &issuer(), &key, &machine(1)).await },
         )
@@ -1181,7 +1181,7 @@ async fn a_cpu_model_and_a_shared_mac_do_not_share_a_seat(pool: PgPool) {
     twin.system_uuid = Some("0e1b3c7a55aa4d2e9f102b3c4d5e6f70".into());
     let result = devices::activate(&pool, &ctx(), &issuer(), &seat(&key, twin.clone())).await;
     assert_eq!(refused_code(result), ErrorCode::DeviceLimitReached);
-    let parsed: LicenseKey = key.parse().unwrap();
+    let parsed: ClientKey = key.parse().unwrap();
     assert_eq!(
         refused_code(devices::refresh_lease(&pool, &issuer(), &parsed, &twin).await),
         ErrorCode::FingerprintMismatch

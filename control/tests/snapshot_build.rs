@@ -54,7 +54,7 @@ async fn the_snapshot_holds_licenses_devices_products_and_flags(pool: PgPool) {
     .unwrap();
     let key: LicenseKey = created[0].license_key.parse().unwrap();
     let request = SeatRequest {
-        key,
+        key: key.into(),
         fingerprint: fingerprint.clone(),
         device_name: None,
         app_version: None,

@@ -222,6 +222,43 @@ impl fmt::Debug for LegacyKey {
     }
 }
 
+/// A key as a client presents it: one of ours when it parses as ours, else
+/// a legacy key (which an edge answers for only when an import brought it;
+/// otherwise the error of our format is the helpful one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKey {
+    Ours(LicenseKey),
+    Legacy(LegacyKey),
+}
+
+impl ClientKey {
+    pub fn hash(&self) -> KeyHash {
+        match self {
+            Self::Ours(key) => key.hash(),
+            Self::Legacy(key) => key.hash(),
+        }
+    }
+}
+
+impl From<LicenseKey> for ClientKey {
+    fn from(key: LicenseKey) -> Self {
+        Self::Ours(key)
+    }
+}
+
+impl FromStr for ClientKey {
+    /// Our format's error: a text that is neither ours nor a legacy key was
+    /// most likely meant as ours.
+    type Err = KeyParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.parse::<LicenseKey>() {
+            Ok(key) => Ok(Self::Ours(key)),
+            Err(error) => LegacyKey::parse(text).map(Self::Legacy).map_err(|_| error),
+        }
+    }
+}
+
 /// BLAKE3 of the canonical key. The only form in which a key leaves control.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyHash(pub [u8; 32]);

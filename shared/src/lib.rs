@@ -24,6 +24,6 @@ pub mod version;
 pub use fingerprint::{
     CanonicalFingerprint, DeviceDigest, Fingerprint, FingerprintHash, MatchVerdict,
 };
-pub use key::{KeyHash, LegacyKey, LicenseKey};
+pub use key::{ClientKey, KeyHash, LegacyKey, LicenseKey};
 pub use signing::{KeyId, SigningKeyPair, TrustedKeys};
 pub use usage::{UsageBatch, UsageKind, UsageRecord};

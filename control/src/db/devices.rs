@@ -22,7 +22,7 @@ use latchkey_shared::api::{
 use latchkey_shared::fingerprint::{CanonicalFingerprint, DeviceDigest, MatchVerdict};
 use latchkey_shared::snapshot::LicenseStatus;
 use latchkey_shared::token::{self, Lease};
-use latchkey_shared::{LicenseKey, SigningKeyPair};
+use latchkey_shared::{ClientKey, SigningKeyPair};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
@@ -63,7 +63,7 @@ pub struct Device {
 /// A client's activation or transfer, parsed and canonicalised.
 #[derive(Debug, Clone)]
 pub struct SeatRequest {
-    pub key: LicenseKey,
+    pub key: ClientKey,
     pub fingerprint: CanonicalFingerprint,
     pub device_name: Option<String>,
     pub app_version: Option<String>,
@@ -230,7 +230,7 @@ pub async fn activate(
 pub async fn deactivate(
     pool: &PgPool,
     ctx: &RequestContext,
-    key: &LicenseKey,
+    key: &ClientKey,
     fingerprint: &CanonicalFingerprint,
 ) -> DomainResult<DeactivateResponse> {
     let mut tx = pool.begin().await?;
@@ -481,7 +481,7 @@ impl<'a> From<&'a SeatRequest> for SeatParts<'a> {
 pub async fn refresh_lease(
     pool: &PgPool,
     issuer: &LeaseIssuer,
-    key: &LicenseKey,
+    key: &ClientKey,
     fingerprint: &CanonicalFingerprint,
 ) -> DomainResult<LeaseResponse> {
     let now = OffsetDateTime::now_utc();
@@ -625,7 +625,7 @@ fn validate(request: &SeatRequest) -> DomainResult<()> {
 async fn lease_for(
     conn: &mut PgConnection,
     license: &License,
-    key: &LicenseKey,
+    key: &ClientKey,
     fingerprint: &CanonicalFingerprint,
     now: OffsetDateTime,
 ) -> DomainResult<Lease> {

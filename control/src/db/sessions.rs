@@ -15,7 +15,7 @@ use latchkey_shared::api::{ErrorCode, SessionStartResponse};
 use latchkey_shared::fingerprint::CanonicalFingerprint;
 use latchkey_shared::snapshot::RevokedSession;
 use latchkey_shared::token::{self, SessionClaims};
-use latchkey_shared::{LicenseKey, SigningKeyPair};
+use latchkey_shared::{ClientKey, SigningKeyPair};
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool, Postgres, QueryBuilder};
 use time::{Duration, OffsetDateTime};
@@ -53,7 +53,7 @@ pub struct SessionSettings {
 
 #[derive(Debug, Clone)]
 pub struct StartRequest {
-    pub key: LicenseKey,
+    pub key: ClientKey,
     pub fingerprint: CanonicalFingerprint,
     pub app_version: Option<String>,
     pub take_over: bool,

@@ -7,7 +7,7 @@ use latchkey_shared::api::{ErrorBody, ErrorCode, SessionEndResponse};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
 use latchkey_shared::link::{Call, Reply};
 use latchkey_shared::token::{self, SessionClaims, TokenError};
-use latchkey_shared::{LicenseKey, TrustedKeys};
+use latchkey_shared::{ClientKey, TrustedKeys};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -165,7 +165,9 @@ fn context(edge_id: Uuid, client_ip: Option<IpAddr>) -> RequestContext {
     }
 }
 
-fn key(text: &str) -> Result<LicenseKey, ErrorBody> {
+/// The key a forwarded call names. A legacy key reaches control only when
+/// the edge found it in its snapshot.
+fn key(text: &str) -> Result<ClientKey, ErrorBody> {
     text.parse()
         .map_err(|error: latchkey_shared::key::KeyParseError| ErrorBody {
             field: Some("license_key".into()),
