@@ -93,16 +93,20 @@ fn read_csv(
         return Vec::new();
     }
     let mut records = Vec::new();
+    // Lines as an editor counts them, from each record's byte offset: the
+    // csv crate's own count skips blank lines and runs one short after a
+    // CRLF (which browsers send a textarea's lines with).
+    let mut lines = LineCounter::new(text);
     for row in reader.records() {
         let row = match row {
             Ok(row) => row,
             Err(error) => {
-                let line = error.position().map_or(0, |p| p.line());
+                let line = error.position().map_or(0, |p| lines.at(p.byte()));
                 problems.push(Problem::new(line, None, error.to_string()));
                 continue;
             }
         };
-        let line = row.position().map_or(0, |p| p.line());
+        let line = row.position().map_or(0, |p| lines.at(p.byte()));
         if row.len() != header.len() {
             problems.push(Problem::new(
                 line,
@@ -123,6 +127,46 @@ fn read_csv(
         records.push(Record { line, cells });
     }
     records
+}
+
+/// The line of a byte offset, for offsets that only grow.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text: text.as_bytes(),
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record the csv crate places at `byte`, which may be
+    /// the end of the previous record's terminator (after its CR, or before
+    /// blank lines): the record starts past any line ends there.
+    fn at(&mut self, byte: u64) -> u64 {
+        let mut byte = (byte as usize).min(self.text.len());
+        while self
+            .text
+            .get(byte)
+            .is_some_and(|b| matches!(b, b'\r' | b'\n'))
+        {
+            byte += 1;
+        }
+        if byte > self.counted_to {
+            let newlines = self.text[self.counted_to..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            self.line += newlines as u64;
+            self.counted_to = byte;
+        }
+        self.line
+    }
 }
 
 /// An array of objects; each value becomes a cell as an export writes it
@@ -201,6 +245,20 @@ mod tests {
             "the blank line counts"
         );
         assert_eq!((from_json[0].line, from_json[1].line), (1, 2));
+    }
+
+    #[test]
+    fn crlf_lines_are_numbered_as_lf_ones() {
+        let mut problems = Vec::new();
+        let (records, _) = read(
+            Format::Csv,
+            "name\r\nAda\r\n\r\nBob\r\n",
+            COLUMNS,
+            &[],
+            &mut problems,
+        );
+        let lines: Vec<u64> = records.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 4]);
     }
 
     #[test]
