@@ -17,6 +17,7 @@ use crate::db::RowStream;
 use crate::db::audit::AuditEntry;
 use crate::db::customers::Customer;
 use crate::db::devices::Device;
+use crate::db::imports::cell;
 use crate::db::leads::Institution;
 use crate::db::licenses::License;
 use crate::db::resources::Resource;
@@ -272,19 +273,6 @@ fn csv_record<R: Record>(row: &R) -> std::io::Result<Bytes> {
     Ok(csv_line(R::COLUMNS.iter().map(|column| {
         Cow::Owned(fields.get(*column).map(cell).unwrap_or_default())
     })))
-}
-
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(text) => text.clone(),
-        Value::Array(items) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(";"),
-        other => other.to_string(),
-    }
 }
 
 /// One CSV record, cells defused, with its line ending.

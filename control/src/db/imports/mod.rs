@@ -43,6 +43,7 @@ pub use self::customers::CUSTOMER_COLUMNS;
 pub use self::licenses::LICENSE_COLUMNS;
 pub use self::resources::RESOURCE_COLUMNS;
 use self::source::Record;
+pub use self::source::cell;
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
 use crate::secrets::Secrets;
@@ -131,20 +132,9 @@ pub async fn apply(
 ) -> DomainResult<ImportReport> {
     let mut tx = pool.begin().await?;
     let mut report = run(&mut tx, ctx, secrets, kind, format, text).await?;
-    if let Some(first) = report.problems.first() {
+    if let Some(refusal) = refusal(&report.problems) {
         tx.rollback().await?;
-        let more = match report.problems.len() - 1 {
-            0 => String::new(),
-            n => format!(" (and {n} more: the dry run lists them all)"),
-        };
-        let message = format!(
-            "line {}: {}{more}; nothing was imported",
-            first.line, first.message
-        );
-        return Err(match &first.field {
-            Some(column) => DomainError::invalid(column, message),
-            None => DomainError::refused(ErrorCode::InvalidRequest, message),
-        });
+        return Err(refusal);
     }
     tx.commit().await?;
     report.applied = true;
@@ -155,6 +145,24 @@ pub async fn apply(
         "imported"
     );
     Ok(report)
+}
+
+/// How an apply refuses a file with problems: naming the first, and how
+/// many more the dry run lists.
+pub(crate) fn refusal(problems: &[Problem]) -> Option<DomainError> {
+    let first = problems.first()?;
+    let more = match problems.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more: the dry run lists them all)"),
+    };
+    let message = format!(
+        "line {}: {}{more}; nothing was imported",
+        first.line, first.message
+    );
+    Some(match &first.field {
+        Some(column) => DomainError::invalid(column, message),
+        None => DomainError::refused(ErrorCode::InvalidRequest, message),
+    })
 }
 
 /// One kind of import: its columns, how a line is read, what identifies

@@ -129,6 +129,23 @@ fn read_csv(
     records
 }
 
+/// A JSON value as one cell of a CSV line, the rule exports write by and
+/// imports read JSON by: text as it is, `null` empty, a list of strings
+/// joined by `;`, numbers and booleans as written, other nested values as
+/// JSON text.
+pub fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(";"),
+        other => other.to_string(),
+    }
+}
+
 /// The line of a byte offset, for offsets that only grow.
 struct LineCounter<'a> {
     text: &'a [u8],
@@ -169,10 +186,8 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// An array of objects; each value becomes a cell as an export writes it
-/// (so an export's JSON imports like its CSV): text as it is, numbers and
-/// booleans as written, a list of strings joined by `;`, other nested
-/// values as JSON text, `null` absent.
+/// An array of objects; each value becomes a [`cell`], as an export writes
+/// it (so an export's JSON imports like its CSV).
 fn read_json(text: &str, columns: &[&str], problems: &mut Vec<Problem>) -> Vec<Record> {
     let items: Vec<serde_json::Map<String, Value>> = match serde_json::from_str(text) {
         Ok(items) => items,
@@ -198,18 +213,10 @@ fn read_json(text: &str, columns: &[&str], problems: &mut Vec<Problem>) -> Vec<R
                 ));
                 continue;
             }
-            let cell = match value {
-                Value::Null => continue,
-                Value::String(text) => text.trim().to_owned(),
-                Value::Array(items) if items.iter().all(Value::is_string) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(";"),
-                other => other.to_string(),
-            };
+            let cell = cell(&value);
+            let cell = cell.trim();
             if !cell.is_empty() {
-                cells.insert(field, cell);
+                cells.insert(field, cell.to_owned());
             }
         }
         records.push(Record { line, cells });

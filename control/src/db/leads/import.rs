@@ -42,13 +42,13 @@
 mod parse;
 mod write;
 
-use latchkey_shared::api::ErrorCode;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 
 use crate::context::RequestContext;
 pub use crate::db::imports::Problem;
-use crate::error::{DomainError, DomainResult};
+use crate::db::imports::refusal;
+use crate::error::DomainResult;
 
 /// The columns a file may have.
 pub const COLUMNS: [&str; 13] = [
@@ -119,20 +119,9 @@ pub async fn apply_import(
 ) -> DomainResult<ImportReport> {
     let mut tx = pool.begin().await?;
     let outcome = run(&mut tx, ctx, csv).await?;
-    if let Some(first) = outcome.problems.first() {
+    if let Some(refusal) = refusal(&outcome.problems) {
         tx.rollback().await?;
-        let more = match outcome.problems.len() - 1 {
-            0 => String::new(),
-            n => format!(" (and {n} more: the dry run lists them all)"),
-        };
-        let message = format!(
-            "line {}: {}{more}; nothing was imported",
-            first.line, first.message
-        );
-        return Err(match &first.field {
-            Some(column) => DomainError::invalid(column, message),
-            None => DomainError::refused(ErrorCode::InvalidRequest, message),
-        });
+        return Err(refusal);
     }
     tx.commit().await?;
     tracing::info!(lines = outcome.summary.lines, "leads imported");
