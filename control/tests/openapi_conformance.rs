@@ -111,11 +111,12 @@ phases.coverage.checks.positive_data_acceptance.expected-statuses = ["2xx", "400
 include-name = ["POST /admin/api/v1/leads/institutions/{id}/notes", "POST /admin/api/v1/leads/contacts/{id}/notes", "PATCH /admin/api/v1/leads/notes/{id}"]
 checks.negative_data_rejection.expected-statuses = ["400", "401", "403", "404", "409", "413", "415"]
 
-# Any text is a CSV file to report on (the dry run answers its problems),
+# Any text is a CSV file to report on (the dry run answers its problems, the
+# other imports' too),
 # so no body breaks the schema; the apply refuses one with problems (400),
 # which generated text nearly always has (the document's example imports).
 [[operations]]
-include-name = ["POST /admin/api/v1/leads/import/dry-run", "POST /admin/api/v1/leads/import"]
+include-name = ["POST /admin/api/v1/leads/import/dry-run", "POST /admin/api/v1/leads/import", "POST /admin/api/v1/customers/import/dry-run", "POST /admin/api/v1/customers/import", "POST /admin/api/v1/licenses/import/dry-run", "POST /admin/api/v1/licenses/import", "POST /admin/api/v1/resources/import/dry-run", "POST /admin/api/v1/resources/import"]
 checks.negative_data_rejection.enabled = false
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
 "#;

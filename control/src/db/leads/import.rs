@@ -88,7 +88,9 @@ pub struct ImportSummary {
     pub details_added: u64,
 }
 
+/// Named apart from the other imports' report in the API's document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = LeadImportReport)]
 pub struct ImportReport {
     /// Whether it was written; a dry run never is.
     pub applied: bool,

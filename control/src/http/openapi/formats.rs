@@ -135,14 +135,22 @@ pub fn apply(document: &mut Document) {
 
 /// The rules of query and path parameters, by path and name.
 fn parameter_rules() -> Vec<(&'static str, &'static str, Rule)> {
-    let mut rules = vec![
-        ("/licenses", "status", choice(license_statuses())),
-        ("/licenses", "key_prefix", up_to(KEY_PREFIX_MAX_CHARS)),
-        ("/customers", "q", up_to(QUERY_MAX_CHARS)),
+    let mut rules = Vec::new();
+    // A list's export takes the list's filters, by the same rules.
+    for path in ["/licenses", "/licenses/export"] {
+        rules.extend([
+            (path, "status", choice(license_statuses())),
+            (path, "key_prefix", up_to(KEY_PREFIX_MAX_CHARS)),
+        ]);
+    }
+    for path in ["/customers", "/customers/export"] {
+        rules.push((path, "q", up_to(QUERY_MAX_CHARS)));
+    }
+    rules.extend([
         ("/products/{slug}/version-check", "slug", slug()),
         ("/products/{slug}/version-check", "version", version()),
         ("/products/{slug}/version-check", "channel", channel()),
-    ];
+    ]);
     for path in ["/leads/institutions", "/leads/institutions/export"] {
         rules.extend([
             (path, "stage", stages()),
