@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::MIGRATOR;
-use latchkey_control::db::licenses;
 use latchkey_control::db::{edges, publish, settings};
+use latchkey_control::db::{imports, licenses};
+use latchkey_control::progress::Progress;
+use latchkey_control::secrets::Secrets;
 use latchkey_edge::RunningEdge;
 use latchkey_shared::snapshot::LicenseStatus;
-use latchkey_shared::{LicenseKey, SigningKeyPair};
+use latchkey_shared::{LegacyKey, LicenseKey, SigningKeyPair};
 use serde_json::json;
 use sqlx::PgPool;
 use support::stack::*;
@@ -198,6 +200,84 @@ async fn activations_through_an_edge_are_decided_by_control_exactly(pool: PgPool
         (status, beat["code"].clone()),
         (StatusCode::FORBIDDEN, json!("SESSION_REVOKED"))
     );
+    edge.stop().await;
+}
+
+/// A license migrated from another system keeps its old key: the edge
+/// finds it by its legacy hash, and control decides its activations and
+/// sessions. A legacy-looking text the snapshot does not hold is a
+/// mistyped key of ours to the edge.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_imported_legacy_key_is_verified_activated_and_run_through_an_edge(pool: PgPool) {
+    let stack = Stack::start(pool.clone()).await;
+    let (_, key) = one_license(&pool, 1).await;
+    let report = imports::apply(
+        &pool,
+        &RequestContext::system("test"),
+        &Secrets::new(&"s".repeat(48)).unwrap(),
+        imports::Kind::Licenses,
+        imports::Format::Csv,
+        "key,product,device_limit\nOLD-SYSTEM-0042,studio,2\n",
+        &Progress::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.created, 1, "{report:?}");
+    let edge = stack.edge("edge-a", true).await;
+    let legacy = LegacyKey::parse("OLD-SYSTEM-0042").unwrap().hash();
+    wait_for(Duration::from_secs(10), || {
+        status_on(&edge, &key).is_some()
+            && edge
+                .state
+                .snapshots
+                .current()
+                .is_some_and(|s| s.license(&legacy).is_some())
+    })
+    .await
+    .expect("the edge serves both licenses");
+
+    let (status, verdict) = post(
+        &edge,
+        "/api/license/verify",
+        json!({ "license_key": "OLD-SYSTEM-0042", "product": "studio" }),
+    )
+    .await;
+    assert_eq!(
+        (status, verdict["valid"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{verdict}"
+    );
+    let (status, activated) = post(
+        &edge,
+        "/api/license/activate",
+        json!({ "license_key": "OLD-SYSTEM-0042", "fingerprint": machine(1), "idempotency_key": "legacy-1" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    assert_eq!(activated["outcome"], "activated");
+    let (status, session) = post(
+        &edge,
+        "/api/license/session/start",
+        json!({ "license_key": "OLD-SYSTEM-0042", "fingerprint": machine(1) }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+
+    let unknown = "OLD-SYSTEM-0043";
+    for (path, body) in [
+        ("/api/license/verify", json!({ "license_key": unknown })),
+        (
+            "/api/license/activate",
+            json!({ "license_key": unknown, "fingerprint": machine(1), "idempotency_key": "x" }),
+        ),
+    ] {
+        let (status, refused) = post(&edge, path, body).await;
+        assert_eq!(
+            (status, refused["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!("INVALID_LICENSE_KEY")),
+            "{path}: {refused}"
+        );
+    }
     edge.stop().await;
 }
 

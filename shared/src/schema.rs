@@ -115,7 +115,9 @@ named_schema!(
         LICENSE_KEY_PATTERN,
         "A license key: 25 Crockford base32 symbols, the last a Luhn mod 32 check \
          symbol over the others (a key that fails it is refused as INVALID_LICENSE_KEY). \
-         Any case; I, L and O read as 1, 1 and 0; dashes, spaces and tabs are ignored."
+         Any case; I, L and O read as 1, 1 and 0; dashes, spaces and tabs are ignored. \
+         A license imported from another licensing system is found by its original key \
+         too, which this pattern does not describe."
     )
     .format(Some(SchemaFormat::Custom("license-key".into())))
     .examples([LICENSE_KEY_EXAMPLE])

@@ -5,7 +5,7 @@ use axum::extract::State;
 use latchkey_shared::api::{ClientConfigRequest, ClientConfigResponse, ErrorBody, ErrorCode};
 
 use super::AppState;
-use super::verify::parse_key;
+use super::verify::key_hash;
 use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
@@ -26,7 +26,7 @@ pub async fn config(
 ) -> Result<axum::Json<ClientConfigResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
     app.admit_ip(&snapshot, ip)?;
-    let hash = parse_key(&request.license_key)?.hash();
+    let hash = key_hash(Some(&snapshot), &request.license_key)?;
     app.admit_key(&snapshot, &hash)?;
     let license = snapshot
         .license(&hash)

@@ -6,7 +6,7 @@
 //! retried with its idempotency key takes one seat, however often it comes).
 
 use axum::extract::State;
-use latchkey_shared::LicenseKey;
+use latchkey_shared::KeyHash;
 use latchkey_shared::api::{
     ActivateRequest, ActivateResponse, DeactivateRequest, DeactivateResponse, ErrorBody, ErrorCode,
     LeaseRequest, LeaseResponse, SessionEndRequest, SessionEndResponse, SessionStartRequest,
@@ -19,7 +19,7 @@ use latchkey_shared::usage::{UsageKind, UsageRecord};
 use uuid::Uuid;
 
 use super::AppState;
-use super::verify::parse_key;
+use super::verify::key_hash;
 use crate::client_ip::ClientIp;
 use crate::error::EdgeError;
 use crate::extract::Json;
@@ -61,25 +61,26 @@ fn admit(
     ip: std::net::IpAddr,
     license_key: &str,
     fingerprint: &Fingerprint,
-) -> Result<LicenseKey, EdgeError> {
-    let key = parse_key(license_key)?;
+) -> Result<KeyHash, EdgeError> {
+    let snapshot = app.snapshots.current();
+    let key = key_hash(snapshot.as_deref(), license_key)?;
     fingerprint
         .canonicalize()
         .map_err(|e| EdgeError::invalid(e.field, e.reason))?;
-    if let Some(snapshot) = app.snapshots.current() {
+    if let Some(snapshot) = snapshot {
         app.admit_ip(&snapshot, ip)?;
-        app.admit_key(&snapshot, &key.hash())?;
+        app.admit_key(&snapshot, &key)?;
     }
     Ok(key)
 }
 
 /// An activation for another product than the license's is refused here,
 /// as verify refuses it: the snapshot knows the license's product.
-fn check_product(app: &AppState, key: &LicenseKey, product: Option<&str>) -> Result<(), EdgeError> {
+fn check_product(app: &AppState, key: &KeyHash, product: Option<&str>) -> Result<(), EdgeError> {
     let (Some(slug), Some(snapshot)) = (product, app.snapshots.current()) else {
         return Ok(());
     };
-    let Some(license) = snapshot.license(&key.hash()) else {
+    let Some(license) = snapshot.license(key) else {
         return Ok(());
     };
     if snapshot
@@ -102,14 +103,14 @@ fn check_product(app: &AppState, key: &LicenseKey, product: Option<&str>) -> Res
 fn record(
     app: &AppState,
     kind: UsageKind,
-    key: &LicenseKey,
+    key: &KeyHash,
     device_id: Option<Uuid>,
     session_id: Option<Uuid>,
 ) {
     let (Some(usage), Some(snapshot)) = (&app.usage, app.snapshots.current()) else {
         return;
     };
-    if let Some(license) = snapshot.license(&key.hash()) {
+    if let Some(license) = snapshot.license(key) {
         usage.record(UsageRecord {
             device_id,
             ..usage::now(kind, license.license_id(), session_id)

@@ -4,7 +4,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use latchkey_shared::api::{ErrorBody, ErrorCode, LicenseInfo, VerifyRequest, VerifyResponse};
 use latchkey_shared::snapshot::{LicenseStatus, LicenseView, SnapshotState, flags_on};
-use latchkey_shared::{LicenseKey, MatchVerdict, version};
+use latchkey_shared::{KeyHash, LegacyKey, LicenseKey, MatchVerdict, version};
 
 use super::AppState;
 use crate::client_ip::ClientIp;
@@ -25,7 +25,7 @@ pub async fn verify(
 ) -> Result<axum::Json<VerifyResponse>, EdgeError> {
     let snapshot = app.snapshot()?;
     app.admit_ip(&snapshot, ip)?;
-    let hash = parse_key(&request.license_key)?.hash();
+    let hash = key_hash(Some(&snapshot), &request.license_key)?;
     app.admit_key(&snapshot, &hash)?;
     let license = snapshot.license(&hash);
     let answer = decide(&snapshot, license, &request, unix_now())?;
@@ -53,7 +53,7 @@ pub async fn info(
         license_key.map_err(|e| EdgeError::invalid("license_key", e.body_text()))?;
     let snapshot = app.snapshot()?;
     app.admit_ip(&snapshot, ip)?;
-    let hash = parse_key(&license_key)?.hash();
+    let hash = key_hash(Some(&snapshot), &license_key)?;
     app.admit_key(&snapshot, &hash)?;
     let license = snapshot
         .license(&hash)
@@ -76,12 +76,27 @@ pub async fn info(
     }))
 }
 
-pub fn parse_key(text: &str) -> Result<LicenseKey, EdgeError> {
-    text.parse()
-        .map_err(|error: latchkey_shared::key::KeyParseError| EdgeError {
-            field: Some("license_key".into()),
-            ..EdgeError::new(ErrorCode::InvalidLicenseKey, error.to_string())
-        })
+/// The hash a client's key is found by: ours, else a legacy key (imported
+/// from another licensing system) that `snapshot` holds. A text that is
+/// neither gets our format's error, so a mistyped key of ours is named as
+/// such rather than passing as some unknown legacy key. Without a snapshot
+/// (a forwarded call before the first one loaded) a legacy key is let
+/// through for control to decide.
+pub fn key_hash(snapshot: Option<&SnapshotState>, text: &str) -> Result<KeyHash, EdgeError> {
+    let ours = match text.parse::<LicenseKey>() {
+        Ok(key) => return Ok(key.hash()),
+        Err(error) => error,
+    };
+    if let Ok(legacy) = LegacyKey::parse(text) {
+        let hash = legacy.hash();
+        if snapshot.is_none_or(|snapshot| snapshot.license(&hash).is_some()) {
+            return Ok(hash);
+        }
+    }
+    Err(EdgeError {
+        field: Some("license_key".into()),
+        ..EdgeError::new(ErrorCode::InvalidLicenseKey, ours.to_string())
+    })
 }
 
 /// The verdict on a well-formed request: `valid: false` with the code for
