@@ -30,6 +30,7 @@ use latchkey_control::context::RequestContext;
 use latchkey_control::db::api_keys::{self, Area, Scope};
 use latchkey_control::db::licenses::License;
 use latchkey_control::export::Record;
+use latchkey_control::progress::Progress;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use tower::ServiceExt;
@@ -196,7 +197,12 @@ async fn backups(server_url: &str, db: &ScratchDatabase, dir: &Path) -> anyhow::
     )?;
     let started = Instant::now();
     let backup = backups
-        .create(&db.pool, &RequestContext::system("bench"), None)
+        .create(
+            &db.pool,
+            &RequestContext::system("bench"),
+            None,
+            &Progress::default(),
+        )
         .await?
         .context("a manual backup is always made")?;
     let ours = started.elapsed();
@@ -225,7 +231,9 @@ async fn backups(server_url: &str, db: &ScratchDatabase, dir: &Path) -> anyhow::
     );
 
     let started = Instant::now();
-    let prepared = backups.prepare_restore(Path::new(&dump)).await?;
+    let prepared = backups
+        .prepare_restore(Path::new(&dump), &Progress::default())
+        .await?;
     let ours = started.elapsed();
     backups.discard(&prepared).await?;
 

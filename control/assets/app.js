@@ -221,3 +221,34 @@
     });
   });
 })();
+
+// A running job's bar: the element with data-task-events="<event stream
+// URL>" holds a <progress> and a .task-line, moved by the stream's
+// `progress` events; its `finished` event reloads the page, which then
+// lists the job's outcome.
+(function () {
+  "use strict";
+  function follow(element) {
+    var source = new EventSource(element.getAttribute("data-task-events"));
+    var bar = element.querySelector("progress");
+    var line = element.querySelector(".task-line");
+    function show(event) {
+      var task = JSON.parse(event.data);
+      if (task.progress.percent === null) bar.removeAttribute("value");
+      else bar.value = task.progress.percent;
+      line.textContent = task.progress.line;
+    }
+    source.addEventListener("progress", show);
+    source.addEventListener("finished", function (event) {
+      show(event);
+      source.close();
+      window.location.reload();
+    });
+  }
+  function start() {
+    if (!window.EventSource) return;
+    document.querySelectorAll("[data-task-events]").forEach(follow);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -207,6 +207,15 @@ impl Record for Institution {
 /// JSON array. A database error midway ends the body early (the client
 /// sees a cut transfer, never a file that looks whole) and is logged.
 pub fn body<R: Record>(rows: RowStream<R>, format: Format) -> Body {
+    Body::from_stream(encode(rows, format))
+}
+
+/// The rows encoded chunk by chunk, as [`body`] sends them and the CLI
+/// writes them; a database error ends the stream with that error.
+pub fn encode<R: Record>(
+    rows: RowStream<R>,
+    format: Format,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     let opening = match format {
         Format::Csv => csv_line(R::COLUMNS.iter().map(|cell| Cow::Borrowed(*cell))),
         Format::Json => Bytes::from_static(b"["),
@@ -232,10 +241,9 @@ pub fn body<R: Record>(rows: RowStream<R>, format: Format) -> Body {
         Format::Csv => None,
         Format::Json => Some(Ok(Bytes::from_static(b"]"))),
     };
-    let stream = futures_util::stream::once(async move { Ok(opening) })
+    futures_util::stream::once(async move { Ok(opening) })
         .chain(encoded)
-        .chain(futures_util::stream::iter(closing));
-    Body::from_stream(stream)
+        .chain(futures_util::stream::iter(closing))
 }
 
 /// An export's answer: the file `<name>.<extension>`, never cached, and

@@ -17,6 +17,8 @@ pub mod keys;
 pub mod link;
 pub mod observe;
 pub mod panel;
+pub mod progress;
 pub mod secrets;
 pub mod server;
+pub mod tasks;
 pub mod traffic;

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 /// lower layers. Siblings in one layer (`http`, `panel`, `link`, `jobs`) do
 /// not know each other; `app` composes them; `cli` runs `app`.
 const LAYERS: &[&[&str]] = &[
-    &["error", "context", "secrets", "traffic"],
-    &["config", "keys"],
+    &["error", "context", "secrets", "traffic", "progress"],
+    &["config", "keys", "tasks"],
     &["db"],
     &["backup", "export", "demo"],
     &["http", "panel", "link", "jobs"],

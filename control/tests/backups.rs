@@ -11,6 +11,7 @@ use latchkey_control::config::{BackupConfig, TimeOfDay};
 use latchkey_control::context::RequestContext;
 use latchkey_control::db::{MIGRATOR, backups};
 use latchkey_control::demo;
+use latchkey_control::progress::Progress;
 use latchkey_control::secrets::Secrets;
 use sqlx::{Connection, PgConnection, PgPool};
 use time::macros::datetime;
@@ -91,13 +92,22 @@ async fn a_backup_restores_into_a_copy_equal_table_by_table_and_swaps_in(pool: P
     let ctx = RequestContext::system("test");
     let before = fingerprint(&url).await;
 
-    let made = backups.create(&pool, &ctx, None).await.unwrap().unwrap();
+    let progress = Progress::default();
+    let made = backups
+        .create(&pool, &ctx, None, &progress)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(made.status, "done");
     assert_eq!(made.origin, "manual");
     let path = PathBuf::from(made.path.clone().unwrap());
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(made.size_bytes, Some(size as i64));
+    // The last stage, the checksum, went through the whole file.
+    let view = progress.view();
     assert_eq!(
-        made.size_bytes,
-        Some(std::fs::metadata(&path).unwrap().len() as i64)
+        (view.stage, view.done, view.total),
+        ("checksum", size, Some(size))
     );
     assert_eq!(made.sha256.as_ref().map(String::len), Some(64));
     let counts = made.row_counts.clone().unwrap();
@@ -127,7 +137,10 @@ async fn a_backup_restores_into_a_copy_equal_table_by_table_and_swaps_in(pool: P
     .await
     .unwrap();
 
-    let prepared = backups.prepare_restore(&path).await.unwrap();
+    let prepared = backups
+        .prepare_restore(&path, &Progress::default())
+        .await
+        .unwrap();
     let restored_url = with_database(&prepared.scratch);
     let restored = fingerprint(&restored_url).await;
     // What was dumped: the row counts as they were (the backup's own row
@@ -167,7 +180,12 @@ async fn a_dump_that_differs_from_its_manifest_is_refused_before_anything_is_res
     let dir = scratch_dir("corrupt");
     let backups = Backups::new(config(&dir), &url).unwrap();
     let made = backups
-        .create(&pool, &RequestContext::system("test"), None)
+        .create(
+            &pool,
+            &RequestContext::system("test"),
+            None,
+            &Progress::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -177,7 +195,10 @@ async fn a_dump_that_differs_from_its_manifest_is_refused_before_anything_is_res
     bytes[middle] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
 
-    let refused = backups.prepare_restore(&path).await.unwrap_err();
+    let refused = backups
+        .prepare_restore(&path, &Progress::default())
+        .await
+        .unwrap_err();
     assert!(matches!(refused, BackupError::Corrupt(_)), "{refused}");
     let database = pool.connect_options().get_database().unwrap().to_owned();
     let mut server = PgConnection::connect(&with_database("postgres"))
@@ -206,7 +227,12 @@ async fn a_failing_pg_dump_is_recorded_and_leaves_no_file(pool: PgPool) {
     )
     .unwrap();
     let error = backups
-        .create(&pool, &RequestContext::system("test"), None)
+        .create(
+            &pool,
+            &RequestContext::system("test"),
+            None,
+            &Progress::default(),
+        )
         .await
         .unwrap_err();
     assert!(

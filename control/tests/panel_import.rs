@@ -27,15 +27,38 @@ async fn customers(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-/// Posts the import form for customers.
-async fn import(panel: &mut Client, csrf: &str, file: &str, action: &str) -> support::panel::Reply {
+/// The job's page once it is done, and where it is.
+struct Done {
+    body: String,
+    status: StatusCode,
+    location: String,
+}
+
+/// Posts the import form for customers and follows its redirect to the
+/// job's page until the job is done: its outcome.
+async fn import(panel: &mut Client, csrf: &str, file: &str, action: &str) -> Done {
     let form = [
         ("_csrf", csrf),
         ("kind", "customers"),
         ("file", file),
         ("action", action),
     ];
-    panel.post("/import", &form).await
+    let posted = panel.post("/import", &form).await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let job = posted.location().to_owned();
+    assert!(job.starts_with("/import?task="), "{job}");
+    for _ in 0..200 {
+        let page = panel.get(&job).await;
+        if !page.body.contains("data-task-events") {
+            return Done {
+                body: page.body,
+                status: page.status,
+                location: job,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the job at {job} did not finish");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -92,6 +115,28 @@ async fn a_file_is_checked_then_imported_all_or_nothing(pool: PgPool) {
     );
     assert!(imported.body.contains("<li>2 created</li>"));
     assert_eq!(customers(&pool).await, 2);
+
+    // The job's event stream ends with its outcome.
+    let task = imported.location.trim_start_matches("/import?task=");
+    let events = panel.get(&format!("/tasks/{task}/events")).await;
+    assert_eq!(events.status, StatusCode::OK);
+    assert!(events.body.contains("event: finished"), "{}", events.body);
+    assert!(
+        events
+            .body
+            .contains(r#""outcome":{"state":"succeeded","message":"2 line(s) imported"}"#),
+        "{}",
+        events.body
+    );
+    assert!(
+        events
+            .body
+            .contains(r#""stage":"writing","unit":"lines","done":2,"total":2"#)
+    );
+    let unknown = panel
+        .get(&format!("/tasks/{}/events", uuid::Uuid::nil()))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     admin(&pool, "vera", Role::Viewer).await;
     let mut viewer = client(&pool, "192.0.2.42");

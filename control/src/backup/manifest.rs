@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::BackupError;
 use crate::db::backups::RowCounts;
+use crate::progress::Progress;
 
 const FORMAT: u32 = 1;
 
@@ -97,8 +98,9 @@ pub struct FileDigest {
 }
 
 /// Reads the whole file, 1 MiB at a time (blocking: call it off the runtime).
-pub fn digest(path: &Path) -> std::io::Result<FileDigest> {
+pub fn digest(path: &Path, progress: &Progress) -> std::io::Result<FileDigest> {
     let mut file = std::fs::File::open(path)?;
+    progress.stage("checksum", "bytes", Some(file.metadata()?.len()));
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; 1 << 20];
     let mut size_bytes = 0u64;
@@ -109,6 +111,7 @@ pub fn digest(path: &Path) -> std::io::Result<FileDigest> {
         }
         hasher.update(&buffer[..read]);
         size_bytes += read as u64;
+        progress.advance(read as u64);
     }
     Ok(FileDigest {
         size_bytes,

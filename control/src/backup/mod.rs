@@ -23,6 +23,7 @@ use crate::config::BackupConfig;
 use crate::context::RequestContext;
 use crate::db::backups::{self, Backup, Finished, Origin};
 use crate::error::{DomainError, cause_chain};
+use crate::progress::Progress;
 pub use manifest::Manifest;
 pub use restore::{Prepared, Swapped};
 use tools::Target;
@@ -80,9 +81,10 @@ impl Backups {
         pool: &PgPool,
         ctx: &RequestContext,
         scheduled_for: Option<OffsetDateTime>,
+        progress: &Progress,
     ) -> Result<Option<Backup>, BackupError> {
         match self.begin(pool, ctx, scheduled_for).await? {
-            Some(id) => self.complete(pool, id).await.map(Some),
+            Some(id) => self.complete(pool, id, progress).await.map(Some),
             None => Ok(None),
         }
     }
@@ -104,10 +106,15 @@ impl Backups {
 
     /// Dumps the database for the running backup `id`. A failure is
     /// recorded on the backup's row as well as returned.
-    pub async fn complete(&self, pool: &PgPool, id: Uuid) -> Result<Backup, BackupError> {
+    pub async fn complete(
+        &self,
+        pool: &PgPool,
+        id: Uuid,
+        progress: &Progress,
+    ) -> Result<Backup, BackupError> {
         let started = Instant::now();
         let file = self.file_for(id, OffsetDateTime::now_utc());
-        match self.dump(pool, id, &file, started).await {
+        match self.dump(pool, id, &file, started, progress).await {
             Ok(done) => {
                 backups::finish(pool, id, &done).await?;
                 tracing::info!(%id, path = %done.path, bytes = done.size_bytes, ms = done.duration_ms, "backup made");
@@ -127,6 +134,7 @@ impl Backups {
         id: Uuid,
         file: &Path,
         started: Instant,
+        progress: &Progress,
     ) -> Result<Finished, BackupError> {
         std::fs::create_dir_all(&self.config.dir)?;
         let partial = partial(file);
@@ -137,12 +145,27 @@ impl Backups {
         let snapshot = backups::export_snapshot(&mut tx).await?;
         let schema_version = backups::schema_version(&mut *tx).await?;
         let row_counts = backups::row_counts(&mut tx).await?;
-        tools::dump(&self.config.pg_dump, &self.target, &snapshot, &partial).await?;
+        let partitioned = backups::partitioned_tables(&mut tx).await?;
+        let rows: u64 = row_counts
+            .iter()
+            .filter(|(table, _)| !partitioned.contains(table))
+            .map(|(_, &n)| n.max(0) as u64)
+            .sum();
+        progress.stage("dumping", "rows", Some(rows));
+        tools::dump(
+            &self.config.pg_dump,
+            &self.target,
+            &snapshot,
+            &partial,
+            &row_counts,
+            progress,
+        )
+        .await?;
         tx.commit().await?;
 
         let digest = tokio::task::spawn_blocking({
-            let partial = partial.clone();
-            move || manifest::digest(&partial)
+            let (partial, progress) = (partial.clone(), progress.clone());
+            move || manifest::digest(&partial, &progress)
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -191,7 +214,9 @@ impl Backups {
         };
         let ctx = RequestContext::system("backup schedule");
         let slot = schedule::latest_slot(now, at);
-        let made = self.create(pool, &ctx, Some(slot)).await?;
+        let made = self
+            .create(pool, &ctx, Some(slot), &Progress::default())
+            .await?;
         if made.is_some() {
             self.prune(pool, &ctx).await?;
         }

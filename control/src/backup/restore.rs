@@ -24,6 +24,7 @@ use super::manifest::{self, Manifest};
 use super::{BackupError, Backups, tools};
 use crate::db::MIGRATOR;
 use crate::db::backups::{self, server};
+use crate::progress::Progress;
 
 /// A dump restored into a scratch database and verified, waiting for the
 /// swap (or to be discarded).
@@ -53,11 +54,15 @@ impl Backups {
         Ok(PgConnection::connect(target.connect_url()).await?)
     }
 
-    pub async fn prepare_restore(&self, dump: &Path) -> Result<Prepared, BackupError> {
+    pub async fn prepare_restore(
+        &self,
+        dump: &Path,
+        progress: &Progress,
+    ) -> Result<Prepared, BackupError> {
         let manifest = Manifest::read(dump)?;
         let digest = tokio::task::spawn_blocking({
-            let dump = dump.to_owned();
-            move || manifest::digest(&dump)
+            let (dump, progress) = (dump.to_owned(), progress.clone());
+            move || manifest::digest(&dump, &progress)
         })
         .await
         .map_err(std::io::Error::other)??;
@@ -81,7 +86,9 @@ impl Backups {
         );
         let mut server = self.server().await?;
         server::create(&mut server, &scratch).await?;
-        let verified = self.restore_and_verify(dump, &manifest, &scratch).await;
+        let verified = self
+            .restore_and_verify(dump, &manifest, &scratch, progress)
+            .await;
         match verified {
             Ok(migrated_to) => Ok(Prepared {
                 dump: dump.to_owned(),
@@ -101,9 +108,27 @@ impl Backups {
         dump: &Path,
         manifest: &Manifest,
         scratch: &str,
+        progress: &Progress,
     ) -> Result<Option<i64>, BackupError> {
         let target = self.target.with_database(scratch);
-        tools::restore(&self.config.pg_restore, &target, dump).await?;
+        let contents = tools::contents(&self.config.pg_restore, dump).await?;
+        let rows = contents
+            .tables
+            .iter()
+            .filter_map(|table| manifest.row_counts.get(table))
+            .map(|&n| n.max(0) as u64)
+            .sum();
+        progress.stage("restoring", "rows", Some(rows));
+        tools::restore(
+            &self.config.pg_restore,
+            &target,
+            dump,
+            &manifest.row_counts,
+            contents.post_data,
+            progress,
+        )
+        .await?;
+        progress.stage("verifying", "tables", None);
         let mut conn = PgConnection::connect(target.connect_url()).await?;
         let version = backups::schema_version(&mut conn).await?;
         if version != manifest.schema_version {
@@ -136,6 +161,7 @@ impl Backups {
         if version == newest {
             return Ok(None);
         }
+        progress.stage("migrating", "migrations", None);
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect(target.connect_url())

@@ -14,8 +14,14 @@ use crate::config::{BackupConfig, Config, LogFormat};
 use crate::context::RequestContext;
 use crate::db::admins::Role;
 use crate::db::{self, api_keys};
+use crate::progress::Progress;
 use crate::secrets::Secrets;
 use crate::{app, demo, keys};
+use bar::with_bar;
+use transfer::{FileFormat, ImportKind, List};
+
+mod bar;
+mod transfer;
 
 /// Where `admin create` reads the password when it is not on standard input.
 pub const ADMIN_PASSWORD_VAR: &str = "LATCHKEY_ADMIN_PASSWORD";
@@ -88,6 +94,35 @@ pub enum Command {
         target: BackupTarget,
         #[command(subcommand)]
         command: BackupCommand,
+    },
+    /// Write a list (every row) as CSV or JSON, the file the panel's and the
+    /// API's exports download.
+    Export {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(value_enum)]
+        list: List,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: FileFormat,
+        /// The file to write; standard output without it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Check a file of customers, licenses, resources or leads (CSV, or a
+    /// JSON array but for leads) and list every problem by line and column;
+    /// with --apply, import it in one transaction, or nothing of it.
+    Import {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Seals imported license keys, as `serve` does.
+        #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        #[arg(value_enum)]
+        kind: ImportKind,
+        file: PathBuf,
+        /// Write it; without this, a dry run that writes nothing.
+        #[arg(long)]
+        apply: bool,
     },
     /// Demo data for trying Latchkey out.
     Demo {
@@ -352,6 +387,39 @@ pub async fn run(
             Ok(())
         }
         Command::Backup { target, command } => backup(target, command, out).await,
+        Command::Export {
+            database_url,
+            list,
+            format,
+            output,
+        } => {
+            let pool = connect(&database_url).await?;
+            let rows = match output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    let rows = transfer::export(&pool, list, format, &mut file).await?;
+                    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                    rows
+                }
+                None => transfer::export(&pool, list, format, out).await?,
+            };
+            tracing::info!(rows, ?list, "exported");
+            Ok(())
+        }
+        Command::Import {
+            database_url,
+            secret_key,
+            kind,
+            file,
+            apply,
+        } => {
+            let pool = connect_migrated(&database_url).await?;
+            let secrets = Secrets::new(&secret_key)?;
+            transfer::import(&pool, &secrets, kind, &file, apply, out).await
+        }
         Command::Demo {
             command:
                 DemoCommand::Seed {
@@ -488,8 +556,8 @@ async fn backup(
     match command {
         BackupCommand::Create => {
             let pool = connect(&database_url).await?;
-            let made = backups
-                .create(&pool, &ctx, None)
+            let progress = Progress::default();
+            let made = with_bar(&progress, backups.create(&pool, &ctx, None, &progress))
                 .await?
                 .context("a manual backup always runs")?;
             writeln!(
@@ -522,7 +590,8 @@ async fn backup(
         }
         BackupCommand::Restore { file, confirm } => {
             let started = std::time::Instant::now();
-            let prepared = backups.prepare_restore(&file).await?;
+            let progress = Progress::default();
+            let prepared = with_bar(&progress, backups.prepare_restore(&file, &progress)).await?;
             let rows: i64 = prepared.manifest.row_counts.values().sum();
             writeln!(
                 out,

@@ -176,6 +176,17 @@ pub async fn schema_version(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Erro
         .await
 }
 
+/// The partitioned tables: their rows are their partitions', which a dump
+/// holds as the partitions' data.
+pub async fn partitioned_tables(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind = 'p' ORDER BY c.relname",
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Every table's row count (partitions on their own, besides their parent),
 /// as the connection's transaction sees them.
 pub async fn row_counts(conn: &mut PgConnection) -> Result<RowCounts, sqlx::Error> {

@@ -14,6 +14,7 @@ use crate::http::auth::{Auth, Customers, Licenses, Resources, Write};
 use crate::http::error::ApiResult;
 use crate::http::extract::{ImportFile, Json};
 use crate::http::openapi::{ErrorBody, Guarded, ImportBodyErrors};
+use crate::progress::Progress;
 
 const CUSTOMERS_EXAMPLE: &str = "external_id,name,email,company
 crm-17,Ada Lovelace,ada@example.com,Analytical Engines Ltd
@@ -51,6 +52,7 @@ async fn dry_run(
         kind,
         file.format,
         &file.text,
+        &Progress::default(),
     )
     .await?;
     Ok(Json(report))
@@ -69,6 +71,7 @@ async fn apply(
         kind,
         file.format,
         &file.text,
+        &Progress::default(),
     )
     .await?;
     Ok(Json(report))

@@ -1,8 +1,10 @@
 //! `/backups`: the backups made (by hand or on schedule), "back up now",
 //! deleting one, and restore in two steps: verify into a scratch database,
 //! then swap it in, which needs a fresh two-factor code. The dump and the
-//! restore run in background tasks of this replica, so closing the browser
-//! does not stop them; the page polls while one runs.
+//! restore run as this replica's [`Tasks`](crate::tasks::Tasks), so
+//! closing the browser does not stop them; the page shows each one's
+//! progress from its event stream (`/tasks/{id}/events`) and lists the
+//! outcomes.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +20,7 @@ use super::error::{PanelError, PanelResult};
 use super::form::Form;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
+use super::tasks::TaskList;
 use super::totp;
 use crate::backup::{Prepared, Swapped};
 use crate::db::admins;
@@ -36,6 +39,8 @@ pub enum RestoreStatus {
     Verifying {
         backup: Uuid,
         since: OffsetDateTime,
+        /// The task its progress is followed by.
+        task: Uuid,
     },
     Verified(Box<Prepared>),
     Swapping,
@@ -62,8 +67,8 @@ pub struct BackupsPage {
     layout: Layout,
     backups: Vec<Backup>,
     restore: RestoreStatus,
-    /// Something runs: the page polls.
-    running: bool,
+    /// This replica's jobs, newest first: running ones with their progress.
+    tasks: TaskList,
     dir: String,
     schedule: Option<String>,
     keep_daily: u32,
@@ -80,7 +85,7 @@ pub async fn page(viewer: Viewer, State(state): State<PanelState>) -> PanelResul
         .is_some_and(|account| account.totp_enabled_at.is_some());
     Ok(BackupsPage {
         layout: Layout::new(&viewer, "Backups", "/backups"),
-        running: restore.busy() || backups.iter().any(|b| b.status == "running"),
+        tasks: TaskList(state.tasks.list()),
         backups,
         restore,
         dir: config.dir.display().to_string(),
@@ -102,11 +107,24 @@ pub async fn create(
         .await
         .map_err(internal)?
         .ok_or_else(|| PanelError::Internal("a manual backup always starts".into()))?;
-    tokio::spawn(async move {
-        if let Err(error) = state.backups.complete(&state.pool, id).await {
-            tracing::error!(%id, error = %cause_chain(&error), "backup failed");
-        }
-    });
+    let by = admin.session.username.clone();
+    state
+        .tasks
+        .clone()
+        .spawn(id, "Backup".into(), by, move |progress| async move {
+            match state.backups.complete(&state.pool, id, &progress).await {
+                Ok(made) => Ok(format!(
+                    "{} bytes in {} ms",
+                    made.size_bytes.unwrap_or_default(),
+                    made.duration_ms.unwrap_or_default()
+                )),
+                Err(error) => {
+                    let error = cause_chain(&error);
+                    tracing::error!(%id, %error, "backup failed");
+                    Err(error)
+                }
+            }
+        });
     Ok(Redirect::to("/backups").into_response())
 }
 
@@ -132,7 +150,7 @@ pub async fn delete(
 /// Restores a backup into a scratch database and verifies it; the live
 /// database is not touched.
 pub async fn verify(
-    AdminUser(_admin): AdminUser,
+    AdminUser(admin): AdminUser,
     State(state): State<PanelState>,
     Path(id): Path<Uuid>,
 ) -> PanelResult<Response> {
@@ -145,6 +163,7 @@ pub async fn verify(
             ));
         }
     };
+    let task = Uuid::new_v4();
     {
         let mut status = state.restore.lock().expect("restore status");
         if status.busy() || matches!(*status, RestoreStatus::Verified(_)) {
@@ -155,17 +174,32 @@ pub async fn verify(
         *status = RestoreStatus::Verifying {
             backup: id,
             since: OffsetDateTime::now_utc(),
+            task,
         };
     }
-    tokio::spawn(async move {
-        let outcome = match state.backups.prepare_restore(&path).await {
-            Ok(prepared) => RestoreStatus::Verified(Box::new(prepared)),
-            Err(error) => RestoreStatus::Failed {
-                error: cause_chain(&error),
-            },
-        };
-        *state.restore.lock().expect("restore status") = outcome;
-    });
+    let by = admin.session.username.clone();
+    state.tasks.clone().spawn(
+        task,
+        "Restore into a scratch database".into(),
+        by,
+        move |progress| async move {
+            let (outcome, summary) = match state.backups.prepare_restore(&path, &progress).await {
+                Ok(prepared) => {
+                    let summary = Ok(format!("verified in {}", prepared.scratch));
+                    (RestoreStatus::Verified(Box::new(prepared)), summary)
+                }
+                Err(error) => {
+                    let error = cause_chain(&error);
+                    let failed = RestoreStatus::Failed {
+                        error: error.clone(),
+                    };
+                    (failed, Err(error))
+                }
+            };
+            *state.restore.lock().expect("restore status") = outcome;
+            summary
+        },
+    );
     Ok(Redirect::to("/backups").into_response())
 }
 

@@ -45,6 +45,7 @@ pub mod resources;
 pub mod session;
 pub mod sessions;
 pub mod settings;
+pub mod tasks;
 pub mod totp;
 
 use axum::Router;
@@ -63,6 +64,7 @@ use sqlx::PgPool;
 use crate::backup::Backups;
 use crate::config::{Config, ConfigError, PanelConfig};
 use crate::secrets::Secrets;
+use crate::tasks::Tasks;
 use guard::LoginGuard;
 
 use crate::traffic::Traffic;
@@ -79,6 +81,10 @@ pub struct PanelState {
     pub backups: Backups,
     /// This replica's restore, if one is under way.
     pub restore: backups::Restore,
+    /// This replica's long jobs, with their progress and outcomes.
+    pub tasks: Tasks,
+    /// The outcomes of this replica's checks and imports of files.
+    pub imports: import::Finished,
 }
 
 impl PanelState {
@@ -118,6 +124,8 @@ impl PanelState {
                     message: error.to_string(),
                 })?,
             restore: Arc::default(),
+            tasks: Tasks::default(),
+            imports: Arc::default(),
         })
     }
 }
@@ -267,6 +275,7 @@ fn protected() -> Routes {
         .post("/backups/{id}/restore", backups::verify)
         .post("/backups/restore/swap", backups::swap)
         .post("/backups/restore/discard", backups::discard)
+        .get("/tasks/{id}/events", tasks::events)
         .get("/import", import::page)
         .post("/import", import::submit)
         .get("/audit", audit::page)

@@ -46,6 +46,7 @@ use self::source::Record;
 pub use self::source::cell;
 use crate::context::RequestContext;
 use crate::error::{DomainError, DomainResult};
+use crate::progress::Progress;
 use crate::secrets::Secrets;
 
 /// The most lines (after the header) one file may have: the apply holds
@@ -113,9 +114,10 @@ pub async fn dry_run(
     kind: Kind,
     format: Format,
     text: &str,
+    progress: &Progress,
 ) -> DomainResult<ImportReport> {
     let mut tx = pool.begin().await?;
-    let report = run(&mut tx, ctx, secrets, kind, format, text).await?;
+    let report = run(&mut tx, ctx, secrets, kind, format, text, progress).await?;
     tx.rollback().await?;
     Ok(report)
 }
@@ -129,9 +131,10 @@ pub async fn apply(
     kind: Kind,
     format: Format,
     text: &str,
+    progress: &Progress,
 ) -> DomainResult<ImportReport> {
     let mut tx = pool.begin().await?;
-    let mut report = run(&mut tx, ctx, secrets, kind, format, text).await?;
+    let mut report = run(&mut tx, ctx, secrets, kind, format, text, progress).await?;
     if let Some(refusal) = refusal(&report.problems) {
         tx.rollback().await?;
         return Err(refusal);
@@ -196,11 +199,13 @@ async fn run(
     kind: Kind,
     format: Format,
     text: &str,
+    progress: &Progress,
 ) -> DomainResult<ImportReport> {
+    let file = (format, text);
     match kind {
-        Kind::Customers => run_as::<customers::Customers>(conn, ctx, secrets, format, text).await,
-        Kind::Licenses => run_as::<licenses::Licenses>(conn, ctx, secrets, format, text).await,
-        Kind::Resources => run_as::<resources::Resources>(conn, ctx, secrets, format, text).await,
+        Kind::Customers => run_as::<customers::Customers>(conn, ctx, secrets, file, progress).await,
+        Kind::Licenses => run_as::<licenses::Licenses>(conn, ctx, secrets, file, progress).await,
+        Kind::Resources => run_as::<resources::Resources>(conn, ctx, secrets, file, progress).await,
     }
 }
 
@@ -208,9 +213,10 @@ async fn run_as<I: Import>(
     conn: &mut PgConnection,
     ctx: &RequestContext,
     secrets: &Secrets,
-    format: Format,
-    text: &str,
+    (format, text): (Format, &str),
+    progress: &Progress,
 ) -> DomainResult<ImportReport> {
+    progress.stage("reading", "lines", None);
     let mut problems = Vec::new();
     let (records, lines) = source::read(format, text, I::COLUMNS, I::REQUIRED, &mut problems);
     if lines > MAX_IMPORT_LINES as u64 {
@@ -241,7 +247,9 @@ async fn run_as<I: Import>(
         lines,
         ..ImportReport::default()
     };
+    progress.stage("writing", "lines", Some(checked.len() as u64));
     for (number, line) in &checked {
+        progress.advance(1);
         let mut savepoint = conn.begin().await?;
         match I::write(&mut savepoint, ctx, secrets, line).await {
             Ok(created) => {
