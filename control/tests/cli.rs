@@ -258,3 +258,95 @@ async fn backup_create_then_restore_verifies_without_swapping_unless_confirmed(p
     assert!(format!("{missing:#}").contains("manifest"), "{missing:#}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn import_checks_then_applies_a_file_and_export_writes_it_back(pool: PgPool) {
+    let url = url_of(&pool);
+    let secret = "s".repeat(48);
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-import-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("customers.csv");
+    let import = |apply: bool| {
+        let (url, secret, file) = (url.clone(), secret.clone(), file.clone());
+        async move {
+            let mut args = vec![
+                "import",
+                "--database-url",
+                &url,
+                "--secret-key",
+                &secret,
+                "customers",
+                file.to_str().unwrap(),
+            ];
+            if apply {
+                args.push("--apply");
+            }
+            run(&args, None, "").await
+        }
+    };
+
+    std::fs::write(
+        &file,
+        "external_id,name,email\nc-1,Ada,ada@example.com\nc-2,Bob,nope\n",
+    )
+    .unwrap();
+    let refused = import(true).await.unwrap_err().to_string();
+    assert_eq!(refused, "1 problem(s): nothing was imported");
+    let customers =
+        || sqlx::query_scalar::<_, i64>("SELECT count(*) FROM customers").fetch_one(&pool);
+    assert_eq!(customers().await.unwrap(), 0);
+
+    std::fs::write(
+        &file,
+        "external_id,name,email\nc-1,Ada,ada@example.com\nc-2,Bob,bob@example.com\n",
+    )
+    .unwrap();
+    let checked = import(false).await.unwrap();
+    assert!(
+        checked.starts_with("2 line(s): 2 created, 0 unchanged (a dry run"),
+        "{checked}"
+    );
+    assert_eq!(customers().await.unwrap(), 0);
+    let applied = import(true).await.unwrap();
+    assert_eq!(applied, "2 line(s): 2 created, 0 unchanged\n");
+    let again = import(true).await.unwrap();
+    assert_eq!(again, "2 line(s): 0 created, 2 unchanged\n");
+
+    let exported = dir.join("export.csv");
+    let printed = run(
+        &[
+            "export",
+            "--database-url",
+            &url,
+            "customers",
+            "--output",
+            exported.to_str().unwrap(),
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(printed, "", "the rows go to the file");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("id,"), "{text}");
+    assert_eq!(lines.count(), 2);
+    let json = run(
+        &[
+            "export",
+            "--database-url",
+            &url,
+            "customers",
+            "--format",
+            "json",
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.len(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
