@@ -120,9 +120,11 @@ impl Progress {
     }
 }
 
-/// The rest at the pace so far.
+/// The rest at the pace so far; none before a fiftieth is done, when the
+/// pace says little yet (a dump's small tables come first, its big ones
+/// later).
 fn time_left(done: u64, total: u64, elapsed: Duration) -> Option<f64> {
-    if done == 0 {
+    if done == 0 || done.saturating_mul(50) < total {
         return None;
     }
     let rest = total.saturating_sub(done) as f64;
@@ -136,6 +138,8 @@ mod tests {
     #[test]
     fn the_time_left_follows_the_pace_so_far() {
         assert_eq!(time_left(0, 100, Duration::from_secs(5)), None);
+        assert_eq!(time_left(1, 100, Duration::from_secs(5)), None, "too early");
+        assert_eq!(time_left(2, 100, Duration::from_secs(1)), Some(49.0));
         assert_eq!(time_left(25, 100, Duration::from_secs(5)), Some(15.0));
         assert_eq!(time_left(100, 100, Duration::from_secs(5)), Some(0.0));
         // A total that was low (rows added meanwhile) never goes negative.
