@@ -249,7 +249,13 @@ pub fn encode<R: Record>(
 /// An export's answer: the file `<name>.<extension>`, never cached, and
 /// `x-total-count`, how many rows matched (and the file holds).
 pub fn download<R: Record>(rows: RowStream<R>, format: Format, total: i64) -> Response {
-    let mut response = (StatusCode::OK, body(rows, format)).into_response();
+    attachment(body(rows, format), R::NAME, format, total)
+}
+
+/// [`download`]'s answer around a body already encoded (the panel's
+/// export files).
+pub fn attachment(body: Body, name: &str, format: Format, total: i64) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -258,8 +264,7 @@ pub fn download<R: Record>(rows: RowStream<R>, format: Format, total: i64) -> Re
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The names are ours, plain ASCII: the header value is always valid.
     if let Ok(disposition) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}.{}\"",
-        R::NAME,
+        "attachment; filename=\"{name}.{}\"",
         format.extension()
     )) {
         headers.insert(header::CONTENT_DISPOSITION, disposition);

@@ -239,10 +239,8 @@ async fn csv_cells_are_flat_and_defused(pool: PgPool) {
 async fn the_panel_exports_what_its_pages_list(pool: PgPool) {
     let api = seeded(&pool).await;
     admin(&pool, "vera", Role::Viewer).await;
-    let mut panel = Client::new(
-        app::router(AppState::new(pool.clone(), &config(&[])).unwrap()),
-        "192.0.2.31",
-    );
+    let router = app::router(AppState::new(pool.clone(), &config(&[])).unwrap());
+    let mut panel = Client::new(router.clone(), "192.0.2.31");
     panel.logged_in("vera").await;
     let license: String = sqlx::query_scalar(
         "SELECT license_id::text FROM devices ORDER BY first_seen_at, id LIMIT 1",
@@ -278,9 +276,9 @@ async fn the_panel_exports_what_its_pages_list(pool: PgPool) {
         ),
     ] {
         for format in ["csv", "json"] {
-            let from_panel = panel
-                .get(&format!("{page}&format={format}").replacen("export&", "export?", 1))
-                .await;
+            let asked = format!("{page}&format={format}").replacen("export&", "export?", 1);
+            let (from_panel, file) = panel.export(&asked).await;
+            assert!(file.starts_with("/exports/"), "{asked} went to {file}");
             assert_eq!(
                 from_panel.status,
                 StatusCode::OK,
@@ -306,4 +304,16 @@ async fn the_panel_exports_what_its_pages_list(pool: PgPool) {
     }
     let refused = panel.get("/licenses/export?format=xml").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+
+    // An export file is its admin's: another admin is not shown it.
+    let (_, file) = panel.export("/customers/export?format=csv").await;
+    admin(&pool, "alice", Role::Admin).await;
+    let mut other = Client::new(router, "192.0.2.32");
+    other.logged_in("alice").await;
+    assert_eq!(other.get(&file).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        panel.get(&file).await.status,
+        StatusCode::OK,
+        "its own admin's"
+    );
 }

@@ -519,13 +519,13 @@ async fn audit_filters_pages_and_exports(pool: PgPool) {
     let bad = client.get("/audit?from=yesterday").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
-    let json_export = client
-        .get("/audit/export?format=json&action=license.suspend")
+    let (json_export, _) = client
+        .export("/audit/export?format=json&action=license.suspend")
         .await;
     let exported: Value = serde_json::from_str(&json_export.body).unwrap();
     assert_eq!(exported.as_array().unwrap().len(), 40);
-    let csv_export = client
-        .get("/audit/export?format=csv&actor_id=key-even")
+    let (csv_export, _) = client
+        .export("/audit/export?format=csv&actor_id=key-even")
         .await;
     assert_eq!(csv_export.body.lines().count(), 1 + 60);
     assert!(

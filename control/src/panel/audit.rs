@@ -13,10 +13,10 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult};
+use super::exports;
 use super::pages::{Layout, when};
 use super::session::Viewer;
 use crate::db::audit::{self, AuditEntry, AuditFilter, Cursor};
-use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -99,17 +99,15 @@ pub async fn page(
 /// The filtered view as `audit.csv` or `audit.json`, newest first,
 /// streamed (every matching row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<AuditQuery>,
     Query(download): Query<FormatQuery>,
 ) -> PanelResult<Response> {
     let filter = filter(&query)?;
-    Ok(export::download(
-        audit::stream(state.pool.clone(), &filter),
-        download.format()?,
-        audit::count(&state.pool, &filter).await?,
-    ))
+    let total = audit::count(&state.pool, &filter).await?;
+    let rows = audit::stream(state.pool.clone(), &filter);
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }
 
 fn filter(query: &AuditQuery) -> PanelResult<AuditFilter> {

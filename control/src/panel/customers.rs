@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
+use super::exports;
 use super::form::Form;
 use super::pages::{Layout, when};
 use super::session::{AdminUser, Viewer};
@@ -24,7 +25,6 @@ use crate::db::customers::{self, Cursor, Customer, CustomerChanges, CustomerStat
 use crate::db::licenses::{self, License, LicenseFilter};
 use crate::db::products;
 use crate::error::DomainError;
-use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -391,7 +391,7 @@ fn parse_cursor(value: &str) -> PanelResult<Option<Cursor>> {
 /// The filtered list as `customers.csv` or `.json`, streamed (every matching
 /// row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<ListQuery>,
     Query(download): Query<FormatQuery>,
@@ -399,5 +399,5 @@ pub async fn export(
     let q = Some(query.q.trim()).filter(|q| !q.is_empty());
     let total = customers::count(&state.pool, q).await?;
     let rows = customers::stream(state.pool.clone(), q)?;
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }

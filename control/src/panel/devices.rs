@@ -14,19 +14,19 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
+use super::exports;
 use super::form::Form;
 use super::license::{Refusal, device_label, refused_page};
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
 use crate::db::devices::{self, AdminTransfer, Device, DeviceFilter};
 use crate::error::DomainError;
-use crate::export;
 use crate::panel::PanelState;
 
 /// The license's devices, deactivated ones too, as `devices.csv` or
 /// `.json`, oldest first.
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Path(id): Path<Uuid>,
     Query(download): Query<FormatQuery>,
@@ -37,7 +37,7 @@ pub async fn export(
     };
     let total = devices::count(&state.pool, filter).await?;
     let rows = devices::stream(state.pool.clone(), filter);
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }
 
 pub async fn deactivate(

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::PanelResult;
+use super::exports;
 use super::form::Form;
 use super::pages::{Layout, when};
 use super::products::{Refusal, answerable, optional, refused};
@@ -29,7 +30,6 @@ use crate::db::leads::{
     self, Cursor, Institution, InstitutionFilter, InstitutionInput, Match, NoteVersion, STAGES,
 };
 use crate::error::{DomainError, DomainResult, Entity};
-use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -639,7 +639,7 @@ fn parse_cursor(value: &str) -> DomainResult<Option<Cursor>> {
 /// The filtered list as `institutions.csv` or `.json`, streamed (every matching
 /// row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<ListQuery>,
     Query(download): Query<FormatQuery>,
@@ -647,7 +647,7 @@ pub async fn export(
     let filter = query.filter()?;
     let total = leads::count_institutions(&state.pool, &filter).await?;
     let rows = leads::stream_institutions(state.pool.clone(), &filter)?;
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }
 
 #[cfg(test)]

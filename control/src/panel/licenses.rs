@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
+use super::exports;
 use super::form::Form;
 use super::pages::{Layout, when};
 use super::session::{AdminUser, Viewer};
@@ -28,7 +29,6 @@ use crate::db::license_bulk::{self, Operation, Outcome, Selection};
 use crate::db::licenses::{self, License, LicenseCursor, LicenseFilter, LicenseSort, QuickEdit};
 use crate::db::products::{self, Product};
 use crate::error::DomainError;
-use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 50;
@@ -743,7 +743,7 @@ fn parse_cursor(value: &str) -> PanelResult<Option<LicenseCursor>> {
 /// The filtered list as `licenses.csv` or `.json`, streamed (every matching
 /// row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<ListQuery>,
     Query(download): Query<FormatQuery>,
@@ -751,5 +751,5 @@ pub async fn export(
     let filter = query.filter()?;
     let total = licenses::count(&state.pool, &filter).await?;
     let rows = licenses::stream(state.pool.clone(), &filter);
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }

@@ -28,6 +28,7 @@ pub mod devices;
 pub mod download;
 pub mod edges;
 pub mod error;
+pub mod exports;
 pub mod flags;
 pub mod form;
 pub mod guard;
@@ -85,6 +86,8 @@ pub struct PanelState {
     pub tasks: Tasks,
     /// The outcomes of this replica's checks and imports of files.
     pub imports: import::Finished,
+    /// This replica's export files.
+    pub exports: exports::Exports,
 }
 
 impl PanelState {
@@ -126,6 +129,9 @@ impl PanelState {
             restore: Arc::default(),
             tasks: Tasks::default(),
             imports: Arc::default(),
+            exports: exports::Exports::new(
+                std::env::temp_dir().join(format!("latchkey-exports-{}", std::process::id())),
+            ),
         })
     }
 }
@@ -276,6 +282,8 @@ fn protected() -> Routes {
         .post("/backups/restore/swap", backups::swap)
         .post("/backups/restore/discard", backups::discard)
         .get("/tasks/{id}/events", tasks::events)
+        .get("/exports/{id}", exports::page)
+        .get("/exports/{id}/file", exports::file)
         .get("/import", import::page)
         .post("/import", import::submit)
         .get("/audit", audit::page)

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult, X_ERROR_CODE};
+use super::exports;
 use super::form::Form;
 use super::pages::{Layout, when};
 use super::session::{AdminUser, Viewer};
@@ -23,7 +24,6 @@ use crate::db::resources::{
     PoolSummary, Resource, ResourceFilter, ResourceKind, ResourceStatus,
 };
 use crate::error::{DomainError, Entity};
-use crate::export;
 use crate::panel::PanelState;
 
 pub const PER_PAGE: u32 = 100;
@@ -631,7 +631,7 @@ fn parse_id(text: &str) -> PanelResult<i64> {
 /// The filtered list as `resources.csv` or `.json`, streamed (every matching
 /// row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<ListQuery>,
     Query(download): Query<FormatQuery>,
@@ -640,5 +640,5 @@ pub async fn export(
         .map_err(|(field, message)| PanelError::Invalid(format!("{field}: {message}")))?;
     let total = resources::count(&state.pool, &filter).await?;
     let rows = resources::stream(state.pool.clone(), &filter);
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }

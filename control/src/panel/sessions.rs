@@ -26,12 +26,12 @@ use uuid::Uuid;
 
 use super::download::FormatQuery;
 use super::error::{PanelError, PanelResult};
+use super::exports;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer, still_live};
 use crate::db::sessions::{self, LiveFilter, OpenSession};
 use crate::db::{customers, products};
 use crate::error::{DomainError, DomainResult, Entity};
-use crate::export;
 use crate::panel::PanelState;
 
 /// Sessions listed at most; the rest are counted.
@@ -389,7 +389,7 @@ fn with_query(path: &str, query: &str) -> String {
 /// The open sessions the monitor shows as `sessions.csv` or `.json`, streamed (every matching
 /// row, in constant memory).
 pub async fn export(
-    _viewer: Viewer,
+    viewer: Viewer,
     State(state): State<PanelState>,
     Query(query): Query<ListQuery>,
     Query(download): Query<FormatQuery>,
@@ -397,5 +397,5 @@ pub async fn export(
     let filter = query.filter()?;
     let rows = sessions::stream_live(state.pool.clone(), filter);
     let total = sessions::live_count(&state.pool, filter).await?;
-    Ok(export::download(rows, download.format()?, total))
+    exports::start(&viewer, &state, rows, download.format()?, total).await
 }

@@ -184,6 +184,28 @@ impl Client {
         self.send(Method::POST, uri, Some(form)).await
     }
 
+    /// A list's export, followed as a browser does: its answer redirects to
+    /// the file when it is written, else to the job's page, looked at until
+    /// the file is ready. The file's reply (or a refusal), and where it was.
+    pub async fn export(&mut self, uri: &str) -> (Reply, String) {
+        let mut uri = uri.to_owned();
+        for _ in 0..400 {
+            let reply = self.get(&uri).await;
+            if reply.status == StatusCode::SEE_OTHER {
+                uri = reply.location().to_owned();
+            } else if uri.starts_with("/exports/") && !uri.ends_with("/file") {
+                if reply.body.contains("id=\"export-ready\"") {
+                    uri.push_str("/file");
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+            } else {
+                return (reply, uri);
+            }
+        }
+        panic!("the export at {uri} did not finish");
+    }
+
     /// Sends each route (its `{name}` segments replaced by `id`) with
     /// `form`, and expects the role refusal: 403 `FORBIDDEN`.
     pub async fn refused_each(&mut self, routes: &[PanelRoute], id: &str, form: &[(&str, &str)]) {
