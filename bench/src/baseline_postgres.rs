@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,7 +22,7 @@ use latchkey_shared::LicenseKey;
 use latchkey_shared::api::{ErrorBody, ErrorCode, VerifyRequest, VerifyResponse};
 use latchkey_shared::snapshot::{EdgeConfig, LicenseStatus};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -29,6 +30,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::verify::{BENCH_PRODUCT_ID, BENCH_PRODUCT_SLUG, VERIFY_PATH};
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How the bench finds this server's PostgreSQL backends in
+/// `pg_stat_activity`, to charge their CPU time to the baseline.
+pub const APPLICATION_NAME: &str = "latchkey-bench-baseline";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,10 +49,13 @@ type Row = (String, Option<OffsetDateTime>, i32, i32, Vec<String>);
 
 /// Serves until killed; `database_url` (the global `--database-url`) holds `bench_licenses`.
 pub async fn serve(database_url: &str, args: Args) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(database_url)
+        .context("parsing the baseline database URL")?
+        .application_name(APPLICATION_NAME);
     let pool = PgPoolOptions::new()
         .max_connections(args.pool_size)
         .min_connections(args.pool_size)
-        .connect(database_url)
+        .connect_with(options)
         .await
         .context("connecting to the baseline database")?;
     let pool = Arc::new(pool);

@@ -38,6 +38,9 @@ const STATUSES: [&str; 13] = [
 pub struct Endpoint(usize);
 
 impl Endpoint {
+    /// `POST /api/license/verify`, which the server routes itself.
+    pub const VERIFY: Self = Self(0);
+
     /// The route a path will be routed to. A `{parameter}` segment matches
     /// one non-empty path segment, as in the router.
     pub fn of(path: &str) -> Self {
@@ -92,6 +95,7 @@ mod tests {
 
     #[test]
     fn paths_resolve_to_their_routes() {
+        assert_eq!(Endpoint::of("/api/license/verify"), Endpoint::VERIFY);
         assert_eq!(
             Endpoint::of("/api/license/verify").label(),
             "/api/license/verify"

@@ -11,11 +11,12 @@
 //! control is out of reach.
 
 use std::io::Read;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwapOption, Guard};
 use latchkey_shared::TrustedKeys;
 use latchkey_shared::snapshot::{
     OpenError, Opened, SnapshotBuffer, SnapshotKind, SnapshotState, open,
@@ -56,6 +57,21 @@ impl LoadError {
     }
 }
 
+/// The view served now, borrowed for one request: arc-swap's guard touches
+/// no reference count that every worker shares, as an `Arc` clone would.
+#[derive(Debug)]
+pub struct Current(Guard<Option<Arc<SnapshotState>>>);
+
+impl Deref for Current {
+    type Target = SnapshotState;
+
+    fn deref(&self) -> &SnapshotState {
+        self.0
+            .as_deref()
+            .expect("a Current is made only when a view is held")
+    }
+}
+
 #[derive(Debug)]
 pub struct SnapshotStore {
     /// The full snapshot file: given, or the cache's.
@@ -93,6 +109,12 @@ impl SnapshotStore {
 
     pub fn current(&self) -> Option<Arc<SnapshotState>> {
         self.current.load_full()
+    }
+
+    /// [`Self::current`] for the length of a request, without an `Arc` clone.
+    pub fn borrow(&self) -> Option<Current> {
+        let guard = self.current.load();
+        guard.is_some().then(|| Current(guard))
     }
 
     pub fn trusted(&self) -> &TrustedKeys {

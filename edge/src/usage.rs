@@ -9,13 +9,13 @@
 //! then batches spill to a bounded disk spool when one is configured; what
 //! fits in neither is dropped and counted, never silently.
 
-use std::collections::VecDeque;
-use std::num::NonZeroU32;
+use std::collections::{HashMap, VecDeque};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dashmap::DashMap;
 use latchkey_shared::link::{Call, Reply};
 use latchkey_shared::usage::{UsageBatch, UsageKind, UsageRecord};
 use tokio::sync::Notify;
@@ -41,8 +41,10 @@ pub struct UsageSettings {
 #[derive(Debug)]
 pub struct Usage {
     settings: UsageSettings,
-    /// Verifications per (license, minute).
-    verified: DashMap<(Uuid, i64), u32>,
+    /// Verifications per (license, minute), in shards each thread takes one
+    /// of for itself ([`own_shard`]): the verifies of one popular license do
+    /// not all queue on one lock. `cut` merges them.
+    verified: Box<[Mutex<HashMap<(Uuid, i64), u32>>]>,
     /// Every other record, in arrival order.
     events: Mutex<Vec<UsageRecord>>,
     queue: Mutex<Queue>,
@@ -110,19 +112,24 @@ impl Usage {
         }
         metrics::counter!("latchkey_edge_usage_committed_records_total").increment(0);
         metrics::gauge!("latchkey_edge_usage_queued_records").set(0.0);
+        // Twice the cores: the server's threads rarely share one.
+        let shards = 2 * std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
         Self {
             settings,
-            verified: DashMap::new(),
+            verified: (0..shards).map(|_| Mutex::default()).collect(),
             events: Mutex::new(Vec::new()),
             queue: Mutex::new(Queue::default()),
             queued: Notify::new(),
         }
     }
 
-    /// One verification of `license_id`, counted into its minute.
-    pub fn verified(&self, license_id: Uuid) {
-        let minute = now_micros() / 60_000_000;
-        *self.verified.entry((license_id, minute)).or_insert(0) += 1;
+    /// One verification of `license_id` at `now` (Unix seconds, the
+    /// verify's own clock reading), counted into its minute.
+    pub fn verified(&self, license_id: Uuid, now: i64) {
+        let shard = &self.verified[own_shard() % self.verified.len()];
+        let mut counts = shard.lock().expect("not poisoned");
+        let count = counts.entry((license_id, now / 60)).or_insert(0);
+        *count = count.saturating_add(1);
     }
 
     /// A record as it is (heartbeats and session events).
@@ -154,11 +161,19 @@ impl Usage {
     /// Turns what was recorded into batches on the queue.
     pub fn cut(&self) {
         let mut records = std::mem::take(&mut *self.events.lock().expect("not poisoned"));
-        self.verified.retain(|(license_id, minute), count| {
-            if let Some(count) = NonZeroU32::new(*count) {
+        let mut verified: HashMap<(Uuid, i64), u32> = HashMap::new();
+        for shard in &self.verified {
+            let counts = std::mem::take(&mut *shard.lock().expect("not poisoned"));
+            for (key, count) in counts {
+                let total = verified.entry(key).or_insert(0);
+                *total = total.saturating_add(count);
+            }
+        }
+        for ((license_id, minute), count) in verified {
+            if let Some(count) = NonZeroU32::new(count) {
                 records.push(UsageRecord {
                     at_micros: minute * 60_000_000,
-                    license_id: *license_id,
+                    license_id,
                     device_id: None,
                     session_id: None,
                     kind: UsageKind::Verify,
@@ -167,8 +182,7 @@ impl Usage {
                     ip: None,
                 });
             }
-            false
-        });
+        }
         for chunk in records.chunks(self.settings.batch_records.max(1)) {
             self.enqueue(Arc::new(UsageBatch {
                 batch_id: Uuid::new_v4(),
@@ -317,6 +331,16 @@ fn forget(usage: &Usage, batch_id: Uuid, spooled: Option<PathBuf>) {
     }
 }
 
+/// The verified-count shard of the calling thread: threads take the next
+/// one on their first verify, so each server thread keeps to its own.
+fn own_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SHARD.with(|shard| *shard)
+}
+
 /// One occurrence of `kind` now.
 pub fn now(kind: UsageKind, license_id: Uuid, session_id: Option<Uuid>) -> UsageRecord {
     UsageRecord::new(kind, now_micros(), license_id, session_id)
@@ -389,5 +413,41 @@ mod spool {
                     .sum()
             })
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifications_on_every_thread_make_one_record_per_license_and_minute() {
+        let usage = Usage::new(UsageSettings {
+            batch_records: 100,
+            flush_every: Duration::from_secs(1),
+            queue_records: 1_000,
+            spool_dir: None,
+            spool_max_bytes: 0,
+        });
+        let license = Uuid::from_u128(7);
+        std::thread::scope(|threads| {
+            for _ in 0..4 {
+                threads.spawn(|| {
+                    for _ in 0..10 {
+                        usage.verified(license, 120);
+                    }
+                });
+            }
+        });
+        usage.verified(license, 185);
+        usage.cut();
+        let batch = usage.front().expect("a batch was cut");
+        let mut counts: Vec<(i64, u32)> = batch
+            .records
+            .iter()
+            .map(|r| (r.at_micros, r.count.get()))
+            .collect();
+        counts.sort_unstable();
+        assert_eq!(counts, [(120_000_000, 40), (180_000_000, 1)]);
     }
 }

@@ -210,7 +210,7 @@ impl Fingerprint {
         let cpu_id = self
             .cpu_id
             .as_deref()
-            .map(|c| canonical_text(c, "fingerprint.cpu_id"))
+            .map(|c| canonical_text(c).map_err(|reason| error("fingerprint.cpu_id", reason)))
             .transpose()?
             .filter(|c| !c.is_empty());
         if self.macs.len() > MAX_MACS {
@@ -252,7 +252,9 @@ impl Fingerprint {
                     "component names are [a-z0-9_], 1 to 64",
                 ));
             }
-            let value = canonical_text(value, &format!("fingerprint.extra.{name}"))?;
+            // The field's path is formatted only for a refusal, not per component.
+            let value = canonical_text(value)
+                .map_err(|reason| error(&format!("fingerprint.extra.{name}"), reason))?;
             if !value.is_empty() {
                 extra.insert(name.clone(), value);
             }
@@ -368,41 +370,45 @@ impl Matcher {
         if mine == *stored {
             return MatchVerdict::Exact;
         }
-        let mut agreed = Vec::with_capacity(5);
-        let mut changed = Vec::with_capacity(5);
-        // Compared when the device has it; left out counts as changed.
-        let mut signal = |signal: Signal, a: u32, b: u32| {
-            if b != 0 {
-                if a == b {
-                    agreed.push(signal)
-                } else {
-                    changed.push(signal)
-                }
+        // On the stack: a license's other devices are compared on most
+        // verifies, and only a `Changed` verdict needs a `Vec`.
+        let mut agreed = [Signal::SystemUuid; 5];
+        let mut agreed_len = 0;
+        let (mut first_changed, mut changed_len) = (None, 0);
+        let mut note = |signal: Signal, same: bool| {
+            if same {
+                agreed[agreed_len] = signal;
+                agreed_len += 1;
+            } else {
+                first_changed = first_changed.or(Some(signal));
+                changed_len += 1;
             }
         };
-        signal(Signal::SystemUuid, mine.system_uuid, stored.system_uuid);
-        signal(Signal::MachineId, mine.machine_id, stored.machine_id);
-        signal(Signal::CpuId, mine.cpu_id, stored.cpu_id);
-        signal(Signal::Extra, mine.extra, stored.extra);
+        // Compared when the device has it; left out counts as changed.
+        for (signal, a, b) in [
+            (Signal::SystemUuid, mine.system_uuid, stored.system_uuid),
+            (Signal::MachineId, mine.machine_id, stored.machine_id),
+            (Signal::CpuId, mine.cpu_id, stored.cpu_id),
+            (Signal::Extra, mine.extra, stored.extra),
+        ] {
+            if b != 0 {
+                note(signal, a == b);
+            }
+        }
         // The network signal compares every MAC the machine reports with the
         // (up to three) the device kept.
         if stored.macs[0] != 0 {
-            let overlap = self.mac_hashes.iter().any(|h| stored.macs.contains(h));
-            if overlap {
-                agreed.push(Signal::Network)
-            } else {
-                changed.push(Signal::Network)
-            }
+            note(
+                Signal::Network,
+                self.mac_hashes.iter().any(|h| stored.macs.contains(h)),
+            );
         }
+        let agreed = &agreed[..agreed_len];
         let recognised = agreed.len() >= 2 && agreed.iter().any(|s| s.is_strong());
-        match changed.as_slice() {
-            [] if recognised => MatchVerdict::Changed {
-                agreed,
-                changed: None,
-            },
-            [one] if recognised => MatchVerdict::Changed {
-                agreed,
-                changed: Some(*one),
+        match changed_len {
+            0 | 1 if recognised => MatchVerdict::Changed {
+                agreed: agreed.to_vec(),
+                changed: first_changed,
             },
             _ => MatchVerdict::Different,
         }
@@ -531,14 +537,21 @@ fn canonical_machine_id(raw: &str) -> Result<String, FingerprintError> {
     Ok(value.to_ascii_lowercase())
 }
 
-fn canonical_text(raw: &str, field: &str) -> Result<String, FingerprintError> {
+/// The canonical text of a component, or why it is refused.
+fn canonical_text(raw: &str) -> Result<String, &'static str> {
     let value = raw.trim();
     // Bytes first: a value that short has no more characters (the common case).
     if value.len() > MAX_VALUE_LEN && value.chars().count() > MAX_VALUE_LEN {
-        return Err(error(field, "longer than 256 characters"));
+        return Err("longer than 256 characters");
     }
     if value.chars().any(char::is_control) {
-        return Err(error(field, "contains control characters"));
+        return Err("contains control characters");
+    }
+    // ASCII with single spaces (what firmware reports) has no whitespace to
+    // collapse: one copy, lower-cased, instead of three allocations. Other
+    // ASCII whitespace is a control character, refused above.
+    if value.is_ascii() && !value.contains("  ") {
+        return Ok(value.to_ascii_lowercase());
     }
     Ok(value
         .split_whitespace()
@@ -569,6 +582,26 @@ fn error(field: &str, reason: &'static str) -> FingerprintError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_components_collapse_whitespace_and_lower_case() {
+        let slow = |raw: &str| {
+            raw.trim()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        };
+        for raw in [
+            "BFEBFBFF000906EA",
+            " Intel Core i7 ",
+            "Intel  Core   i7",
+            "ÄMD Ryzen\u{a0}9",
+            "Ünïcode  ÆØ",
+        ] {
+            assert_eq!(canonical_text(raw).unwrap(), slow(raw), "{raw:?}");
+        }
+    }
 
     #[test]
     fn component_hashes_are_blake3_derive_key() {

@@ -5,6 +5,8 @@
 //! numbers, then hands the rest to `semver`, so pre-releases sort before
 //! their release (`2.0.0-rc.1 < 2.0.0`).
 
+use std::borrow::Cow;
+
 use semver::Version;
 
 use crate::api::VersionCheckResponse;
@@ -37,10 +39,11 @@ pub fn parse_version(text: &str) -> Result<Version, VersionError> {
     let bare = trimmed.strip_prefix(['v', 'V']).unwrap_or(trimmed);
     let split = bare.find(['-', '+']).unwrap_or(bare.len());
     let (core, suffix) = bare.split_at(split);
-    let padded = match core.matches('.').count() {
-        0 => format!("{core}.0.0{suffix}"),
-        1 => format!("{core}.0{suffix}"),
-        _ => bare.to_owned(),
+    // Borrowed when complete (the common case): no copy per verify.
+    let padded: Cow<'_, str> = match core.matches('.').count() {
+        0 => format!("{core}.0.0{suffix}").into(),
+        1 => format!("{core}.0{suffix}").into(),
+        _ => bare.into(),
     };
     Version::parse(&padded).map_err(|e| error(&e.to_string()))
 }

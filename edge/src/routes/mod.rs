@@ -9,13 +9,13 @@ mod forwarded;
 mod health;
 mod openapi;
 mod session;
-mod verify;
+pub(crate) mod verify;
 mod version;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Guard};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
 use crate::link::Link;
-use crate::snapshots::SnapshotStore;
+use crate::snapshots::{Current, SnapshotStore};
 use crate::usage::Usage;
 
 /// What every handler shares: one `Arc`, so the per-request clone the
@@ -108,8 +108,8 @@ impl AppState {
     /// `503 SNAPSHOT_EXPIRED` past its expiry. An edge cut off from control
     /// fails closed: it never answers from state it can no longer vouch for
     /// (a license suspended meanwhile would stay valid here).
-    pub fn snapshot(&self) -> Result<Arc<SnapshotState>, EdgeError> {
-        let snapshot = self.snapshots.current().ok_or_else(|| {
+    pub fn snapshot(&self) -> Result<Current, EdgeError> {
+        let snapshot = self.snapshots.borrow().ok_or_else(|| {
             EdgeError::new(ErrorCode::NotReady, "no verified snapshot loaded yet")
         })?;
         if crate::snapshots::unix_now() > snapshot.expires_at() {
@@ -134,8 +134,9 @@ impl AppState {
     }
 
     /// The limiters for the limits in force; rebuilt when the snapshot's
-    /// configured limits change.
-    fn current_limits(&self, snapshot: &SnapshotState) -> Arc<RateLimits> {
+    /// configured limits change. A guard, not an `Arc` clone: no reference
+    /// count shared by every worker is touched per request.
+    fn current_limits(&self, snapshot: &SnapshotState) -> Guard<Arc<RateLimits>> {
         let config = snapshot.config();
         let wanted = self.rate_limit_override.map_or(
             (
@@ -144,13 +145,13 @@ impl AppState {
             ),
             |n| (n, n),
         );
-        let limits = self.limits.load_full();
+        let limits = self.limits.load();
         if (limits.per_key_per_min, limits.per_ip_per_min) == wanted {
             return limits;
         }
-        let fresh = Arc::new(RateLimits::new(wanted.0, wanted.1));
-        self.limits.store(fresh.clone());
-        fresh
+        self.limits
+            .store(Arc::new(RateLimits::new(wanted.0, wanted.1)));
+        self.limits.load()
     }
 }
 

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use semver::Version;
 use uuid::Uuid;
 
 use super::body::{ArchivedFullBody, ArchivedLicenseRecord, FLAG_USAGE_EXHAUSTED, NEVER};
@@ -13,6 +14,7 @@ use super::model::{
 };
 use crate::fingerprint::{CanonicalFingerprint, DeviceDigest, MatchVerdict};
 use crate::key::KeyHash;
+use crate::version::{VersionError, parse_version};
 
 /// An immutable view; applying a delta makes a new one, so readers holding
 /// the old view finish on it undisturbed.
@@ -26,6 +28,9 @@ pub struct SnapshotState {
     overlay: HashMap<KeyHash, Option<Arc<LicenseEntry>>>,
     revoked_overlay: HashSet<Uuid>,
     products: Arc<Vec<Product>>,
+    /// Each product's `min_allowed_version`, parsed once when the products
+    /// arrive rather than on every verify; in the order of `products`.
+    minimums: Arc<Vec<Option<Result<Version, VersionError>>>>,
     flags: Arc<Vec<FeatureFlag>>,
     config: EdgeConfig,
 }
@@ -69,6 +74,7 @@ impl SnapshotState {
             expires_at: full.meta.expires_at,
             overlay: HashMap::new(),
             revoked_overlay: HashSet::new(),
+            minimums: minimums(&products),
             products: Arc::new(products),
             flags: Arc::new(flags),
             config,
@@ -97,6 +103,7 @@ impl SnapshotState {
         next.revoked_overlay
             .extend(body.revoked_sessions.iter().map(|s| s.session_id));
         if let Some(products) = body.products {
+            next.minimums = minimums(&products);
             next.products = Arc::new(products);
         }
         if let Some(flags) = body.flags {
@@ -141,6 +148,14 @@ impl SnapshotState {
 
     pub fn product(&self, id: u32) -> Option<&Product> {
         self.products.iter().find(|p| p.id == id)
+    }
+
+    /// Product `id`'s minimum allowed version: `None` when it has none (or
+    /// is not in the snapshot), `Err` when the snapshot's text is not a
+    /// version (the snapshot's fault, not the client's).
+    pub fn min_allowed_version(&self, id: u32) -> Option<Result<&Version, &VersionError>> {
+        let at = self.products.iter().position(|p| p.id == id)?;
+        self.minimums[at].as_ref().map(Result::as_ref)
     }
 
     pub fn product_by_slug(&self, slug: &str) -> Option<&Product> {
@@ -189,6 +204,15 @@ impl SnapshotState {
     pub fn full_snapshot(&self) -> &FullSnapshot {
         &self.full
     }
+}
+
+fn minimums(products: &[Product]) -> Arc<Vec<Option<Result<Version, VersionError>>>> {
+    Arc::new(
+        products
+            .iter()
+            .map(|p| p.min_allowed_version.as_deref().map(parse_version))
+            .collect(),
+    )
 }
 
 impl<'a> LicenseView<'a> {
