@@ -92,6 +92,8 @@ impl Stack {
                 max_body_bytes: 16 * 1024,
                 header_timeout_secs: 10,
                 request_timeout_secs: 15,
+                answer_key: None,
+                answer_certificate: None,
                 reload_check_ms: 1000,
                 link: LinkConfig {
                     control: Some(stack.link_addr),

@@ -6,6 +6,10 @@
 //! * `baseline-postgres` — the seed's architecture: parse, hash, one indexed
 //!   PostgreSQL query per request. edge / baseline is what the snapshot buys.
 //!
+//! And `edge-signed`: the edge with an answer key and certificate, every
+//! request carrying a nonce, so every answer is signed (Ed25519):
+//! edge-signed / edge is what signed answers cost.
+//!
 //! Each server is its own process (the load generator never shares its
 //! runtime) and runs alone. The load generator holds `--connections`
 //! keep-alive HTTP/1.1 connections, one task each, requests one after another
@@ -31,6 +35,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
+use latchkey_shared::answer::{self, AnswerKey};
 use latchkey_shared::api::VerifyRequest;
 use latchkey_shared::fingerprint::Fingerprint;
 use latchkey_shared::key::ENTROPY_BYTES;
@@ -86,7 +91,7 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceiling,verify-work,edge,baseline-postgres"
+        default_value = "ceiling,verify-work,edge,edge-signed,baseline-postgres"
     )]
     servers: Vec<ServerKind>,
     /// The `latchkey-edge` binary; default: next to this binary.
@@ -114,6 +119,8 @@ enum ServerKind {
     /// The ceiling doing the parse/hash/serialize work of a verify.
     VerifyWork,
     Edge,
+    /// The edge signing every answer.
+    EdgeSigned,
     BaselinePostgres,
 }
 
@@ -123,6 +130,7 @@ impl ServerKind {
             Self::Ceiling => "ceiling",
             Self::VerifyWork => "verify-work",
             Self::Edge => "edge",
+            Self::EdgeSigned => "edge-signed",
             Self::BaselinePostgres => "baseline-postgres",
         }
     }
@@ -137,7 +145,9 @@ pub async fn run(server_url: &str, args: Args) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("latchkey-edge"),
     };
-    if args.servers.contains(&ServerKind::Edge) && !edge_bin.is_file() {
+    let wants_edge = args.servers.contains(&ServerKind::Edge)
+        || args.servers.contains(&ServerKind::EdgeSigned);
+    if wants_edge && !edge_bin.is_file() {
         bail!(
             "no edge binary at {}: build it with `cargo build --release -p latchkey-edge`, \
              pass --edge-bin, or leave it out with --servers ceiling,baseline-postgres",
@@ -181,6 +191,9 @@ pub async fn run(server_url: &str, args: Args) -> anyhow::Result<()> {
 struct Fixture {
     snapshot: PathBuf,
     public_key: PathBuf,
+    /// An answer key and its certificate, for `edge-signed`.
+    answer_key: PathBuf,
+    answer_certificate: PathBuf,
     bodies: Arc<Vec<Bytes>>,
 }
 
@@ -273,6 +286,24 @@ async fn race(
                     &UNLIMITED_PER_MIN.to_string(),
                 ]),
             ),
+            ServerKind::EdgeSigned => (
+                edge_bin.to_owned(),
+                os_args(&[
+                    "serve",
+                    "--snapshot",
+                    &fixture.snapshot.to_string_lossy(),
+                    "--trusted-key",
+                    &fixture.public_key.to_string_lossy(),
+                    "--answer-key",
+                    &fixture.answer_key.to_string_lossy(),
+                    "--answer-certificate",
+                    &fixture.answer_certificate.to_string_lossy(),
+                    "--listen",
+                    &addr.to_string(),
+                    "--rate-limit-per-min",
+                    &UNLIMITED_PER_MIN.to_string(),
+                ]),
+            ),
             ServerKind::Ceiling => (
                 std::env::current_exe()?,
                 os_args(&["ceiling-server", "--listen", &addr.to_string()]),
@@ -322,6 +353,7 @@ async fn race(
             warmup: Duration::from_secs(args.warmup_seconds),
             measure: Duration::from_secs(args.seconds),
             rate: args.rate,
+            signed: kind == ServerKind::EdgeSigned,
         };
         let charged = Charged {
             kind,
@@ -435,6 +467,21 @@ async fn race(
             }
         }
     }
+    if let (Some(signed), Some(edge)) = (
+        throughput(ServerKind::EdgeSigned),
+        throughput(ServerKind::Edge),
+    ) {
+        println!(
+            "ratio edge-signed / edge: {:.2} (the throughput kept when every answer is signed)",
+            signed / edge
+        );
+    }
+    if let (Some(signed), Some(edge)) = (cost(ServerKind::EdgeSigned), cost(ServerKind::Edge)) {
+        println!(
+            "CPU per verify signed − unsigned: {:.1} µs (the cost of signing an answer)",
+            signed - edge
+        );
+    }
     if let (Some(work), Some(ceiling)) = (
         throughput(ServerKind::VerifyWork),
         throughput(ServerKind::Ceiling),
@@ -546,12 +593,28 @@ fn build_fixture(licenses: usize, dir: &Path) -> anyhow::Result<Fixture> {
     std::fs::write(&snapshot, &bytes).with_context(|| format!("writing {}", snapshot.display()))?;
     std::fs::write(&public_key, signer.public_key_pem())
         .with_context(|| format!("writing {}", public_key.display()))?;
+    let key = AnswerKey::generate();
+    let (certificate, _) = answer::certify(
+        Uuid::new_v4(),
+        &key.public_key(),
+        &signer,
+        now,
+        answer::CERTIFICATE_TTL_SECS,
+    );
+    let answer_key = dir.join("answer-key.pem");
+    let answer_certificate = dir.join("answer-certificate");
+    std::fs::write(&answer_key, key.to_pkcs8_pem())
+        .with_context(|| format!("writing {}", answer_key.display()))?;
+    std::fs::write(&answer_certificate, certificate)
+        .with_context(|| format!("writing {}", answer_certificate.display()))?;
     let bodies = (0..licenses.min(MAX_BODIES) as u64)
         .map(|i| request_body(splitmix(i ^ 0x5EED) % licenses as u64))
         .collect::<anyhow::Result<_>>()?;
     Ok(Fixture {
         snapshot,
         public_key,
+        answer_key,
+        answer_certificate,
         bodies: Arc::new(bodies),
     })
 }
@@ -787,6 +850,9 @@ struct Load {
     measure: Duration,
     /// Total requests per second; `None` is as fast as possible.
     rate: Option<u64>,
+    /// Each request carries a nonce, and an answer without a signature is
+    /// counted as not valid.
+    signed: bool,
 }
 
 /// When the `seq`-th request of a run paced at `rate` requests/s is meant to
@@ -889,7 +955,8 @@ async fn drive(load: &Load, bodies: Arc<Vec<Bytes>>) -> anyhow::Result<Measured>
         .into_iter()
         .enumerate()
         .map(|(connection, schedule)| {
-            let (bodies, host, addr) = (bodies.clone(), host.clone(), load.addr);
+            let (bodies, host, addr, signed) =
+                (bodies.clone(), host.clone(), load.addr, load.signed);
             tokio::spawn(async move {
                 let mut tally = Tally::new();
                 let mut picks = splitmix(connection as u64 + 1);
@@ -924,7 +991,7 @@ async fn drive(load: &Load, bodies: Arc<Vec<Bytes>>) -> anyhow::Result<Measured>
                                 return anyhow::Ok(());
                             }
                             let sent = Instant::now();
-                            let outcome = call(&mut sender, &host, next()).await?;
+                            let outcome = call(&mut sender, &host, next(), signed).await?;
                             let latency = intended.elapsed();
                             let service = sent.elapsed();
                             if intended < measure_from {
@@ -1001,21 +1068,31 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
+/// The nonce of every signed request: the edge's work does not depend on
+/// its value, and the load generator's would.
+const BENCH_NONCE: &str = "bench-nonce-0123456789abcdef";
+
 async fn call(
     sender: &mut SendRequest<Full<Bytes>>,
     host: &HeaderValue,
     body: Bytes,
+    signed: bool,
 ) -> anyhow::Result<Outcome> {
     sender.ready().await?;
-    let request = Request::post(VERIFY_PATH)
+    let mut request = Request::post(VERIFY_PATH)
         .header(HOST, host)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(body))?;
-    let response = sender.send_request(request).await?;
+        .header(CONTENT_TYPE, "application/json");
+    if signed {
+        request = request.header(answer::NONCE_HEADER, BENCH_NONCE);
+    }
+    let response = sender.send_request(request.body(Full::new(body))?).await?;
     let status = response.status();
+    let unsigned = signed && !response.headers().contains_key(answer::SIGNATURE_HEADER);
     let body = response.into_body().collect().await?.to_bytes();
     Ok(if status != StatusCode::OK {
         Outcome::Status(status, body)
+    } else if unsigned {
+        Outcome::NotValid(body)
     } else if body.windows(12).any(|w| w == br#""valid":true"#) {
         Outcome::Valid
     } else {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::{ClientBuilder, RetryPolicy};
-use crate::edges::{Answered, Edges};
+use crate::edges::{Answered, Edges, Signatures};
 use crate::error::{ClientError, LeaseError};
 use crate::fingerprint;
 use crate::lease::{LeaseCheck, LeaseFile};
@@ -340,9 +340,17 @@ impl ClientBuilder {
             .build()
             .map_err(|e| ClientError::Config(format!("the HTTP client: {e}")))?;
         let tolerance_secs = i64::try_from(self.clock_tolerance.as_secs()).unwrap_or(i64::MAX);
+        let signatures = if self.unsigned_answers {
+            Signatures::NotRequired
+        } else {
+            Signatures::Required {
+                trusted: self.trusted.clone(),
+                clock: self.clock.clone(),
+            }
+        };
         Ok(Client {
             inner: Arc::new(Inner {
-                edges: Edges::new(http, self.edges, self.retry.clone()),
+                edges: Edges::new(http, self.edges, self.retry.clone(), signatures),
                 fingerprint: protected,
                 fingerprint_hash,
                 trusted: self.trusted,

@@ -54,6 +54,7 @@ pub struct ClientBuilder {
     pub(crate) retry: RetryPolicy,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) clock_tolerance: Duration,
+    pub(crate) unsigned_answers: bool,
     errors: Vec<String>,
 }
 
@@ -70,6 +71,7 @@ impl Default for ClientBuilder {
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
             clock_tolerance: Duration::from_secs(10 * 60),
+            unsigned_answers: false,
             errors: Vec::new(),
         }
     }
@@ -159,6 +161,16 @@ impl ClientBuilder {
     /// are not a change of the Unix time).
     pub fn clock_tolerance(mut self, tolerance: Duration) -> Self {
         self.clock_tolerance = tolerance;
+        self
+    }
+
+    /// Believe answers an edge did not sign. By default an answer counts
+    /// only when signed by an edge whose key control certified with the
+    /// vendor's key; an edge serving a snapshot file, with no link to
+    /// control, has no certificate. With this, any server at an edge's
+    /// address can answer "valid".
+    pub fn accept_unsigned_answers(mut self) -> Self {
+        self.unsigned_answers = true;
         self
     }
 

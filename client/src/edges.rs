@@ -9,10 +9,19 @@
 //! doubling delay and goes round again until the call's budget is spent.
 //! Any other answer is definite: a license refused on one edge is refused
 //! on every edge, so it is never asked again elsewhere.
+//!
+//! Every call carries a fresh nonce, and an answer is believed only when
+//! the edge signed it over that nonce and the request with a key control
+//! certified (the shared `answer` module): anything else, whatever it says,
+//! is a server that may not be an edge, and the next edge is asked.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use latchkey_shared::TrustedKeys;
+use latchkey_shared::answer::{self, CERTIFICATE_HEADER, Exchange, NONCE_HEADER, SIGNATURE_HEADER};
 use latchkey_shared::api::{ErrorBody, ErrorCode};
 use rand_core::{OsRng, RngCore};
 use reqwest::{StatusCode, Url, header};
@@ -20,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
+use crate::clock::Clock;
 use crate::config::RetryPolicy;
 use crate::error::ClientError;
 
@@ -34,7 +44,20 @@ pub(crate) struct Edges {
     http: reqwest::Client,
     urls: Vec<Url>,
     retry: RetryPolicy,
+    signatures: Signatures,
     ranking: Mutex<Ranking>,
+}
+
+/// Whether answers must be signed, and what checks them.
+#[derive(Debug, Clone)]
+pub(crate) enum Signatures {
+    /// With the vendor's keys, at the client's time.
+    Required {
+        trusted: TrustedKeys,
+        clock: Arc<dyn Clock>,
+    },
+    /// The vendor chose to accept unsigned answers.
+    NotRequired,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +87,12 @@ enum Attempt<T> {
 }
 
 impl Edges {
-    pub fn new(http: reqwest::Client, urls: Vec<Url>, retry: RetryPolicy) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        urls: Vec<Url>,
+        retry: RetryPolicy,
+        signatures: Signatures,
+    ) -> Self {
         let ranking = Ranking {
             measured_at: None,
             latency: vec![None; urls.len()],
@@ -74,6 +102,7 @@ impl Edges {
             http,
             urls,
             retry,
+            signatures,
             ranking: Mutex::new(ranking),
         }
     }
@@ -168,7 +197,17 @@ impl Edges {
     }
 
     async fn attempt<B: Serialize, T: DeserializeOwned>(&self, url: Url, body: &B) -> Attempt<T> {
-        let response = match self.http.post(url).json(body).send().await {
+        let body = serde_json::to_vec(body).expect("request types always serialize");
+        let nonce = answer::new_nonce();
+        let sent = self
+            .http
+            .post(url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(NONCE_HEADER, &nonce)
+            .body(body.clone())
+            .send()
+            .await;
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
                 return Attempt::Retry {
@@ -178,19 +217,35 @@ impl Edges {
             }
         };
         let status = response.status();
-        let retry_after = response
-            .headers()
+        let headers = response.headers().clone();
+        let retry_after = headers
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        match response.bytes().await {
-            Ok(bytes) => classify(status, &bytes, retry_after),
-            Err(error) => Attempt::Retry {
-                why: describe(&error),
-                after: None,
-            },
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                return Attempt::Retry {
+                    why: describe(&error),
+                    after: None,
+                };
+            }
+        };
+        let exchange = Exchange {
+            nonce: &nonce,
+            path: url.path(),
+            request_body: &body,
+            status: status.as_u16(),
+            response_body: &bytes,
+        };
+        if let Err(why) = self.signatures.check(&exchange, &headers) {
+            return Attempt::Retry {
+                why: format!("{status} not believed: {why}"),
+                after: retry_after,
+            };
         }
+        classify(status, &bytes, retry_after)
     }
 
     fn needs_probe(&self) -> bool {
@@ -225,6 +280,28 @@ impl Edges {
 
     fn mark(&self, index: usize, failed_at: Option<Instant>) {
         self.ranking.lock().expect("ranking lock").failed_at[index] = failed_at;
+    }
+}
+
+impl Signatures {
+    /// Whether the answer in `exchange` comes from a certified edge.
+    fn check(
+        &self,
+        exchange: &Exchange<'_>,
+        headers: &header::HeaderMap,
+    ) -> Result<(), answer::AnswerError> {
+        let Self::Required { trusted, clock } = self else {
+            return Ok(());
+        };
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        answer::verify(
+            trusted,
+            clock.now(),
+            exchange,
+            text(CERTIFICATE_HEADER),
+            text(SIGNATURE_HEADER),
+        )
+        .map(|_| ())
     }
 }
 

@@ -30,6 +30,12 @@
 //! - **Edges**: tried nearest-first by measured latency; a connection error
 //!   or a retryable answer fails over to the next, with jittered backoff
 //!   between rounds; a definite refusal is never asked again elsewhere.
+//! - **Signed answers**: each call carries a random nonce, and an answer
+//!   counts only if the edge signed it (over the nonce, the request and the
+//!   answer) with a key control certified with the vendor's key; a server
+//!   that is not an edge is passed over like an unreachable one. Edges with
+//!   no link to control sign nothing:
+//!   [`accept_unsigned_answers`](ClientBuilder::accept_unsigned_answers).
 //! - **Calls**: [`Client::activate`], [`verify`](Client::verify),
 //!   [`deactivate`](Client::deactivate), [`transfer`](Client::transfer) and
 //!   [`refresh_lease`](Client::refresh_lease); activations and transfers

@@ -42,6 +42,11 @@ struct Cli {
     /// (Linux: a container's or a mounted system's).
     #[arg(long, global = true, default_value = "/")]
     machine_root: PathBuf,
+    /// Believe answers an edge did not sign (an edge serving a snapshot
+    /// file has no certified key); any server at that address could then
+    /// answer "valid".
+    #[arg(long, global = true)]
+    accept_unsigned_answers: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -177,6 +182,9 @@ fn builder(
     }
     if let Some(path) = &cli.lease_file {
         builder = builder.lease_file(path);
+    }
+    if cli.accept_unsigned_answers {
+        builder = builder.accept_unsigned_answers();
     }
     Ok(builder)
 }

@@ -1,15 +1,38 @@
 //! Failover against edges that answer what a test makes them answer: small
-//! HTTP/1.1 servers on loopback, each recording what it was asked.
+//! HTTP/1.1 servers on loopback, each recording what it was asked and
+//! signing its answers as a real edge does (or, for the forgery tests, as
+//! an impostor would).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use latchkey_client::shared::answer::{
+    self, AnswerKey, AnswerSigner, CERTIFICATE_HEADER, Exchange, NONCE_HEADER, SIGNATURE_HEADER,
+};
 use latchkey_client::shared::api::{ErrorBody, ErrorCode};
 use latchkey_client::shared::{Fingerprint, LicenseKey, SigningKeyPair};
-use latchkey_client::{Client, ClientError, RetryPolicy};
+use latchkey_client::{Client, ClientError, RetryPolicy, Verification};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// The vendor's license signing key: control's, which certifies edges.
+fn vendor() -> SigningKeyPair {
+    SigningKeyPair::from_seed([7; 32])
+}
+
+/// How a fake edge signs its answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    /// As a real edge: a key certified with the vendor's key.
+    Certified,
+    /// Not at all.
+    Unsigned,
+    /// A key certified by a key that is not the vendor's.
+    Impostor,
+    /// A real edge's signature over another nonce (a recorded answer).
+    Replayed,
+}
 
 /// What a fake edge does with a request.
 #[derive(Clone)]
@@ -27,30 +50,62 @@ struct FakeEdge {
 
 impl FakeEdge {
     async fn start(behaviour: Behaviour) -> Self {
-        Self::start_slow(behaviour, Duration::ZERO).await
+        Self::start_signing(behaviour, Duration::ZERO, Signing::Certified).await
     }
 
     /// Answers `/healthz` after `delay`: a farther edge.
     async fn start_slow(behaviour: Behaviour, delay: Duration) -> Self {
+        Self::start_signing(behaviour, delay, Signing::Certified).await
+    }
+
+    async fn start_signing(behaviour: Behaviour, delay: Duration, signing: Signing) -> Self {
+        let key = AnswerKey::generate();
+        let certifier = match signing {
+            Signing::Impostor => SigningKeyPair::generate(),
+            _ => vendor(),
+        };
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap();
+        let (certificate, claims) =
+            answer::certify(
+            uuid::Uuid::from_u128(1),
+            &key.public_key(),
+            &certifier,
+            now,
+            answer::CERTIFICATE_TTL_SECS,
+        );
+        let signer = Arc::new(AnswerSigner::new(key, certificate, claims.expires_at));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                let (log, behaviour) = (log.clone(), behaviour.clone());
+                let (log, behaviour, signer) = (log.clone(), behaviour.clone(), signer.clone());
                 tokio::spawn(async move {
-                    let Some((path, body)) = read_request(&mut stream).await else {
+                    let Some(request) = read_request(&mut stream).await else {
                         return;
                     };
+                    let Request {
+                        path,
+                        body,
+                        raw,
+                        nonce,
+                    } = request;
                     if path == "/healthz" {
                         tokio::time::sleep(delay).await;
-                        let _ = stream.write_all(&response(200, &json!({"ok": true}))).await;
+                        let ok = json!({"ok": true}).to_string();
+                        let _ = stream.write_all(&response(200, &ok, "")).await;
                         return;
                     }
                     let first = {
                         let mut log = log.lock().unwrap();
-                        log.push((path, body));
+                        log.push((path.clone(), body));
                         log.len() == 1
                     };
                     let answer = match behaviour {
@@ -58,8 +113,28 @@ impl FakeEdge {
                         Behaviour::LoseFirst(_, _) if first => None,
                         Behaviour::LoseFirst(status, body) => Some((status, body)),
                     };
-                    if let Some((status, body)) = answer {
-                        let _ = stream.write_all(&response(status, &body)).await;
+                    if let Some((status, answer)) = answer {
+                        let answer = answer.to_string();
+                        let nonce = match signing {
+                            Signing::Replayed => answer::new_nonce(),
+                            _ => nonce,
+                        };
+                        let signature = signer.sign(&Exchange {
+                            nonce: &nonce,
+                            path: &path,
+                            request_body: &raw,
+                            status,
+                            response_body: answer.as_bytes(),
+                        });
+                        let headers = if signing == Signing::Unsigned {
+                            String::new()
+                        } else {
+                            format!(
+                                "{CERTIFICATE_HEADER}: {}\r\n{SIGNATURE_HEADER}: {signature}\r\n",
+                                signer.certificate()
+                            )
+                        };
+                        let _ = stream.write_all(&response(status, &answer, &headers)).await;
                     }
                 });
             }
@@ -72,7 +147,15 @@ impl FakeEdge {
     }
 }
 
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Value)> {
+/// What a fake edge read of a request.
+struct Request {
+    path: String,
+    body: Value,
+    raw: Vec<u8>,
+    nonce: String,
+}
+
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Request> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -85,14 +168,17 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Val
             continue;
         };
         let head = String::from_utf8_lossy(&buffer[..end]).to_string();
-        let length = head
-            .lines()
-            .find_map(|l| {
+        let header = |wanted: &str| {
+            head.lines().find_map(|l| {
                 let (name, value) = l.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse::<usize>().ok())?
+                name.eq_ignore_ascii_case(wanted)
+                    .then(|| value.trim().to_owned())
             })
+        };
+        let length = header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
+        let nonce = header(NONCE_HEADER).unwrap_or_default();
         while buffer.len() < end + 4 + length {
             let n = stream.read(&mut chunk).await.ok()?;
             if n == 0 {
@@ -101,16 +187,20 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Val
             buffer.extend_from_slice(&chunk[..n]);
         }
         let path = head.split_whitespace().nth(1)?.to_owned();
-        let body =
-            serde_json::from_slice(&buffer[end + 4..end + 4 + length]).unwrap_or(Value::Null);
-        return Some((path, body));
+        let raw = buffer[end + 4..end + 4 + length].to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        return Some(Request {
+            path,
+            body,
+            raw,
+            nonce,
+        });
     }
 }
 
-fn response(status: u16, body: &Value) -> Vec<u8> {
-    let body = body.to_string();
+fn response(status: u16, body: &str, headers: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -128,10 +218,9 @@ fn verified() -> Value {
 }
 
 fn client(edges: &[&FakeEdge]) -> Client {
-    let signer = SigningKeyPair::generate();
     Client::builder()
         .edges(edges.iter().map(|e| e.url.as_str()))
-        .public_key_pem(&signer.public_key_pem())
+        .public_key_pem(&vendor().public_key_pem())
         .fingerprint(Fingerprint {
             machine_id: Some("0123456789abcdef0123456789abcdef".into()),
             ..Fingerprint::default()
@@ -233,4 +322,46 @@ async fn a_lost_activation_is_retried_with_the_same_idempotency_key() {
     client.activate(&license).await.unwrap();
     let last = edge.calls().last().unwrap().1["idempotency_key"].clone();
     assert_ne!(last, keys[0]);
+}
+
+#[tokio::test]
+async fn a_valid_answer_without_a_vendor_certified_signature_is_not_believed() {
+    for signing in [Signing::Unsigned, Signing::Impostor, Signing::Replayed] {
+        let fake = FakeEdge::start_signing(Behaviour::Answer(200, verified()), Duration::ZERO, signing).await;
+        let error = client(&[&fake]).verify(&key()).await.unwrap_err();
+        let ClientError::Offline { unreachable: last, .. } = &error else {
+            panic!("a forged answer was believed: {error:?}");
+        };
+        assert!(last.contains("not believed"), "{last}");
+        assert!(!fake.calls().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_impostor_is_passed_over_for_a_real_edge() {
+    // The impostor answers the health probe first, so it is asked first.
+    let impostor = FakeEdge::start_signing(
+        Behaviour::Answer(200, json!({ "valid": true, "features": ["everything"], "heartbeat_interval_secs": 900, "snapshot_sequence": 1 })),
+        Duration::ZERO,
+        Signing::Impostor,
+    )
+    .await;
+    let real = FakeEdge::start_slow(Behaviour::Answer(200, verified()), Duration::from_millis(150)).await;
+    let Verification::Online(answer) = client(&[&impostor, &real]).verify(&key()).await.unwrap() else {
+        panic!("answered offline");
+    };
+    assert_eq!(answer.features, ["sync"], "the real edge's answer");
+    assert_eq!(impostor.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_accepts_unsigned_answers_believes_them() {
+    let fake = FakeEdge::start_signing(Behaviour::Answer(200, verified()), Duration::ZERO, Signing::Unsigned).await;
+    let client = Client::builder()
+        .edges([fake.url.as_str()])
+        .public_key_pem(&vendor().public_key_pem())
+        .accept_unsigned_answers()
+        .build()
+        .unwrap();
+    assert!(client.verify(&key()).await.unwrap().is_valid());
 }

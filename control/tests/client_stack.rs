@@ -2,7 +2,8 @@
 //! on PostgreSQL, two real edges linked to it over QUIC, the client over
 //! HTTP on loopback. Failover with an edge stopped mid-session, a session
 //! through a control outage, the offline lease with no edge at all (ended
-//! by a clock moved back) and a tampered lease file.
+//! by a clock moved back), a tampered lease file, and the edges' signed
+//! answers.
 
 #[allow(dead_code)]
 mod support;
@@ -22,6 +23,7 @@ use latchkey_control::context::RequestContext;
 use latchkey_control::db::{MIGRATOR, licenses};
 use latchkey_edge::RunningEdge;
 use latchkey_shared::LicenseKey;
+use latchkey_shared::answer;
 use latchkey_shared::snapshot::LicenseStatus;
 use sqlx::PgPool;
 use support::stack::*;
@@ -481,4 +483,120 @@ fn decode(part: &str) -> String {
 fn encode(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// One HTTP/1.1 request to `edge`: the status, the headers (lower-case
+/// names) and the body.
+async fn raw_post(
+    edge: &RunningEdge,
+    path: &str,
+    body: &str,
+    nonce: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(edge.addr).await.unwrap();
+    let nonce = nonce.map_or(String::new(), |n| {
+        format!("{}: {n}\r\n", answer::NONCE_HEADER)
+    });
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: edge\r\ncontent-type: application/json\r\n{nonce}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(answer[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, answer[end + 4..].to_vec())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: PgPool) {
+    let stack = Stack::start(pool.clone()).await;
+    let (_, key) = one_license(&pool, 1).await;
+    let edge = stack.edge("edge-a", true).await;
+    wait_for(Duration::from_secs(10), || status_on(&edge, &key).is_some())
+        .await
+        .expect("the edge serves the license");
+    let (edge_id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM edges WHERE name = 'edge-a'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let trusted = latchkey_shared::TrustedKeys::new().with(stack.signer.verifying_key());
+    let verify = serde_json::json!({ "license_key": key, "fingerprint": machine(1) }).to_string();
+
+    // The certificate is asked right after the link comes up.
+    let nonce = answer::new_nonce();
+    let started = Instant::now();
+    let (status, headers, body) = loop {
+        let answered = raw_post(&edge, "/api/license/verify", &verify, Some(&nonce)).await;
+        if header(&answered.1, answer::SIGNATURE_HEADER).is_some() {
+            break answered;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never signed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, 200);
+    let exchange = answer::Exchange {
+        nonce: &nonce,
+        path: "/api/license/verify",
+        request_body: verify.as_bytes(),
+        status,
+        response_body: &body,
+    };
+    let check = |exchange: &answer::Exchange<'_>| {
+        answer::verify(
+            &trusted,
+            SystemClock.now(),
+            exchange,
+            header(&headers, answer::CERTIFICATE_HEADER),
+            header(&headers, answer::SIGNATURE_HEADER),
+        )
+    };
+    let certificate = check(&exchange).expect("signed by a certified key");
+    assert_eq!(certificate.edge_id, edge_id, "certified as the edge that asked");
+    let other_nonce = answer::new_nonce();
+    assert_eq!(
+        check(&answer::Exchange {
+            nonce: &other_nonce,
+            ..exchange
+        }),
+        Err(answer::AnswerError::BadSignature)
+    );
+
+    // Refusals through the router are signed as well; no nonce, no signature.
+    let (status, headers, body) =
+        raw_post(&edge, "/api/license/lease", "{}", Some(&nonce)).await;
+    assert_eq!(status, 400);
+    answer::verify(
+        &trusted,
+        SystemClock.now(),
+        &answer::Exchange {
+            nonce: &nonce,
+            path: "/api/license/lease",
+            request_body: b"{}",
+            status,
+            response_body: &body,
+        },
+        header(&headers, answer::CERTIFICATE_HEADER),
+        header(&headers, answer::SIGNATURE_HEADER),
+    )
+    .expect("a signed refusal");
+    let (_, headers, _) = raw_post(&edge, "/api/license/verify", &verify, None).await;
+    assert_eq!(header(&headers, answer::SIGNATURE_HEADER), None);
+    let (_, headers, _) = raw_post(&edge, "/api/license/verify", &verify, Some("bad nonce")).await;
+    assert_eq!(header(&headers, answer::SIGNATURE_HEADER), None);
 }

@@ -48,6 +48,13 @@ pub struct EdgeConfig {
     #[arg(long, env = "LATCHKEY_EDGE_REQUEST_TIMEOUT_SECS", default_value_t = 15)]
     pub request_timeout_secs: u64,
     /// How often the snapshot file is checked for a new version.
+    /// For an edge with no link: the key it signs answers with (PKCS#8
+    /// PEM) and control's certificate of it, both from `latchkey-control
+    /// keys certify-edge`. Linked edges get theirs over the link.
+    #[arg(long, env = "LATCHKEY_EDGE_ANSWER_KEY", value_name = "PATH")]
+    pub answer_key: Option<PathBuf>,
+    #[arg(long, env = "LATCHKEY_EDGE_ANSWER_CERTIFICATE", value_name = "PATH")]
+    pub answer_certificate: Option<PathBuf>,
     #[arg(long, env = "LATCHKEY_EDGE_RELOAD_CHECK_MS", default_value_t = 1000)]
     pub reload_check_ms: u64,
     #[command(flatten)]

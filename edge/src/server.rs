@@ -18,7 +18,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::extract::ConnectInfo;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, Method, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use latchkey_shared::TrustedKeys;
+use latchkey_shared::answer::AnswerSigner;
 use latchkey_shared::api::{ErrorCode, VerifyRequest};
 use latchkey_shared::forwarded::TrustedProxies;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -34,6 +35,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
+use crate::answers::{self, Answers};
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::extract;
@@ -126,6 +128,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
     }
     // Read before binding: an unreadable token file stops the edge here.
     let enrol_token = config.link.resolve_enrol_token()?;
+    let trusted_copy = trusted.clone();
     let (store, link) = match (&config.snapshot, &config.link.data_dir) {
         (Some(file), _) => (SnapshotStore::new(file.clone(), trusted), None),
         (None, Some(dir)) => (
@@ -163,6 +166,19 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             tracing::error!(error = %error, "no valid snapshot: not ready until one arrives");
         }
     }
+    let answers = Arc::new(match (&config.answer_key, &config.answer_certificate) {
+        (Some(key), Some(certificate)) if link.is_none() => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+            };
+            Answers::provisioned(&read(key)?, &read(certificate)?, &trusted_copy)?
+        }
+        (None, None) => Answers::default(),
+        _ if link.is_some() => {
+            anyhow::bail!("an edge with a link has its answer key certified by control: leave out --answer-key and --answer-certificate")
+        }
+        _ => anyhow::bail!("give both --answer-key and --answer-certificate, or neither"),
+    });
     let initial = config.rate_limit_per_min.unwrap_or(100);
     let state = AppState::new(Shared {
         snapshots: store.clone(),
@@ -172,6 +188,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         metrics,
         link: link.clone(),
         usage: usage.clone(),
+        answers: answers.clone(),
     });
     let app = Served {
         router: routes::router(state.clone(), config.max_body_bytes),
@@ -234,6 +251,7 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
                 config.link.clone(),
                 enrol_token,
                 store,
+                answers,
             )));
         }
         _ => background.push(tokio::spawn(
@@ -275,6 +293,13 @@ struct Served {
     router: axum::Router,
     state: AppState,
     max_body_bytes: usize,
+}
+
+impl Served {
+    /// The answer signer, if this edge has a certified one now.
+    fn signer(&self) -> Option<Arc<AnswerSigner>> {
+        self.state.answers.signer()
+    }
 }
 
 /// What every request of one connection needs, in one `Arc` per
@@ -398,7 +423,7 @@ async fn accept_loop(
 /// other endpoint through it.
 async fn answer(
     connection: Arc<Connection>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response, Infallible> {
     let direct = request.method() == Method::POST && request.uri().path() == VERIFY_PATH;
     let endpoint = if direct {
@@ -409,15 +434,11 @@ async fn answer(
     let started = Instant::now();
     let served = &connection.served;
     let work = async {
-        if direct {
-            return verify(served, connection.peer, request).await;
-        }
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(connection.peer));
-        match served.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+        match answers::nonce(request.headers()).zip(served.signer()) {
+            Some((nonce, signer)) => {
+                signed(served, connection.peer, direct, request, &nonce, &signer).await
+            }
+            None => unsigned(served, connection.peer, direct, request).await,
         }
     };
     let response = match tokio::time::timeout(connection.request_timeout, work).await {
@@ -430,18 +451,71 @@ async fn answer(
     Ok(response)
 }
 
-/// `POST /api/license/verify` as the router would answer it: the client IP,
-/// the JSON content type and body limit of its extractors, then the route's
-/// answer.
-async fn verify(served: &Served, peer: SocketAddr, request: Request<Incoming>) -> Response {
-    let ip = crate::client_ip::client_ip(&served.state, peer, request.headers());
-    let answer = async {
-        extract::require_json(request.headers())?;
-        let body = extract::read_body(request.into_body(), served.max_body_bytes).await?;
-        let request: VerifyRequest = extract::parse(&body)?;
-        routes::verify::answer(&served.state, ip, &request)
+/// The answer as it is: verify by hand, the rest through the router.
+async fn unsigned(
+    served: &Served,
+    peer: SocketAddr,
+    direct: bool,
+    mut request: Request<Incoming>,
+) -> Response {
+    if direct {
+        let headers = request.headers();
+        if let Err(error) = extract::require_json(headers) {
+            return error.into_response();
+        }
+        let (parts, body) = request.into_parts();
+        return match extract::read_body(body, served.max_body_bytes).await {
+            Ok(body) => verify(served, peer, &parts.headers, &body),
+            Err(error) => error.into_response(),
+        };
+    }
+    request.extensions_mut().insert(ConnectInfo(peer));
+    match served.router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The answer signed over the client's nonce, the path, the request body
+/// (read whole first, to be digested) and the answer's body.
+async fn signed(
+    served: &Served,
+    peer: SocketAddr,
+    direct: bool,
+    request: Request<Incoming>,
+    nonce: &str,
+    signer: &AnswerSigner,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let (mut parts, body) = request.into_parts();
+    let body = match extract::read_body(body, served.max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
     };
-    let answer = match answer.await {
+    let response = if direct {
+        match extract::require_json(&parts.headers) {
+            Ok(()) => verify(served, peer, &parts.headers, &body),
+            Err(error) => error.into_response(),
+        }
+    } else {
+        parts.extensions.insert(ConnectInfo(peer));
+        let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
+        match served.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    };
+    answers::sign(signer, nonce, &path, &body, response).await
+}
+
+/// `POST /api/license/verify` as the router would answer it (its content
+/// type and body limit checked by the caller): the client IP, the JSON
+/// body, then the route's answer.
+fn verify(served: &Served, peer: SocketAddr, headers: &HeaderMap, body: &[u8]) -> Response {
+    let ip = crate::client_ip::client_ip(&served.state, peer, headers);
+    let answer = extract::parse::<VerifyRequest>(body)
+        .and_then(|request| routes::verify::answer(&served.state, ip, &request));
+    let answer = match answer {
         Ok(answer) => answer,
         Err(error) => return error.into_response(),
     };

@@ -90,6 +90,12 @@ pub enum Call {
     SessionEnd {
         request: SessionEndRequest,
     },
+    /// Certify this edge's answer-signing key (`crate::answer`): base64url
+    /// of its Ed25519 public key. Asked after each connect and again before
+    /// the certificate expires.
+    Certify {
+        public_key: String,
+    },
     /// Usage records; control fills in the edge id it knows the link by.
     /// Shared, not copied: the edge keeps the batch until it is committed.
     Usage(Arc<UsageBatch>),
@@ -105,6 +111,11 @@ pub enum Reply {
     Lease(LeaseResponse),
     SessionStarted(SessionStartResponse),
     SessionEnded(SessionEndResponse),
+    /// The certificate (token text) of the key in [`Call::Certify`].
+    Certified {
+        certificate: String,
+        expires_at: i64,
+    },
     /// The batch is stored (now, or by an earlier delivery): forget it.
     UsageCommitted {
         batch_id: Uuid,

@@ -1,7 +1,8 @@
-//! Signed tokens a client holds: the offline lease and the session token.
+//! Signed tokens: the offline lease and the session token a client holds,
+//! and the certificate of an edge's answer key (`crate::answer`).
 //!
 //! Text form: `lk1.<kind>.<key id>.<payload>.<signature>` where `kind` is
-//! `lease` or `sess`, the key id is 16 lower-case hex digits, the payload is
+//! `lease`, `sess` or `edge`, the key id is 16 lower-case hex digits, the payload is
 //! base64url (no padding) JSON with short field names, and the signature is
 //! base64url Ed25519 over everything before the last dot. Any application can
 //! check a lease offline with the public key: split, verify, read the JSON.
@@ -61,6 +62,22 @@ pub struct SessionClaims {
     pub expires_at: i64,
 }
 
+/// Control's word that `public_key` is the edge `edge_id`'s own key for
+/// signing answers, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeCertificate {
+    #[serde(rename = "eid")]
+    pub edge_id: Uuid,
+    /// base64url of the Ed25519 public key's 32 bytes.
+    #[serde(rename = "pk")]
+    pub public_key: String,
+    #[serde(rename = "iat")]
+    pub issued_at: i64,
+    #[serde(rename = "exp")]
+    pub expires_at: i64,
+}
+
 /// The claims of one token kind.
 pub trait Claims: Serialize + DeserializeOwned {
     const KIND: &'static str;
@@ -71,6 +88,13 @@ impl Claims for Lease {
     const KIND: &'static str = "lease";
     fn expires_at(&self) -> i64 {
         self.valid_until
+    }
+}
+
+impl Claims for EdgeCertificate {
+    const KIND: &'static str = "edge";
+    fn expires_at(&self) -> i64 {
+        self.expires_at
     }
 }
 

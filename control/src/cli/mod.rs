@@ -211,6 +211,21 @@ pub enum KeysCommand {
         #[arg(long, default_value = ".data/keys")]
         out: PathBuf,
     },
+    /// For an edge with no link to control: a new answer-signing key and
+    /// its certificate (answer-key.pem, 0600, and answer-certificate) for
+    /// its --answer-key and --answer-certificate. Linked edges are certified
+    /// over the link, daily.
+    CertifyEdge {
+        /// The license signing key (PKCS#8 PEM) the clients trust.
+        #[arg(long, env = "LATCHKEY_SIGNING_KEY")]
+        signing_key: PathBuf,
+        /// Directory to write the two files into.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate holds; a new one is needed after.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u32,
+    },
 }
 
 /// The database and tools every backup command uses; the options of
@@ -377,6 +392,22 @@ pub async fn run(
             export_snapshot(&pool, &signing_key, &file, out).await
         }
         Command::Edges { command } => edges(command, out).await,
+        Command::Keys {
+            command:
+                KeysCommand::CertifyEdge {
+                    signing_key,
+                    out: dir,
+                    valid_hours,
+                },
+        } => {
+            let signer = keys::load(&signing_key)?;
+            let written = keys::certify_edge(&signer, &dir, valid_hours)?;
+            writeln!(out, "edge id {}", written.edge_id)?;
+            writeln!(out, "answer key:         {}", written.key.display())?;
+            writeln!(out, "answer certificate: {}", written.certificate.display())?;
+            writeln!(out, "valid until {} (Unix time)", written.expires_at)?;
+            Ok(())
+        }
         Command::Keys {
             command: KeysCommand::Generate { out: dir },
         } => {

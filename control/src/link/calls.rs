@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use latchkey_shared::api::{ErrorBody, ErrorCode, SessionEndResponse};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
+use latchkey_shared::answer;
 use latchkey_shared::link::{Call, Reply};
 use latchkey_shared::token::{self, SessionClaims, TokenError};
 use latchkey_shared::{ClientKey, TrustedKeys};
@@ -127,6 +128,30 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                     ))
                 }
             }
+        }
+        Call::Certify { public_key } => {
+            let key = answer::parse_public_key(&public_key).ok_or_else(|| ErrorBody {
+                field: Some("public_key".into()),
+                ..ErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    "not an Ed25519 public key (base64url of 32 bytes)",
+                )
+            })?;
+            // The edge is the one this link's TLS identity belongs to: a
+            // certificate names the edge that asked, never one it claims.
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let (certificate, claims) = answer::certify(
+                edge_id,
+                &key,
+                &d.issuer.signer,
+                now,
+                answer::CERTIFICATE_TTL_SECS,
+            );
+            tracing::info!(%edge_id, expires_at = claims.expires_at, "edge answer key certified");
+            Ok(Reply::Certified {
+                certificate,
+                expires_at: claims.expires_at,
+            })
         }
         Call::SessionEnd { request } => {
             let now = OffsetDateTime::now_utc().unix_timestamp();

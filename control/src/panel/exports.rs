@@ -6,13 +6,14 @@
 //! the answer is then a redirect to the file itself; a large one's is the
 //! job's page, `/exports/{id}`, with its bar until the download link.
 //! Closing the browser does not stop one. The newest [`KEPT`] files are
-//! kept; an older one is deleted, and a restart forgets them all.
+//! kept; an older one is deleted. The directory goes with the process: it
+//! is removed when the panel stops, and a replica starting removes those of
+//! processes that are no longer running (killed, so never cleaned).
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path as FilePath, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 use super::error::{PanelError, PanelResult};
 use super::pages::Layout;
 use super::session::Viewer;
-use super::tasks::TaskList;
+use super::tasks::{TaskList, WAIT_FOR_SMALL};
 use crate::db::RowStream;
 use crate::export::{self, Format, Record};
 use crate::panel::PanelState;
@@ -33,14 +34,25 @@ use crate::tasks::TaskView;
 
 /// Export files kept for download.
 pub const KEPT: usize = 20;
-/// How long the answer waits for a small export, to send the file at once.
-const WAIT_FOR_SMALL: Duration = Duration::from_millis(1_500);
+
+/// The name of a panel's export directory, before its process id.
+const DIR_PREFIX: &str = "latchkey-exports-";
 
 /// This replica's export files, newest first, and where they are written.
 #[derive(Debug, Clone)]
 pub struct Exports {
-    dir: PathBuf,
+    dir: Arc<ExportDir>,
     files: Arc<Mutex<VecDeque<ExportFile>>>,
+}
+
+/// This process's directory, removed with the last clone of [`Exports`].
+#[derive(Debug)]
+struct ExportDir(PathBuf);
+
+impl Drop for ExportDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,16 +68,26 @@ struct ExportFile {
 }
 
 impl Exports {
-    /// Files under `dir`, made when the first export is.
-    pub fn new(dir: PathBuf) -> Self {
+    /// Files in a directory of this process's under `parent` (the system's
+    /// temporary directory), made when the first export is; the
+    /// directories there of processes gone are removed now.
+    pub fn new(parent: &FilePath) -> Self {
+        remove_abandoned(parent);
         Self {
-            dir,
+            dir: Arc::new(ExportDir(
+                // One per panel, not per process: tests run several at once.
+                parent.join(format!(
+                    "{DIR_PREFIX}{}-{}",
+                    std::process::id(),
+                    Uuid::new_v4().simple()
+                )),
+            )),
             files: Arc::default(),
         }
     }
 
     fn path(&self, id: Uuid) -> PathBuf {
-        self.dir.join(id.simple().to_string())
+        self.dir.0.join(id.simple().to_string())
     }
 
     fn find(&self, id: Uuid) -> Option<ExportFile> {
@@ -103,7 +125,7 @@ pub async fn start<R: Record>(
     total: i64,
 ) -> PanelResult<Response> {
     let exports = state.exports.clone();
-    std::fs::create_dir_all(&exports.dir).map_err(internal)?;
+    create_private_dir(&exports.dir.0).map_err(internal)?;
     let id = Uuid::new_v4();
     exports.add(ExportFile {
         id,
@@ -145,6 +167,40 @@ pub async fn start<R: Record>(
             Ok(Redirect::to(&format!("/exports/{id}/file")).into_response())
         }
         _ => Ok(Redirect::to(&format!("/exports/{id}")).into_response()),
+    }
+}
+
+/// The directory, readable by this user only (the files are 0600 too).
+fn create_private_dir(dir: &FilePath) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Removes the export directories under `parent` whose process is not
+/// running: a replica killed never removed its own.
+fn remove_abandoned(parent: &FilePath) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !FilePath::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(dir = %entry.path().display(), "removed the export files of a process gone"),
+                Err(error) => tracing::warn!(%error, dir = %entry.path().display(), "an abandoned export directory could not be removed"),
+            }
+        }
     }
 }
 
@@ -222,4 +278,32 @@ fn owned(viewer: &Viewer, state: &PanelState, id: Uuid) -> PanelResult<ExportFil
 
 fn internal(error: std::io::Error) -> PanelError {
     PanelError::Internal(format!("export directory: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_directory_goes_with_the_panel_and_those_of_processes_gone_are_removed() {
+        let parent = std::env::temp_dir().join(format!("exports-test-{}", Uuid::new_v4()));
+        // No process has this id (above Linux's pid_max).
+        let abandoned = parent.join(format!("{DIR_PREFIX}4194305-{}", Uuid::new_v4().simple()));
+        let unrelated = parent.join("something-else");
+        std::fs::create_dir_all(&abandoned).unwrap();
+        std::fs::create_dir_all(&unrelated).unwrap();
+        let exports = Exports::new(&parent);
+        assert!(!abandoned.exists(), "a dead process's files are removed");
+        assert!(unrelated.exists());
+
+        create_private_dir(&exports.dir.0).unwrap();
+        let ours = exports.dir.0.clone();
+        let again = Exports::new(&parent);
+        assert!(ours.exists(), "a running process's directory stays");
+        drop(again);
+        assert!(ours.exists(), "another panel's directory is its own");
+        drop(exports);
+        assert!(!ours.exists(), "removed with the panel");
+        std::fs::remove_dir_all(parent).unwrap();
+    }
 }

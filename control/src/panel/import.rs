@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -24,7 +23,7 @@ use super::error::{PanelError, PanelResult};
 use super::form::Form;
 use super::pages::Layout;
 use super::session::{AdminUser, Viewer};
-use super::tasks::TaskList;
+use super::tasks::{TaskList, WAIT_FOR_SMALL};
 use crate::context::RequestContext;
 use crate::db::imports::{self, Format, Kind, MAX_IMPORT_LINES, Problem};
 use crate::db::leads;
@@ -34,9 +33,6 @@ use crate::progress::Progress;
 
 /// Finished checks and imports whose outcome the page can still show.
 pub const KEPT: usize = 20;
-/// How long the form's post waits for a small file's job before answering
-/// with its redirect, so the outcome is usually on the first page shown.
-const WAIT_FOR_SMALL: Duration = Duration::from_millis(1_500);
 
 /// This replica's finished checks and imports, newest first.
 pub type Finished = Arc<Mutex<VecDeque<(Uuid, ImportForm, Result<Outcome, String>)>>>;

@@ -129,9 +129,7 @@ impl PanelState {
             restore: Arc::default(),
             tasks: Tasks::default(),
             imports: Arc::default(),
-            exports: exports::Exports::new(
-                std::env::temp_dir().join(format!("latchkey-exports-{}", std::process::id())),
-            ),
+            exports: exports::Exports::new(&std::env::temp_dir()),
         })
     }
 }

@@ -19,6 +19,9 @@ use crate::panel::PanelState;
 use crate::tasks::TaskView;
 
 const EVERY: Duration = Duration::from_secs(1);
+/// How long a form's post waits for its job before answering: a small
+/// job is then done, and the first page shown has its outcome (or file).
+pub const WAIT_FOR_SMALL: Duration = Duration::from_millis(1_500);
 
 /// The jobs a page lists (`tasks.html`), newest first.
 #[derive(Debug, Clone)]

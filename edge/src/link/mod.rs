@@ -1,6 +1,7 @@
 //! The edge end of the link to control (QUIC, mutual TLS): connects and
 //! reconnects with backoff, says which snapshot sequence it holds, applies
-//! the snapshots control pushes (and says so), and carries forwarded calls.
+//! the snapshots control pushes (and says so), carries forwarded calls, and
+//! keeps the edge's answer key certified (`answers`).
 
 mod tls;
 
@@ -14,6 +15,7 @@ use latchkey_shared::link::{
     Applied, Call, Hello, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_BYTES, Reply, SERVER_NAME, Welcome,
 };
 
+use crate::answers::Answers;
 use crate::config::LinkConfig;
 use crate::snapshots::{self, SnapshotStore};
 
@@ -81,6 +83,7 @@ pub async fn run(
     config: LinkConfig,
     enrol_token: Option<String>,
     store: Arc<SnapshotStore>,
+    answers: Arc<Answers>,
 ) {
     let endpoint = match endpoint(&config) {
         Ok(endpoint) => endpoint,
@@ -101,7 +104,7 @@ pub async fn run(
             held_sequence: store.current().map(|s| s.sequence()),
             enrol_token: enrol_token.clone(),
         };
-        match session(&endpoint, control, hello, &link, &store).await {
+        match session(&endpoint, control, hello, &link, &store, &answers).await {
             Ok(()) => backoff = BACKOFF.0,
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), %control, "link to control down; retrying");
@@ -132,6 +135,7 @@ async fn session(
     hello: Hello,
     link: &Link,
     store: &Arc<SnapshotStore>,
+    answers: &Answers,
 ) -> anyhow::Result<()> {
     let connection = endpoint.connect(control, SERVER_NAME)?.await?;
     let (mut send, mut recv) = connection.open_bi().await?;
@@ -148,7 +152,10 @@ async fn session(
     }
     link.connection.store(Some(Arc::new(connection.clone())));
     metrics::gauge!("latchkey_edge_link_connected").set(1.0);
-    let error = receive_snapshots(&connection, store).await;
+    let error = tokio::select! {
+        error = receive_snapshots(&connection, store) => error,
+        () = answers.keep_certified(link) => anyhow::anyhow!("certifying stopped"),
+    };
     tracing::warn!(%error, "link to control lost");
     Ok(())
 }

@@ -25,6 +25,7 @@ use latchkey_shared::forwarded::TrustedProxies;
 use latchkey_shared::snapshot::SnapshotState;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::answers::Answers;
 use crate::error::EdgeError;
 use crate::limits::RateLimits;
 use crate::link::Link;
@@ -47,6 +48,8 @@ pub struct Shared {
     pub link: Option<Arc<Link>>,
     /// Usage records for control; `None` without a link.
     pub usage: Option<Arc<Usage>>,
+    /// What signs answers, once certified.
+    pub answers: Arc<Answers>,
 }
 
 impl AppState {

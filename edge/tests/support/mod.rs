@@ -206,6 +206,7 @@ pub fn app(fixture: &Fixture, rate_limit: u32) -> axum::Router {
         metrics: metrics_handle(),
         link: None,
         usage: None,
+        answers: Default::default(),
     });
     routes::router(state, 16 * 1024)
         .layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
@@ -248,6 +249,8 @@ pub fn config(fixture: &Fixture) -> EdgeConfig {
         max_body_bytes: 16 * 1024,
         header_timeout_secs: 10,
         request_timeout_secs: 15,
+        answer_key: None,
+        answer_certificate: None,
         reload_check_ms: 20,
         link: Default::default(),
     }

@@ -1,0 +1,159 @@
+//! Signed answers (the shared `answer` module): this edge's own answer key,
+//! made when it starts, and control's certificate of it, asked over the
+//! link after each connect and renewed well before it expires. An edge
+//! serving a snapshot file has no link: it is given a key and certificate
+//! as files (`latchkey-control keys certify-edge`), or signs nothing. While
+//! there is no valid certificate answers go out unsigned, and clients that
+//! require signatures try another edge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use latchkey_shared::answer::{
+    self, AnswerKey, AnswerSigner, CERTIFICATE_HEADER, CERTIFICATE_TTL_SECS, Exchange,
+    NONCE_HEADER, SIGNATURE_HEADER,
+};
+use latchkey_shared::TrustedKeys;
+use latchkey_shared::api::ErrorCode;
+use latchkey_shared::token::{self, EdgeCertificate};
+use latchkey_shared::link::{Call, Reply};
+
+use crate::error::EdgeError;
+use crate::link::Link;
+use crate::snapshots::unix_now;
+
+/// Renewed at half its life: a control away for hours still leaves hours.
+const RENEW_AFTER: Duration = Duration::from_secs(CERTIFICATE_TTL_SECS as u64 / 2);
+/// After a refused or lost certify call.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Largest answer body signed; a client endpoint's answers are far smaller.
+const MAX_SIGNED_BODY: usize = 1024 * 1024;
+
+/// The key and, once control certified it, the signer.
+#[derive(Debug)]
+pub struct Answers {
+    key: AnswerKey,
+    signer: ArcSwapOption<AnswerSigner>,
+}
+
+impl Default for Answers {
+    fn default() -> Self {
+        Self {
+            key: AnswerKey::generate(),
+            signer: ArcSwapOption::empty(),
+        }
+    }
+}
+
+impl Answers {
+    /// A key and certificate given as files, checked now: the certificate
+    /// must verify with a trusted key and certify this very key.
+    pub fn provisioned(
+        key_pem: &str,
+        certificate: &str,
+        trusted: &TrustedKeys,
+    ) -> anyhow::Result<Self> {
+        let key = AnswerKey::from_pkcs8_pem(key_pem).context("the answer key")?;
+        let certificate = certificate.trim();
+        let claims: EdgeCertificate = token::verify(certificate, trusted, unix_now())
+            .context("the answer certificate")?;
+        anyhow::ensure!(
+            answer::parse_public_key(&claims.public_key) == Some(key.public_key()),
+            "the answer certificate is for another key"
+        );
+        let signer = AnswerSigner::new(key.clone(), certificate.to_owned(), claims.expires_at);
+        Ok(Self {
+            key,
+            signer: ArcSwapOption::from_pointee(signer),
+        })
+    }
+
+    /// The signer to sign with now, if the certificate holds.
+    pub fn signer(&self) -> Option<Arc<AnswerSigner>> {
+        self.signer
+            .load_full()
+            .filter(|signer| signer.is_valid_at(unix_now()))
+    }
+
+    /// Keeps a certificate while the link's connection lasts: asks at once,
+    /// then at half of each certificate's life. Never returns; the link
+    /// drops it with the connection.
+    pub async fn keep_certified(&self, link: &Link) {
+        let call = Call::Certify {
+            public_key: answer::encode_public_key(&self.key.public_key()),
+        };
+        loop {
+            let wait = match link.call(&call).await {
+                Ok(Reply::Certified {
+                    certificate,
+                    expires_at,
+                }) => {
+                    tracing::info!(expires_at, "answer key certified by control");
+                    self.signer.store(Some(Arc::new(AnswerSigner::new(
+                        self.key.clone(),
+                        certificate,
+                        expires_at,
+                    ))));
+                    metrics::gauge!("latchkey_edge_answer_certificate_expires_at")
+                        .set(expires_at as f64);
+                    RENEW_AFTER
+                }
+                Ok(other) => {
+                    tracing::warn!(reply = ?other, "control did not certify the answer key");
+                    RETRY_AFTER
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "certifying the answer key failed; retrying");
+                    RETRY_AFTER
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The client's nonce, if the request carries a well-formed one.
+pub fn nonce(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(NONCE_HEADER)?
+        .to_str()
+        .ok()
+        .filter(|nonce| answer::valid_nonce(nonce))
+        .map(str::to_owned)
+}
+
+/// `response` with the certificate and the signature over the exchange.
+pub async fn sign(
+    signer: &AnswerSigner,
+    nonce: &str,
+    path: &str,
+    request_body: &[u8],
+    response: Response,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_SIGNED_BODY).await else {
+        return EdgeError::new(ErrorCode::Internal, "the answer could not be signed")
+            .into_response();
+    };
+    let signature = signer.sign(&Exchange {
+        nonce,
+        path,
+        request_body,
+        status: parts.status.as_u16(),
+        response_body: &body,
+    });
+    // Both are base64url and dots: always valid header values.
+    if let (Ok(certificate), Ok(signature)) = (
+        HeaderValue::from_str(signer.certificate()),
+        HeaderValue::from_str(&signature),
+    ) {
+        parts.headers.insert(CERTIFICATE_HEADER, certificate);
+        parts.headers.insert(SIGNATURE_HEADER, signature);
+    }
+    Response::from_parts(parts, Body::from(body))
+}
