@@ -145,8 +145,8 @@ pub async fn run(server_url: &str, args: Args) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("latchkey-edge"),
     };
-    let wants_edge = args.servers.contains(&ServerKind::Edge)
-        || args.servers.contains(&ServerKind::EdgeSigned);
+    let wants_edge =
+        args.servers.contains(&ServerKind::Edge) || args.servers.contains(&ServerKind::EdgeSigned);
     if wants_edge && !edge_bin.is_file() {
         bail!(
             "no edge binary at {}: build it with `cargo build --release -p latchkey-edge`, \

@@ -71,8 +71,7 @@ impl FakeEdge {
                 .as_secs(),
         )
         .unwrap();
-        let (certificate, claims) =
-            answer::certify(
+        let (certificate, claims) = answer::certify(
             uuid::Uuid::from_u128(1),
             &key.public_key(),
             &certifier,
@@ -327,9 +326,14 @@ async fn a_lost_activation_is_retried_with_the_same_idempotency_key() {
 #[tokio::test]
 async fn a_valid_answer_without_a_vendor_certified_signature_is_not_believed() {
     for signing in [Signing::Unsigned, Signing::Impostor, Signing::Replayed] {
-        let fake = FakeEdge::start_signing(Behaviour::Answer(200, verified()), Duration::ZERO, signing).await;
+        let fake =
+            FakeEdge::start_signing(Behaviour::Answer(200, verified()), Duration::ZERO, signing)
+                .await;
         let error = client(&[&fake]).verify(&key()).await.unwrap_err();
-        let ClientError::Offline { unreachable: last, .. } = &error else {
+        let ClientError::Offline {
+            unreachable: last, ..
+        } = &error
+        else {
             panic!("a forged answer was believed: {error:?}");
         };
         assert!(last.contains("not believed"), "{last}");
@@ -346,8 +350,13 @@ async fn an_impostor_is_passed_over_for_a_real_edge() {
         Signing::Impostor,
     )
     .await;
-    let real = FakeEdge::start_slow(Behaviour::Answer(200, verified()), Duration::from_millis(150)).await;
-    let Verification::Online(answer) = client(&[&impostor, &real]).verify(&key()).await.unwrap() else {
+    let real = FakeEdge::start_slow(
+        Behaviour::Answer(200, verified()),
+        Duration::from_millis(150),
+    )
+    .await;
+    let Verification::Online(answer) = client(&[&impostor, &real]).verify(&key()).await.unwrap()
+    else {
         panic!("answered offline");
     };
     assert_eq!(answer.features, ["sync"], "the real edge's answer");
@@ -356,7 +365,12 @@ async fn an_impostor_is_passed_over_for_a_real_edge() {
 
 #[tokio::test]
 async fn a_client_that_accepts_unsigned_answers_believes_them() {
-    let fake = FakeEdge::start_signing(Behaviour::Answer(200, verified()), Duration::ZERO, Signing::Unsigned).await;
+    let fake = FakeEdge::start_signing(
+        Behaviour::Answer(200, verified()),
+        Duration::ZERO,
+        Signing::Unsigned,
+    )
+    .await;
     let client = Client::builder()
         .edges([fake.url.as_str()])
         .public_key_pem(&vendor().public_key_pem())

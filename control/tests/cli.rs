@@ -350,3 +350,71 @@ async fn import_checks_then_applies_a_file_and_export_writes_it_back(pool: PgPoo
     assert_eq!(rows.len(), 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn keys_certify_edge_writes_a_private_key_and_its_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::new_v4()));
+    let keys_dir = dir.join("keys");
+    let printed = run(
+        &["keys", "generate", "--out", keys_dir.to_str().unwrap()],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    let line = |printed: &str, prefix: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (private, public) = (
+        line(&printed, "private key: "),
+        line(&printed, "public key:  "),
+    );
+    let out = dir.join("edge");
+    let printed = run(
+        &[
+            "keys",
+            "certify-edge",
+            "--signing-key",
+            &private,
+            "--out",
+            out.to_str().unwrap(),
+            "--valid-hours",
+            "2",
+        ],
+        None,
+        "",
+    )
+    .await
+    .unwrap();
+    let key_file = line(&printed, "answer key:");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the answer key is private");
+    let key = latchkey_shared::answer::AnswerKey::from_pkcs8_pem(
+        &std::fs::read_to_string(&key_file).unwrap(),
+    )
+    .unwrap();
+    let mut trusted = TrustedKeys::new();
+    trusted
+        .insert_pem(&std::fs::read_to_string(&public).unwrap())
+        .unwrap();
+    let certificate = std::fs::read_to_string(line(&printed, "answer certificate:")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims: latchkey_shared::token::EdgeCertificate =
+        latchkey_shared::token::verify(&certificate, &trusted, now).unwrap();
+    assert_eq!(
+        latchkey_shared::answer::parse_public_key(&claims.public_key),
+        Some(key.public_key())
+    );
+    assert!(
+        (claims.expires_at - now - 2 * 3600).abs() < 60,
+        "{claims:?}"
+    );
+    assert_eq!(line(&printed, "edge id"), claims.edge_id.to_string());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -508,7 +508,14 @@ async fn raw_post(
     let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8(answer[..end].to_vec()).unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
@@ -567,7 +574,10 @@ async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: P
         )
     };
     let certificate = check(&exchange).expect("signed by a certified key");
-    assert_eq!(certificate.edge_id, edge_id, "certified as the edge that asked");
+    assert_eq!(
+        certificate.edge_id, edge_id,
+        "certified as the edge that asked"
+    );
     let other_nonce = answer::new_nonce();
     assert_eq!(
         check(&answer::Exchange {
@@ -578,8 +588,7 @@ async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: P
     );
 
     // Refusals through the router are signed as well; no nonce, no signature.
-    let (status, headers, body) =
-        raw_post(&edge, "/api/license/lease", "{}", Some(&nonce)).await;
+    let (status, headers, body) = raw_post(&edge, "/api/license/lease", "{}", Some(&nonce)).await;
     assert_eq!(status, 400);
     answer::verify(
         &trusted,

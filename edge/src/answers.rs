@@ -14,14 +14,14 @@ use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use latchkey_shared::TrustedKeys;
 use latchkey_shared::answer::{
     self, AnswerKey, AnswerSigner, CERTIFICATE_HEADER, CERTIFICATE_TTL_SECS, Exchange,
     NONCE_HEADER, SIGNATURE_HEADER,
 };
-use latchkey_shared::TrustedKeys;
 use latchkey_shared::api::ErrorCode;
-use latchkey_shared::token::{self, EdgeCertificate};
 use latchkey_shared::link::{Call, Reply};
+use latchkey_shared::token::{self, EdgeCertificate};
 
 use crate::error::EdgeError;
 use crate::link::Link;
@@ -60,8 +60,8 @@ impl Answers {
     ) -> anyhow::Result<Self> {
         let key = AnswerKey::from_pkcs8_pem(key_pem).context("the answer key")?;
         let certificate = certificate.trim();
-        let claims: EdgeCertificate = token::verify(certificate, trusted, unix_now())
-            .context("the answer certificate")?;
+        let claims: EdgeCertificate =
+            token::verify(certificate, trusted, unix_now()).context("the answer certificate")?;
         anyhow::ensure!(
             answer::parse_public_key(&claims.public_key) == Some(key.public_key()),
             "the answer certificate is for another key"

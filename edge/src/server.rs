@@ -175,7 +175,9 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
         }
         (None, None) => Answers::default(),
         _ if link.is_some() => {
-            anyhow::bail!("an edge with a link has its answer key certified by control: leave out --answer-key and --answer-certificate")
+            anyhow::bail!(
+                "an edge with a link has its answer key certified by control: leave out --answer-key and --answer-certificate"
+            )
         }
         _ => anyhow::bail!("give both --answer-key and --answer-certificate, or neither"),
     });

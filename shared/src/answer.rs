@@ -211,7 +211,10 @@ pub fn verify(
 fn message(exchange: &Exchange<'_>) -> Vec<u8> {
     let digest = blake3::hash(exchange.request_body);
     let mut message = Vec::with_capacity(
-        MESSAGE_PREFIX.len() + exchange.nonce.len() + exchange.path.len() + 80
+        MESSAGE_PREFIX.len()
+            + exchange.nonce.len()
+            + exchange.path.len()
+            + 80
             + exchange.response_body.len(),
     );
     message.extend_from_slice(MESSAGE_PREFIX);

@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
+use latchkey_shared::answer;
 use latchkey_shared::api::{ErrorBody, ErrorCode, SessionEndResponse};
 use latchkey_shared::fingerprint::{CanonicalFingerprint, Fingerprint};
-use latchkey_shared::answer;
 use latchkey_shared::link::{Call, Reply};
 use latchkey_shared::token::{self, SessionClaims, TokenError};
 use latchkey_shared::{ClientKey, TrustedKeys};

@@ -197,8 +197,12 @@ fn remove_abandoned(parent: &FilePath) {
         };
         if pid != std::process::id() && !FilePath::new(&format!("/proc/{pid}")).exists() {
             match std::fs::remove_dir_all(entry.path()) {
-                Ok(()) => tracing::info!(dir = %entry.path().display(), "removed the export files of a process gone"),
-                Err(error) => tracing::warn!(%error, dir = %entry.path().display(), "an abandoned export directory could not be removed"),
+                Ok(()) => {
+                    tracing::info!(dir = %entry.path().display(), "removed the export files of a process gone")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, dir = %entry.path().display(), "an abandoned export directory could not be removed")
+                }
             }
         }
     }
