@@ -167,8 +167,9 @@ impl ClientBuilder {
     /// Believe answers an edge did not sign. By default an answer counts
     /// only when signed by an edge whose key control certified with the
     /// vendor's key; an edge serving a snapshot file, with no link to
-    /// control, has no certificate. With this, any server at an edge's
-    /// address can answer "valid".
+    /// control, has no certificate. With this, the client sends no nonce
+    /// (edges sign nothing: signing is most of an edge's CPU per verify),
+    /// and any server at an edge's address can answer "valid".
     pub fn accept_unsigned_answers(mut self) -> Self {
         self.unsigned_answers = true;
         self

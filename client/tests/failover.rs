@@ -46,6 +46,7 @@ enum Behaviour {
 struct FakeEdge {
     url: String,
     seen: Arc<Mutex<Vec<(String, Value)>>>,
+    nonces: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeEdge {
@@ -82,10 +83,12 @@ impl FakeEdge {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let nonces = Arc::new(Mutex::new(Vec::new()));
+        let (log, nonce_log) = (seen.clone(), nonces.clone());
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 let (log, behaviour, signer) = (log.clone(), behaviour.clone(), signer.clone());
+                let nonce_log = nonce_log.clone();
                 tokio::spawn(async move {
                     let Some(request) = read_request(&mut stream).await else {
                         return;
@@ -105,6 +108,7 @@ impl FakeEdge {
                     let first = {
                         let mut log = log.lock().unwrap();
                         log.push((path.clone(), body));
+                        nonce_log.lock().unwrap().push(nonce.clone());
                         log.len() == 1
                     };
                     let answer = match behaviour {
@@ -138,11 +142,16 @@ impl FakeEdge {
                 });
             }
         });
-        Self { url, seen }
+        Self { url, seen, nonces }
     }
 
     fn calls(&self) -> Vec<(String, Value)> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The nonce header of each call (empty when there was none).
+    fn nonces(&self) -> Vec<String> {
+        self.nonces.lock().unwrap().clone()
     }
 }
 
@@ -268,6 +277,7 @@ async fn a_retryable_answer_or_a_closed_port_fails_over() {
                 .unwrap()
         ),
         seen: Default::default(),
+        nonces: Default::default(),
     };
     let client = client(&[&closed, &busy, &good]);
     for _ in 0..3 {
@@ -378,4 +388,6 @@ async fn a_client_that_accepts_unsigned_answers_believes_them() {
         .build()
         .unwrap();
     assert!(client.verify(&key()).await.unwrap().is_valid());
+    // Not asked to sign: an edge signs only for a nonce.
+    assert_eq!(fake.nonces(), [""], "no nonce sent");
 }

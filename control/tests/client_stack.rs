@@ -606,6 +606,9 @@ async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: P
     .expect("a signed refusal");
     let (_, headers, _) = raw_post(&edge, "/api/license/verify", &verify, None).await;
     assert_eq!(header(&headers, answer::SIGNATURE_HEADER), None);
-    let (_, headers, _) = raw_post(&edge, "/api/license/verify", &verify, Some("bad nonce")).await;
-    assert_eq!(header(&headers, answer::SIGNATURE_HEADER), None);
+    let (status, _, body) =
+        raw_post(&edge, "/api/license/verify", &verify, Some("bad nonce")).await;
+    assert_eq!(status, 400, "a malformed nonce is refused");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["field"], answer::NONCE_HEADER);
 }

@@ -117,14 +117,19 @@ impl Answers {
     }
 }
 
-/// The client's nonce, if the request carries a well-formed one.
-pub fn nonce(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(NONCE_HEADER)?
-        .to_str()
-        .ok()
-        .filter(|nonce| answer::valid_nonce(nonce))
-        .map(str::to_owned)
+/// The client's nonce, if the request carries one; a malformed one is the
+/// client's error, refused rather than answered unsigned.
+pub fn nonce(headers: &HeaderMap) -> Result<Option<String>, EdgeError> {
+    let Some(value) = headers.get(NONCE_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(nonce) if answer::valid_nonce(nonce) => Ok(Some(nonce.to_owned())),
+        _ => Err(EdgeError::invalid(
+            NONCE_HEADER,
+            "the nonce is 16 to 128 base64url characters",
+        )),
+    }
 }
 
 /// `response` with the certificate and the signature over the exchange.

@@ -436,7 +436,11 @@ async fn answer(
     let started = Instant::now();
     let served = &connection.served;
     let work = async {
-        match answers::nonce(request.headers()).zip(served.signer()) {
+        let nonce = match answers::nonce(request.headers()) {
+            Ok(nonce) => nonce,
+            Err(error) => return error.into_response(),
+        };
+        match nonce.zip(served.signer()) {
             Some((nonce, signer)) => {
                 signed(served, connection.peer, direct, request, &nonce, &signer).await
             }

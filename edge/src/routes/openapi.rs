@@ -53,13 +53,66 @@ pub async fn document() -> impl IntoResponse {
 }
 
 /// The document, with what utoipa's schema model cannot say added to it:
-/// the rule that a fingerprint reports at least one usable component.
+/// the rule that a fingerprint reports at least one usable component; and
+/// the signed answers' headers, which every operation has (`answers.rs`).
 pub fn document_json() -> serde_json::Value {
     let mut document = serde_json::to_value(ClientApi::openapi()).expect("the document serializes");
     let fingerprint = &mut document["components"]["schemas"]["Fingerprint"];
     assert!(fingerprint.is_object(), "Fingerprint is in the document");
     fingerprint["anyOf"] = latchkey_shared::schema::fingerprint_usable_any_of();
+    add_signed_answer_headers(&mut document);
     document
+}
+
+/// The nonce a client may send, and the certificate and signature every
+/// answer to it then carries (when the edge has a certified key).
+fn add_signed_answer_headers(document: &mut serde_json::Value) {
+    use latchkey_shared::answer::{CERTIFICATE_HEADER, NONCE_HEADER, SIGNATURE_HEADER};
+    use serde_json::json;
+    let nonce = json!({
+        "name": NONCE_HEADER,
+        "in": "header",
+        "required": false,
+        "description": "A random value (16 to 128 base64url characters) the answer is signed over, with the certificate and signature headers; a malformed one is refused (400)",
+        "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$" },
+    });
+    let signed = json!({
+        CERTIFICATE_HEADER: {
+            "description": "The edge's answer key, certified by the license signing key (a token of kind `edge`); with a nonce only",
+            "schema": { "type": "string" },
+        },
+        SIGNATURE_HEADER: {
+            "description": "base64url Ed25519 signature, by the certified key, over the nonce, the path, the request body's BLAKE3 digest, the status and the body; with a nonce only",
+            "schema": { "type": "string" },
+        },
+    });
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.iter_mut())
+        .filter(|(method, _)| matches!(method.as_str(), "get" | "post"))
+        .map(|(_, operation)| operation)
+    {
+        match operation["parameters"].as_array_mut() {
+            Some(parameters) => parameters.push(nonce.clone()),
+            None => operation["parameters"] = json!([nonce]),
+        }
+        let Some(responses) = operation["responses"].as_object_mut() else {
+            continue;
+        };
+        for response in responses.values_mut() {
+            let headers = &mut response["headers"];
+            if headers.is_null() {
+                *headers = json!({});
+            }
+            for (name, header) in signed.as_object().into_iter().flatten() {
+                headers[name] = header.clone();
+            }
+        }
+    }
 }
 
 struct EveryRouteAnswers;
@@ -96,6 +149,12 @@ fn add_plumbing_answers(operation: &mut Operation) {
             error("The body is not sent as application/json (UNSUPPORTED_MEDIA_TYPE)"),
         );
     }
+    add(
+        "400",
+        error(
+            "Malformed input: here, an x-latchkey-nonce that is not 16 to 128 base64url characters (INVALID_REQUEST, with the field)",
+        ),
+    );
     add(
         "408",
         error("Not answered within the edge's request timeout (REQUEST_TIMEOUT); retry"),
