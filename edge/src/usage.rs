@@ -37,6 +37,9 @@ pub struct UsageSettings {
     pub spool_max_bytes: u64,
 }
 
+/// Verifications counted per (license, minute).
+type VerifyCounts = HashMap<(Uuid, i64), u32>;
+
 /// The recorder request handlers write to.
 #[derive(Debug)]
 pub struct Usage {
@@ -44,7 +47,7 @@ pub struct Usage {
     /// Verifications per (license, minute), in shards each thread takes one
     /// of for itself ([`own_shard`]): the verifies of one popular license do
     /// not all queue on one lock. `cut` merges them.
-    verified: Box<[Mutex<HashMap<(Uuid, i64), u32>>]>,
+    verified: Box<[Mutex<VerifyCounts>]>,
     /// Every other record, in arrival order.
     events: Mutex<Vec<UsageRecord>>,
     queue: Mutex<Queue>,
@@ -161,7 +164,7 @@ impl Usage {
     /// Turns what was recorded into batches on the queue.
     pub fn cut(&self) {
         let mut records = std::mem::take(&mut *self.events.lock().expect("not poisoned"));
-        let mut verified: HashMap<(Uuid, i64), u32> = HashMap::new();
+        let mut verified = VerifyCounts::new();
         for shard in &self.verified {
             let counts = std::mem::take(&mut *shard.lock().expect("not poisoned"));
             for (key, count) in counts {

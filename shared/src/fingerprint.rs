@@ -586,8 +586,7 @@ mod tests {
     #[test]
     fn text_components_collapse_whitespace_and_lower_case() {
         let slow = |raw: &str| {
-            raw.trim()
-                .split_whitespace()
+            raw.split_whitespace()
                 .collect::<Vec<_>>()
                 .join(" ")
                 .to_lowercase()
