@@ -18,9 +18,9 @@
 //! | `cpu_id` | vendor, family, model, stepping and name (`/proc/cpuinfo`) | `machdep.cpu.brand_string` | `Win32_Processor.ProcessorId` |
 //! | `macs` | permanent addresses of interfaces backed by a device (`/sys/class/net/*/device`) | hardware ports (`networksetup`) | physical adapters (`Get-NetAdapter -Physical`) |
 //!
-//! Only the Linux collector is tested here (the workspace builds for Linux
-//! only); the macOS and Windows ones are written against the tools' documented
-//! output and marked as untested in `ARCHITECTURE.md`. A component that cannot
+//! Only the Linux collector is tested here; the macOS and Windows ones are
+//! written against the tools' documented output and never run (Windows
+//! compiles, see `ARCHITECTURE.md`). A component that cannot
 //! be read, or that the shared rules refuse (a placeholder UUID, a malformed
 //! address), is left out rather than failing the whole fingerprint.
 

@@ -9,7 +9,7 @@
 use std::io;
 use std::ops::{Deref, DerefMut};
 
-use memmap2::{Advice, MmapMut};
+use memmap2::MmapMut;
 
 /// Snapshot bytes ready for [`open`](super::open).
 #[derive(Debug)]
@@ -31,7 +31,7 @@ impl SnapshotBuffer {
         // A mapping cannot be empty; an empty snapshot still gets a page.
         let map = MmapMut::map_anon(len.max(1))?;
         #[cfg(target_os = "linux")]
-        let _ = map.advise(Advice::HugePage);
+        let _ = map.advise(memmap2::Advice::HugePage);
         Ok(Self { map, len })
     }
 }
