@@ -67,6 +67,7 @@ impl Answers {
             "the answer certificate is for another key"
         );
         let signer = AnswerSigner::new(key.clone(), certificate.to_owned(), claims.expires_at);
+        record_expiry(claims.expires_at);
         Ok(Self {
             key,
             signer: ArcSwapOption::from_pointee(signer),
@@ -99,8 +100,7 @@ impl Answers {
                         certificate,
                         expires_at,
                     ))));
-                    metrics::gauge!("latchkey_edge_answer_certificate_expires_at")
-                        .set(expires_at as f64);
+                    record_expiry(expires_at);
                     RENEW_AFTER
                 }
                 Ok(other) => {
@@ -115,6 +115,12 @@ impl Answers {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// For the alert an hour before clients stop believing this edge.
+fn record_expiry(expires_at: i64) {
+    metrics::gauge!("latchkey_edge_answer_certificate_expires_timestamp_seconds")
+        .set(expires_at as f64);
 }
 
 /// The client's nonce, if the request carries one; a malformed one is the
