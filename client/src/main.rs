@@ -204,7 +204,7 @@ fn trusted(cli: &Cli) -> anyhow::Result<TrustedKeys> {
 
 async fn run_session(client: &Client, key: &str, options: SessionOptions) -> anyhow::Result<()> {
     let mut session = client.start_session(key, options).await?;
-    println!("session {} started", session.id());
+    say(&format!("session {} started", session.id()))?;
     loop {
         let event = tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -212,16 +212,18 @@ async fn run_session(client: &Client, key: &str, options: SessionOptions) -> any
         };
         match event {
             Some(SessionEvent::Heartbeat { edge, next_in }) => {
-                println!("heartbeat at {edge}; next in {}s", next_in.as_secs());
+                say(&format!(
+                    "heartbeat at {edge}; next in {}s",
+                    next_in.as_secs()
+                ))?;
             }
             Some(SessionEvent::Lost(reason)) => anyhow::bail!("session lost: {reason:?}"),
-            Some(other) => println!("{other:?}"),
+            Some(other) => say(&format!("{other:?}"))?,
             None => anyhow::bail!("the session's task stopped"),
         }
     }
     session.end().await;
-    println!("session ended");
-    Ok(())
+    say("session ended")
 }
 
 /// `lease show`: the lease is decoded only after its signature verified; the
@@ -285,6 +287,15 @@ impl<'a> From<&'a latchkey_client::Verification> for Verdict<'a> {
 }
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    say(&serde_json::to_string_pretty(value)?)
+}
+
+/// One line on standard output. A reader that went away (`| head`) is not
+/// an error of ours: the rest is dropped, as `println!` would panic.
+fn say(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }

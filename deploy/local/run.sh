@@ -33,8 +33,8 @@ if [ ! -f "$data/secrets.env" ]; then
 fi
 set -a; . "$data/secrets.env"; set +a
 
-echo "== building latchkey-control and latchkey-edge (the first build compiles every dependency and takes several minutes; later runs seconds)"
-cargo build --bin latchkey-control --bin latchkey-edge
+echo "== building latchkey-control, latchkey-edge and latchkey-client (the first build compiles every dependency and takes several minutes; later runs seconds)"
+cargo build --bin latchkey-control --bin latchkey-edge --bin latchkey-client
 bin=target/debug
 
 private=$(ls "$data"/keys/signing-*.pem 2>/dev/null | grep -v '\.pub\.pem$' | head -n1 || true)
@@ -79,6 +79,11 @@ if [ -z "$key" ]; then
   exit 1
 fi
 suspended=$(demo_key "l.status = 'suspended'")
+# Another fresh one for the client library's command.
+client_key=$(demo_key "l.status = 'active' AND l.kind = 'full' AND l.valid_until > now()
+    AND l.key_prefix <> '${key:0:5}'
+    AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.license_id = l.id)
+    AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.license_id = l.id)")
 # An idempotency key of this run's own: a retry within the run takes one seat.
 idempotency_key="demo-$(date +%s)"
 
@@ -156,7 +161,19 @@ and the admin API on control (a suspension reaches both edges in milliseconds):
   psql "$DATABASE_URL" -c 'SELECT at, request_id, action, entity_kind FROM audit_log ORDER BY id DESC LIMIT 5'
   # usage from the edges lands in the monthly partitions:
   psql "$DATABASE_URL" -c 'SELECT kind, sum(count) FROM license_heartbeats GROUP BY kind'
-
 TRY
+if [ -n "$client_key" ]; then
+  cat <<CLIENT
+
+and as an application does it, with the client library's command (this machine's
+fingerprint, answers believed only when an edge signed them, the lease cached):
+  client="$bin/latchkey-client --edge $edge1 --edge $edge2 --public-key $public --product studio --lease-file $data/client-${client_key:0:5}.lease"
+  \$client activate --key $client_key
+  \$client verify --key $client_key
+  \$client session --key $client_key    # a heartbeat a line; Ctrl-C ends the session
+  \$client lease show
+CLIENT
+fi
+echo
 wait -n "${pids[@]}"
 echo "a process stopped; see the logs in $data/" >&2
