@@ -272,38 +272,37 @@ async fn race(
         let addr = free_local_addr()?;
         let log = work_dir.join(format!("{}.log", kind.name()));
         let (program, server_args) = match kind {
-            ServerKind::Edge => (
-                edge_bin.to_owned(),
-                os_args(&[
+            ServerKind::Edge | ServerKind::EdgeSigned => {
+                let (snapshot, public_key) = (
+                    fixture.snapshot.to_string_lossy(),
+                    fixture.public_key.to_string_lossy(),
+                );
+                let (answer_key, answer_certificate) = (
+                    fixture.answer_key.to_string_lossy(),
+                    fixture.answer_certificate.to_string_lossy(),
+                );
+                let (listen, limit) = (addr.to_string(), UNLIMITED_PER_MIN.to_string());
+                let mut edge_args = vec![
                     "serve",
                     "--snapshot",
-                    &fixture.snapshot.to_string_lossy(),
+                    &snapshot,
                     "--trusted-key",
-                    &fixture.public_key.to_string_lossy(),
+                    &public_key,
                     "--listen",
-                    &addr.to_string(),
+                    &listen,
                     "--rate-limit-per-min",
-                    &UNLIMITED_PER_MIN.to_string(),
-                ]),
-            ),
-            ServerKind::EdgeSigned => (
-                edge_bin.to_owned(),
-                os_args(&[
-                    "serve",
-                    "--snapshot",
-                    &fixture.snapshot.to_string_lossy(),
-                    "--trusted-key",
-                    &fixture.public_key.to_string_lossy(),
-                    "--answer-key",
-                    &fixture.answer_key.to_string_lossy(),
-                    "--answer-certificate",
-                    &fixture.answer_certificate.to_string_lossy(),
-                    "--listen",
-                    &addr.to_string(),
-                    "--rate-limit-per-min",
-                    &UNLIMITED_PER_MIN.to_string(),
-                ]),
-            ),
+                    &limit,
+                ];
+                if kind == ServerKind::EdgeSigned {
+                    edge_args.extend([
+                        "--answer-key",
+                        &*answer_key,
+                        "--answer-certificate",
+                        &*answer_certificate,
+                    ]);
+                }
+                (edge_bin.to_owned(), os_args(&edge_args))
+            }
             ServerKind::Ceiling => (
                 std::env::current_exe()?,
                 os_args(&["ceiling-server", "--listen", &addr.to_string()]),
