@@ -119,28 +119,36 @@ fn an_unknown_role_is_refused_when_parsing() {
     assert!(error.to_string().contains("not a role"), "{error}");
 }
 
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn snapshot_export_writes_a_snapshot_an_edge_opens(pool: PgPool) {
-    let url = url_of(&pool);
-    let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::new_v4()));
-    let keys_dir = dir.join("keys");
+/// What a printed line starting with `prefix` says after it.
+fn printed_after(printed: &str, prefix: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// `keys generate` into `dir`: the private and the public key files.
+async fn generate_keys(dir: &std::path::Path) -> (String, String) {
     let printed = run(
-        &["keys", "generate", "--out", keys_dir.to_str().unwrap()],
+        &["keys", "generate", "--out", dir.to_str().unwrap()],
         None,
         "",
     )
     .await
     .unwrap();
-    let private = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("private key: "))
-        .unwrap()
-        .to_owned();
-    let public = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("public key:  "))
-        .unwrap()
-        .to_owned();
+    (
+        printed_after(&printed, "private key:"),
+        printed_after(&printed, "public key:"),
+    )
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn snapshot_export_writes_a_snapshot_an_edge_opens(pool: PgPool) {
+    let url = url_of(&pool);
+    let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::new_v4()));
+    let (private, public) = generate_keys(&dir.join("keys")).await;
     let secret = "cli-test-secret-cli-test-secret-cli-test-secret";
     let seeded = run(
         &[
@@ -355,26 +363,7 @@ async fn import_checks_then_applies_a_file_and_export_writes_it_back(pool: PgPoo
 async fn keys_certify_edge_writes_a_private_key_and_its_certificate() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("latchkey-cli-{}", uuid::Uuid::new_v4()));
-    let keys_dir = dir.join("keys");
-    let printed = run(
-        &["keys", "generate", "--out", keys_dir.to_str().unwrap()],
-        None,
-        "",
-    )
-    .await
-    .unwrap();
-    let line = |printed: &str, prefix: &str| {
-        printed
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let (private, public) = (
-        line(&printed, "private key: "),
-        line(&printed, "public key:  "),
-    );
+    let (private, public) = generate_keys(&dir.join("keys")).await;
     let out = dir.join("edge");
     let printed = run(
         &[
@@ -392,7 +381,7 @@ async fn keys_certify_edge_writes_a_private_key_and_its_certificate() {
     )
     .await
     .unwrap();
-    let key_file = line(&printed, "answer key:");
+    let key_file = printed_after(&printed, "answer key:");
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the answer key is private");
     let key = latchkey_shared::answer::AnswerKey::from_pkcs8_pem(
@@ -403,7 +392,8 @@ async fn keys_certify_edge_writes_a_private_key_and_its_certificate() {
     trusted
         .insert_pem(&std::fs::read_to_string(&public).unwrap())
         .unwrap();
-    let certificate = std::fs::read_to_string(line(&printed, "answer certificate:")).unwrap();
+    let certificate =
+        std::fs::read_to_string(printed_after(&printed, "answer certificate:")).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let claims: latchkey_shared::token::EdgeCertificate =
         latchkey_shared::token::verify(&certificate, &trusted, now).unwrap();
@@ -415,6 +405,9 @@ async fn keys_certify_edge_writes_a_private_key_and_its_certificate() {
         (claims.expires_at - now - 2 * 3600).abs() < 60,
         "{claims:?}"
     );
-    assert_eq!(line(&printed, "edge id"), claims.edge_id.to_string());
+    assert_eq!(
+        printed_after(&printed, "edge id"),
+        claims.edge_id.to_string()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
