@@ -578,6 +578,11 @@ async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: P
         certificate.edge_id, edge_id,
         "certified as the edge that asked"
     );
+    let recorded = latchkey_control::db::edges::list(&pool).await.unwrap()[0]
+        .answers_certified_until
+        .expect("the certificate is recorded for the panel")
+        .unix_timestamp();
+    assert_eq!(recorded, certificate.expires_at);
     let other_nonce = answer::new_nonce();
     assert_eq!(
         check(&answer::Exchange {

@@ -969,6 +969,18 @@ async fn edges_are_enrolled_and_revoked_and_their_config_is_validated_audited_an
     assert!(row.contains("1.4.2"), "{row}");
     assert!(row.contains("<td class=\"connected\">yes</td>"), "{row}");
     assert!(row.contains("<td class=\"lag\">1</td>"), "{row}");
+    assert!(row.contains("never certified"), "{row}");
+    let until = now.unix_timestamp() + 3600;
+    edges::certified(&pool, edge.id, until).await.unwrap();
+    let listed = client.get("/edges").await;
+    let row = between(&listed.body, "class=\"edge-row\"", "</tr>");
+    assert!(row.contains("<td class=\"answers\">until "), "{row}");
+    edges::certified(&pool, edge.id, now.unix_timestamp() - 60)
+        .await
+        .unwrap();
+    let listed = client.get("/edges").await;
+    let row = between(&listed.body, "class=\"edge-row\"", "</tr>");
+    assert!(row.contains("<td class=\"answers\">expired "), "{row}");
 
     let id = edges::list(&pool).await.unwrap()[0].id;
     let revoked = client

@@ -23,6 +23,9 @@ pub struct Edge {
     pub last_seen_at: Option<OffsetDateTime>,
     pub snapshot_sequence: Option<i64>,
     pub version: Option<String>,
+    /// Until when control's certificate of its answer key holds.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub answers_certified_until: Option<OffsetDateTime>,
 }
 
 /// A new edge and the one-time token it enrols with (shown once).
@@ -41,7 +44,8 @@ pub enum Refusal {
     Revoked,
 }
 
-const COLUMNS: &str = "id, name, enrolled_at, revoked_at, last_seen_at, snapshot_sequence, version";
+const COLUMNS: &str = "id, name, enrolled_at, revoked_at, last_seen_at, snapshot_sequence, version,
+    answers_certified_until";
 
 /// A new edge waiting for its enrolment; one audit row (never the token).
 pub async fn create(pool: &PgPool, ctx: &RequestContext, name: &str) -> DomainResult<Created> {
@@ -114,6 +118,16 @@ pub async fn applied(pool: &PgPool, edge_id: Uuid, sequence: u64) -> DomainResul
     .bind(sequence as i64)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Control certified the edge's answer key until `expires_at` (Unix time).
+pub async fn certified(pool: &PgPool, edge_id: Uuid, expires_at: i64) -> DomainResult<()> {
+    sqlx::query("UPDATE edges SET answers_certified_until = to_timestamp($2) WHERE id = $1")
+        .bind(edge_id)
+        .bind(expires_at as f64)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::context::{Actor, ActorKind, RequestContext};
 use crate::db::devices::{self, LeaseIssuer, SeatRequest};
+use crate::db::edges;
 use crate::db::ingest::{self, IngestError, IngestOutcome, KnownPartitions};
 use crate::db::sessions::{self, SessionSettings, StartRequest};
 use crate::error::cause_chain;
@@ -148,6 +149,10 @@ async fn answer(d: &Deciders, edge_id: Uuid, call: Call) -> Result<Reply, ErrorB
                 answer::CERTIFICATE_TTL_SECS,
             );
             tracing::info!(%edge_id, expires_at = claims.expires_at, "edge answer key certified");
+            // Shown in the panel; the certificate holds whether or not it is.
+            if let Err(error) = edges::certified(pool, edge_id, claims.expires_at).await {
+                tracing::warn!(%edge_id, error = %cause_chain(&error), "the edge's certificate was not recorded");
+            }
             Ok(Reply::Certified {
                 certificate,
                 expires_at: claims.expires_at,

@@ -45,6 +45,8 @@ pub struct EdgeRow {
     pub edge: Edge,
     pub connected: bool,
     pub lag: Option<u64>,
+    /// Its answer certificate still holds: clients believe its answers.
+    pub answers_certified: bool,
 }
 
 /// One input of the configuration form: its name, label, unit, the value
@@ -191,6 +193,9 @@ async fn render(
                 (Some(latest), Some(held)) => Some(latest.saturating_sub(held.max(0) as u64)),
                 _ => None,
             },
+            answers_certified: edge
+                .answers_certified_until
+                .is_some_and(|until| until > now),
             edge,
         })
         .collect();
