@@ -15,10 +15,8 @@
 //! certified (the shared `answer` module): anything else, whatever it says,
 //! is a server that may not be an edge, and the next edge is asked.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::sync::Arc;
 
 use latchkey_shared::TrustedKeys;
 use latchkey_shared::answer::{self, CERTIFICATE_HEADER, Exchange, NONCE_HEADER, SIGNATURE_HEADER};
@@ -205,9 +203,9 @@ impl Edges {
             .body(body.clone());
         // Asked for only when it is checked: signing is most of an edge's
         // work for a verify.
-        let nonce = answer::new_nonce();
-        if self.signatures.required() {
-            request = request.header(NONCE_HEADER, &nonce);
+        let nonce = self.signatures.required().then(answer::new_nonce);
+        if let Some(nonce) = &nonce {
+            request = request.header(NONCE_HEADER, nonce);
         }
         let sent = request.send().await;
         let response = match sent {
@@ -220,8 +218,13 @@ impl Edges {
             }
         };
         let status = response.status();
-        let headers = response.headers().clone();
-        let retry_after = headers
+        let text = |name| {
+            let value = response.headers().get(name)?.to_str().ok()?;
+            Some(value.to_owned())
+        };
+        let (certificate, signature) = (text(CERTIFICATE_HEADER), text(SIGNATURE_HEADER));
+        let retry_after = response
+            .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -235,18 +238,27 @@ impl Edges {
                 };
             }
         };
-        let exchange = Exchange {
-            nonce: &nonce,
-            path: url.path(),
-            request_body: &body,
-            status: status.as_u16(),
-            response_body: &bytes,
-        };
-        if let Err(why) = self.signatures.check(&exchange, &headers) {
-            return Attempt::Retry {
-                why: format!("{status} not believed: {why}"),
-                after: retry_after,
+        if let (Some(nonce), Signatures::Required { trusted, clock }) = (&nonce, &self.signatures) {
+            let exchange = Exchange {
+                nonce,
+                path: url.path(),
+                request_body: &body,
+                status: status.as_u16(),
+                response_body: &bytes,
             };
+            let checked = answer::verify(
+                trusted,
+                clock.now(),
+                &exchange,
+                certificate.as_deref(),
+                signature.as_deref(),
+            );
+            if let Err(why) = checked {
+                return Attempt::Retry {
+                    why: format!("{status} not believed: {why}"),
+                    after: retry_after,
+                };
+            }
         }
         classify(status, &bytes, retry_after)
     }
@@ -289,26 +301,6 @@ impl Edges {
 impl Signatures {
     fn required(&self) -> bool {
         matches!(self, Self::Required { .. })
-    }
-
-    /// Whether the answer in `exchange` comes from a certified edge.
-    fn check(
-        &self,
-        exchange: &Exchange<'_>,
-        headers: &header::HeaderMap,
-    ) -> Result<(), answer::AnswerError> {
-        let Self::Required { trusted, clock } = self else {
-            return Ok(());
-        };
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        answer::verify(
-            trusted,
-            clock.now(),
-            exchange,
-            text(CERTIFICATE_HEADER),
-            text(SIGNATURE_HEADER),
-        )
-        .map(|_| ())
     }
 }
 

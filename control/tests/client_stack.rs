@@ -538,10 +538,7 @@ async fn an_edge_signs_each_answer_with_the_key_control_certified_for_it(pool: P
     wait_for(Duration::from_secs(10), || status_on(&edge, &key).is_some())
         .await
         .expect("the edge serves the license");
-    let (edge_id,): (uuid::Uuid,) = sqlx::query_as("SELECT id FROM edges WHERE name = 'edge-a'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let edge_id = latchkey_control::db::edges::list(&pool).await.unwrap()[0].id;
     let trusted = latchkey_shared::TrustedKeys::new().with(stack.signer.verifying_key());
     let verify = serde_json::json!({ "license_key": key, "fingerprint": machine(1) }).to_string();
 

@@ -6,6 +6,7 @@
 //! there is no valid certificate answers go out unsigned, and clients that
 //! require signatures try another edge.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +52,33 @@ impl Default for Answers {
 }
 
 impl Answers {
+    /// As the edge is configured: a linked edge makes its key and has it
+    /// certified over the link; one serving a file is given both as files,
+    /// or signs nothing.
+    pub fn configured(
+        key: Option<&Path>,
+        certificate: Option<&Path>,
+        linked: bool,
+        trusted: &TrustedKeys,
+    ) -> anyhow::Result<Self> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        match (key, certificate) {
+            (None, None) => Ok(Self::default()),
+            _ if linked => anyhow::bail!(
+                "an edge with a link has its answer key certified by control: leave out --answer-key and --answer-certificate"
+            ),
+            (Some(key), Some(certificate)) => {
+                Self::provisioned(&read(key)?, &read(certificate)?, trusted)
+            }
+            _ => anyhow::bail!("give both --answer-key and --answer-certificate, or neither"),
+        }
+    }
+
     /// A key and certificate given as files, checked now: the certificate
     /// must verify with a trusted key and certify this very key.
-    pub fn provisioned(
+    fn provisioned(
         key_pem: &str,
         certificate: &str,
         trusted: &TrustedKeys,

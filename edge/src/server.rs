@@ -4,10 +4,8 @@
 //!
 //! Thread per core: one current-thread runtime per core, each accepting on
 //! a listener of its own (`SO_REUSEPORT`, the kernel spreads connections), so
-//! a connection's requests never wake another thread. It answered about a
-//! third more verifies per second than one multi-thread runtime under the
-//! same wrk load here, at much the same CPU time per verify. The background
-//! work (snapshot watcher, link, usage) runs on the caller's runtime.
+//! a connection's requests never wake another thread. The background work
+//! (snapshot watcher, link, usage) runs on the caller's runtime.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -128,7 +126,6 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
     }
     // Read before binding: an unreadable token file stops the edge here.
     let enrol_token = config.link.resolve_enrol_token()?;
-    let trusted_copy = trusted.clone();
     let (store, link) = match (&config.snapshot, &config.link.data_dir) {
         (Some(file), _) => (SnapshotStore::new(file.clone(), trusted), None),
         (None, Some(dir)) => (
@@ -166,21 +163,12 @@ pub async fn start(config: EdgeConfig) -> anyhow::Result<RunningEdge> {
             tracing::error!(error = %error, "no valid snapshot: not ready until one arrives");
         }
     }
-    let answers = Arc::new(match (&config.answer_key, &config.answer_certificate) {
-        (Some(key), Some(certificate)) if link.is_none() => {
-            let read = |path: &std::path::PathBuf| {
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-            };
-            Answers::provisioned(&read(key)?, &read(certificate)?, &trusted_copy)?
-        }
-        (None, None) => Answers::default(),
-        _ if link.is_some() => {
-            anyhow::bail!(
-                "an edge with a link has its answer key certified by control: leave out --answer-key and --answer-certificate"
-            )
-        }
-        _ => anyhow::bail!("give both --answer-key and --answer-certificate, or neither"),
-    });
+    let answers = Arc::new(Answers::configured(
+        config.answer_key.as_deref(),
+        config.answer_certificate.as_deref(),
+        link.is_some(),
+        store.trusted(),
+    )?);
     let initial = config.rate_limit_per_min.unwrap_or(100);
     let state = AppState::new(Shared {
         snapshots: store.clone(),
@@ -295,13 +283,6 @@ struct Served {
     router: axum::Router,
     state: AppState,
     max_body_bytes: usize,
-}
-
-impl Served {
-    /// The answer signer, if this edge has a certified one now.
-    fn signer(&self) -> Option<Arc<AnswerSigner>> {
-        self.state.answers.signer()
-    }
 }
 
 /// What every request of one connection needs, in one `Arc` per
@@ -420,9 +401,9 @@ async fn accept_loop(
 
 /// One request, under the request timeout, counted and timed. Done here
 /// rather than as router middleware: no boxed future and no registry lookup
-/// per request. Verify is answered without the router (with the snapshot
-/// guards, 43.6k → 37.4k instructions per verify under callgrind), every
-/// other endpoint through it.
+/// per request. Verify, nearly all traffic, is answered without the router
+/// (its matching and per-request clones showed in a profile); every other
+/// endpoint goes through it.
 async fn answer(
     connection: Arc<Connection>,
     request: Request<Incoming>,
@@ -440,7 +421,7 @@ async fn answer(
             Ok(nonce) => nonce,
             Err(error) => return error.into_response(),
         };
-        match nonce.zip(served.signer()) {
+        match nonce.zip(served.state.answers.signer()) {
             Some((nonce, signer)) => {
                 signed(served, connection.peer, direct, request, &nonce, &signer).await
             }
@@ -462,19 +443,27 @@ async fn unsigned(
     served: &Served,
     peer: SocketAddr,
     direct: bool,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Response {
-    if direct {
-        let headers = request.headers();
-        if let Err(error) = extract::require_json(headers) {
-            return error.into_response();
-        }
-        let (parts, body) = request.into_parts();
-        return match extract::read_body(body, served.max_body_bytes).await {
-            Ok(body) => verify(served, peer, &parts.headers, &body),
-            Err(error) => error.into_response(),
-        };
+    if !direct {
+        return through_router(served, peer, request).await;
     }
+    if let Err(error) = extract::require_json(request.headers()) {
+        return error.into_response();
+    }
+    let (parts, body) = request.into_parts();
+    match extract::read_body(body, served.max_body_bytes).await {
+        Ok(body) => verify(served, peer, &parts.headers, &body),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Any endpoint but the verify the server answers itself.
+async fn through_router<B>(served: &Served, peer: SocketAddr, mut request: Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     request.extensions_mut().insert(ConnectInfo(peer));
     match served.router.clone().oneshot(request).await {
         Ok(response) => response,
@@ -493,7 +482,7 @@ async fn signed(
     signer: &AnswerSigner,
 ) -> Response {
     let path = request.uri().path().to_owned();
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let body = match extract::read_body(body, served.max_body_bytes).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
@@ -504,12 +493,8 @@ async fn signed(
             Err(error) => error.into_response(),
         }
     } else {
-        parts.extensions.insert(ConnectInfo(peer));
         let request = Request::from_parts(parts, axum::body::Body::from(body.clone()));
-        match served.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
+        through_router(served, peer, request).await
     };
     answers::sign(signer, nonce, &path, &body, response).await
 }
